@@ -1,0 +1,1 @@
+"""jobline_gateway."""
