@@ -1,0 +1,49 @@
+"""What every service process does: settings, logging, the standard routes, uvicorn.
+
+Background work (the relay loop, the consumer) runs inside the FastAPI lifespan, so
+uvicorn's SIGTERM handling drains HTTP first and then the lifespan's exit stops the work
+cleanly; the process exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from jobline import health, metrics
+from jobline.db import check_database
+from jobline.errors import ConfigError
+from jobline.kafka import check_broker
+from jobline.settings import DatabaseSettings, KafkaSettings
+
+
+def dependency_checks(db: DatabaseSettings, kafka: KafkaSettings) -> dict[str, health.Check]:
+    """The readiness checks of a service that needs PostgreSQL and the broker."""
+
+    async def database() -> None:
+        await check_database(db.plain_url, timeout=db.db_connect_timeout_seconds)
+
+    async def broker() -> None:
+        await check_broker(kafka)
+
+    return {"database": database, "broker": broker}
+
+
+def add_standard_routes(app: FastAPI, checks: Mapping[str, health.Check]) -> None:
+    app.include_router(health.router(checks))
+    app.include_router(metrics.router())
+
+
+def serve(app: FastAPI | str, host: str, port: int, **kwargs: Any) -> None:
+    """Run ``app`` until SIGINT/SIGTERM; ``log_config=None`` keeps our JSON logging."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
+
+
+def fail_fast(exc: ConfigError) -> None:
+    """One line on stderr and exit 2: a bad setting is not a traceback wall."""
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2)

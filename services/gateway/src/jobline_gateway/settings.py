@@ -1,0 +1,15 @@
+"""Settings of the gateway (env prefix `JOBLINE_`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from jobline.settings import DatabaseSettings, HttpSettings, KafkaSettings, RuntimeSettings
+
+
+class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
+    """Everything the gateway reads from the environment, validated at start."""
+
+    gateway_port: Annotated[int, Field(ge=1, le=65535)] = 8000
