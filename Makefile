@@ -52,6 +52,9 @@ lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 bench: $(STAMP) ## print benchmark figures as JSON
 	@$(PY) -m bench
 
+eval-analyzer: $(STAMP) ## replay a simulated day with injected incidents; print precision/recall/delay
+	@$(PY) -m jobline_analyzer.evaluation
+
 clean: ## remove the virtual environment, caches and local dev data
 	rm -rf $(VENV) .jobline .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

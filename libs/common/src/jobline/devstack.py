@@ -58,7 +58,7 @@ SERVICES: Final = (
     ServiceSpec("gateway", "jobline_gateway", 8000),
     ServiceSpec("outbox-relay", "jobline_relay", 8002),
     ServiceSpec("worker", "jobline_worker", 8003),
-    ServiceSpec("ai-analyzer", "jobline_analyzer.server", 8001),
+    ServiceSpec("ai-analyzer", "jobline_analyzer", 8001),
 )
 
 _COLOURS: Final = ("\033[36m", "\033[35m", "\033[33m", "\033[32m")

@@ -24,3 +24,11 @@ class InvalidEvent(JoblineError):
 
 class DependencyUnavailable(JoblineError):
     """A required server (PostgreSQL or the broker) is unreachable."""
+
+
+class TopicError(JoblineError):
+    """The broker refused to create a topic."""
+
+
+class InvalidSchedule(JoblineError):
+    """The schedule is invalid (bad cron expression, time zone, interval or bounds)."""

@@ -1,4 +1,4 @@
-"""`jobline-analyzer` command line: `score` a CSV now; `serve` the service later."""
+"""`jobline-analyzer` command line: `serve` the service, or `score` a CSV offline."""
 
 from __future__ import annotations
 
@@ -22,21 +22,25 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+    from jobline_analyzer import server
+
+    server.main()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `jobline-analyzer` and `python -m jobline_analyzer`."""
     parser = argparse.ArgumentParser(prog="jobline-analyzer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
     score = sub.add_parser("score", help="score a timestamp,value CSV (NAB format)")
     score.add_argument("file", help="input CSV with timestamp,value columns")
     score.add_argument("--output", "-o", help="output CSV (default: stdout)")
     score.set_defaults(func=_score)
-    serve = sub.add_parser("serve", help="run the analyzer service (not implemented yet)")
+    serve = sub.add_parser("serve", help="run the analyzer service (health, metrics; the default)")
     serve.set_defaults(func=_serve)
     args = parser.parse_args(argv)
+    if args.command is None:
+        args.func = _serve
     code: int = args.func(args)
     return code
 

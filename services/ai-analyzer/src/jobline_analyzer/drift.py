@@ -4,7 +4,10 @@ Method: ETS(A,N,N) — simple exponential smoothing, i.e. ARIMA(0,1,1) — fitte
 on the log of the per-minute median, refitted every `refit_every` points on the last
 `history` points, and run between refits as an O(1) recursion. A point is out of line when it
 exceeds the one-step upper prediction bound `level + z * sigma`; a finding needs `k` of the
-last `n` points out of line and a ratio of at least `min_ratio`, so one slow minute is not news.
+last `n` points out of line, or the mean residual of the last `n_mean` points above
+`z_mean * sigma / sqrt(n_mean)` (low-volume types, whose per-minute median is too noisy for the
+point rule), and always a ratio of at least `min_ratio` and an excess of `min_excess_seconds`,
+so one slow minute, or a queue wait going from 0.2 s to 0.5 s, is not news.
 
 Why this and not STL or SARIMAX: per-minute data with daily seasonality has period 1440; STL
 needs two full periods (two days) before its first residual and SARIMAX with s=1440 is far too
@@ -42,10 +45,20 @@ class DriftConfig:
     min_ratio: float = 1.3
     k: int = 3
     n: int = 5
-    clip: float = 2.0
+    n_mean: int = 10
+    z_mean: float = 5.0
+    min_excess_seconds: float = 0.0
+    clip: float = 1.5
     min_sigma: float = 0.02
     floor_seconds: float = 0.001
     clear_after_minutes: int = 10
+
+
+def default_config(kind: DriftKind) -> DriftConfig:
+    """Queue waits are spiky (a short backlog doubles them), so demand a larger, real change."""
+    if kind == "queue_wait_drift":
+        return DriftConfig(min_ratio=2.0, min_excess_seconds=5.0, n_mean=0)
+    return DriftConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +100,13 @@ class DriftDetector:
         self.tenant = tenant
         self.job_type = job_type
         self.kind: DriftKind = kind
-        self.config = config or DriftConfig()
+        self.config = config or default_config(kind)
         self._history: list[float] = []
         self._alpha = 0.1
         self._sigma = self.config.min_sigma
         self._level: float | None = None
         self._since_fit = 0
-        self._recent: list[tuple[datetime, bool]] = []
+        self._recent: list[tuple[datetime, bool, float]] = []
         self._active = False
         self._quiet = 0
 
@@ -128,20 +141,35 @@ class DriftDetector:
         cfg = self.config
         assert self._level is not None
         level = self._level
-        z = (y - level) / self._sigma
-        out = z > cfg.z and y - level >= math.log(cfg.min_ratio)
-        self._recent.append((timestamp, out))
-        del self._recent[: -cfg.n]
-        hits = [t for t, o in self._recent if o]
-        if not out:
+        resid = y - level
+        z = resid / self._sigma
+        excess = math.exp(y) - math.exp(level) >= cfg.min_excess_seconds
+        big = resid >= math.log(cfg.min_ratio) and excess
+        out = z > cfg.z and big
+        self._recent.append((timestamp, out, resid))
+        del self._recent[: -max(cfg.n, cfg.n_mean)]
+        hits = [t for t, o, _ in self._recent[-cfg.n :] if o]
+        # n_mean = 0 turns the mean rule off (queue waits: backlogs make runs of high values).
+        tail = self._recent[-cfg.n_mean :] if cfg.n_mean else []
+        mean = sum(r for _, _, r in tail) / len(tail) if tail else 0.0
+        shifted = (
+            bool(tail)
+            and len(tail) == cfg.n_mean
+            and mean * math.sqrt(cfg.n_mean) / self._sigma > cfg.z_mean
+            and mean >= math.log(cfg.min_ratio)
+            and big
+        )
+        if not (out or shifted):
             if self._active:
                 self._quiet += 1
                 if self._quiet >= cfg.clear_after_minutes:
                     self._active, self._quiet = False, 0
             return None
         self._quiet = 0
-        if self._active or len(hits) < cfg.k:
+        if self._active or (len(hits) < cfg.k and not shifted):
             return None
+        if shifted and len(hits) < cfg.k:
+            hits = [tail[0][0]]
         self._active = True
         expected = math.exp(level)
         observed = math.exp(y)
@@ -158,24 +186,22 @@ class DriftDetector:
             baseline=expected,
             observed=observed,
             score=1.0 - cfg.z / z,
-            explanation=self._explain(observed, expected, bound, len(hits)),
+            explanation=self._explain(observed, expected, bound),
         )
 
-    def _explain(self, observed: float, expected: float, bound: float, hits: int) -> str:
-        n = self.config.n
+    def _explain(self, observed: float, expected: float, bound: float) -> str:
         ratio = observed / expected
         if self.kind == "runtime_drift":
             return (
                 f"{self.job_type} runs now take {duration(observed)} (median), {ratio:.1f}x the "
-                f"{duration(expected)} expected and above the {duration(bound)} upper bound in "
-                f"{hits} of the last {n} min; check its dependencies' latency, input sizes "
-                f"and recent deploys."
+                f"{duration(expected)} expected (one-minute upper bound {duration(bound)}); "
+                f"check its dependencies' latency, input sizes and recent deploys."
             )
         return (
             f"{self.job_type} jobs now wait {duration(observed)} in the queue (median), "
-            f"{ratio:.1f}x the {duration(expected)} expected and above the {duration(bound)} "
-            f"upper bound in {hits} of the last {n} min; add worker capacity for its queue or "
-            f"look for stuck or slow workers."
+            f"{ratio:.1f}x the {duration(expected)} expected (one-minute upper bound "
+            f"{duration(bound)}); add worker capacity for its queue or look for stuck or "
+            f"slow workers."
         )
 
     @property
@@ -195,7 +221,7 @@ class DriftDetector:
             "sigma": self._sigma,
             "level": self._level,
             "since_fit": self._since_fit,
-            "recent": [[t.isoformat(), o] for t, o in self._recent],
+            "recent": [[t.isoformat(), o, r] for t, o, r in self._recent],
             "active": self._active,
             "quiet": self._quiet,
         }
@@ -209,7 +235,9 @@ class DriftDetector:
         det._sigma = float(state["sigma"])
         det._level = None if state["level"] is None else float(state["level"])
         det._since_fit = int(state["since_fit"])
-        det._recent = [(datetime.fromisoformat(t), bool(o)) for t, o in state["recent"]]
+        det._recent = [
+            (datetime.fromisoformat(t), bool(o), float(r)) for t, o, r in state["recent"]
+        ]
         det._active = bool(state["active"])
         det._quiet = int(state["quiet"])
         return det

@@ -1,0 +1,206 @@
+"""Each streaming detector on synthetic series: incident found in time, quiet series silent."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jobline_analyzer.drift import DriftDetector
+from jobline_analyzer.failure_rate import FailureRateDetector
+from jobline_analyzer.findings import Finding
+from jobline_analyzer.new_error_class import NewErrorClassDetector
+from jobline_analyzer.throughput import ThroughputDetector
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+MINUTES = 360
+INCIDENT = 240  # minute the incident starts
+SEEDS = [0, 1, 2, 3]
+
+
+def minute(m: int) -> datetime:
+    return T0 + timedelta(minutes=m)
+
+
+def failure_series(seed: int, incident: bool) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in range(MINUTES):
+        runs = int(rng.poisson(20))
+        p = 0.3 if incident and m >= INCIDENT else 0.02
+        failed = int(rng.binomial(runs, p))
+        rows.append((runs - failed, failed))
+    return rows
+
+
+def latency_series(seed: int, incident: bool) -> list[float]:
+    rng = np.random.default_rng(seed)
+    shift = [1.8 if incident and m >= INCIDENT else 1.0 for m in range(MINUTES)]
+    season = [1 + 0.1 * math.sin(2 * math.pi * m / 1440) for m in range(MINUTES)]
+    return [2.0 * s * k * math.exp(rng.normal(0, 0.1)) for s, k in zip(season, shift, strict=True)]
+
+
+def throughput_series(seed: int, incident: bool) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    rows, backlog = [], 0
+    for m in range(MINUTES):
+        arrivals = int(rng.poisson(10))
+        backlog += arrivals
+        capacity = 0 if incident and INCIDENT <= m < INCIDENT + 30 else int(rng.poisson(30))
+        done = min(backlog, capacity)
+        backlog -= done
+        rows.append((arrivals, done))
+    return rows
+
+
+def error_series(seed: int, incident: bool) -> list[dict[str, int]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in range(MINUTES):
+        row = {"TimeoutError": int(rng.poisson(0.5)), "KeyError: <str>": int(rng.poisson(0.2))}
+        if incident and m >= INCIDENT:
+            row["ConnectionRefusedError: connect to <ip> refused"] = int(rng.poisson(2))
+        rows.append(row)
+    return rows
+
+
+def run_failures(rows: list[tuple[int, int]]) -> list[tuple[int, Finding]]:
+    det = FailureRateDetector("acme", "send-email")
+    return [(m, f) for m, r in enumerate(rows) if (f := det.update(minute(m), *r))]
+
+
+def run_drift(values: list[float]) -> list[tuple[int, Finding]]:
+    det = DriftDetector("acme", "resize-image", "runtime_drift")
+    return [(m, f) for m, v in enumerate(values) if (f := det.update(minute(m), v))]
+
+
+def run_throughput(rows: list[tuple[int, int]]) -> list[tuple[int, Finding]]:
+    det = ThroughputDetector("acme", "sync-crm")
+    return [(m, f) for m, r in enumerate(rows) if (f := det.update(minute(m), *r))]
+
+
+def run_errors(rows: list[dict[str, int]]) -> list[tuple[int, Finding]]:
+    det = NewErrorClassDetector("acme", "charge-card")
+    return [(m, f) for m, r in enumerate(rows) if (f := det.update(minute(m), r))]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_failure_spike_found_within_3_minutes(seed: int) -> None:
+    found = run_failures(failure_series(seed, incident=True))
+    assert found, "spike not found"
+    m, finding = found[0]
+    assert INCIDENT <= m <= INCIDENT + 3
+    assert finding.kind == "failure_rate_spike"
+    assert finding.observed > 0.1
+    assert finding.baseline < 0.05
+    assert "send-email failed" in finding.explanation
+    assert len(found) == 1  # one finding per incident, not one per minute
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_runtime_drift_found_within_5_minutes(seed: int) -> None:
+    found = run_drift(latency_series(seed, incident=True))
+    assert found
+    m, finding = found[0]
+    assert INCIDENT <= m <= INCIDENT + 5
+    assert finding.kind == "runtime_drift"
+    assert 1.5 < finding.observed / finding.baseline < 2.3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_stall_found_within_3_minutes(seed: int) -> None:
+    found = run_throughput(throughput_series(seed, incident=True))
+    assert found
+    m, finding = found[0]
+    assert INCIDENT <= m <= INCIDENT + 3
+    assert finding.kind == "stall"
+    assert finding.severity == "critical"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_new_error_class_found_within_5_minutes(seed: int) -> None:
+    found = run_errors(error_series(seed, incident=True))
+    assert found
+    m, finding = found[0]
+    assert INCIDENT <= m <= INCIDENT + 5
+    assert finding.error_class == "ConnectionRefusedError: connect to <ip> refused"
+    assert len(found) == 1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_quiet_series_give_no_findings(seed: int) -> None:
+    assert run_failures(failure_series(seed, incident=False)) == []
+    assert run_drift(latency_series(seed, incident=False)) == []
+    assert run_throughput(throughput_series(seed, incident=False)) == []
+    assert run_errors(error_series(seed, incident=False)) == []
+
+
+def test_one_failure_in_two_runs_is_not_a_spike() -> None:
+    det = FailureRateDetector("acme", "send-email")
+    for m in range(120):
+        det.update(minute(m), 49, 1)
+    assert det.update(minute(120), 1, 1) is None
+    assert det.update(minute(121), 0, 0) is None
+
+
+def test_no_stall_without_arrivals() -> None:
+    det = ThroughputDetector("acme", "sync-crm")
+    for m in range(60):
+        det.update(minute(m), 10, 10)
+    assert all(det.update(minute(60 + m), 0, 0) is None for m in range(60))
+
+
+def _roundtrip(det: object) -> object:
+    state = det.to_state()  # type: ignore[attr-defined]
+    return type(det).from_state(json.loads(json.dumps(state)))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("make", "series", "feed"),
+    [
+        (
+            lambda: FailureRateDetector("a", "t"),
+            failure_series(5, True),
+            lambda d, m, r: d.update(minute(m), *r),
+        ),
+        (
+            lambda: DriftDetector("a", "t"),
+            latency_series(5, True),
+            lambda d, m, r: d.update(minute(m), r),
+        ),
+        (
+            lambda: ThroughputDetector("a", "t"),
+            throughput_series(5, True),
+            lambda d, m, r: d.update(minute(m), *r),
+        ),
+        (
+            lambda: NewErrorClassDetector("a", "t"),
+            error_series(5, True),
+            lambda d, m, r: d.update(minute(m), r),
+        ),
+    ],
+)
+def test_state_roundtrip_mid_stream_gives_identical_results(
+    make: Callable[[], Any], series: list[Any], feed: Callable[[Any, int, Any], Finding | None]
+) -> None:
+    straight = make()
+    expected = [feed(straight, m, r) for m, r in enumerate(series)]
+    det = make()
+    got = []
+    for m, r in enumerate(series):
+        if m in (INCIDENT - 1, INCIDENT + 2, 100):  # before, during an incident, and early
+            det = _roundtrip(det)
+        got.append(feed(det, m, r))
+    assert got == expected
+    assert any(f is not None for f in got)
+
+
+def test_finding_dict_roundtrip() -> None:
+    [(_, finding)] = run_failures(failure_series(0, incident=True))
+    data = json.loads(json.dumps(finding.to_dict()))
+    assert Finding.from_dict(data) == finding

@@ -1,0 +1,71 @@
+import pytest
+
+from jobline import topics
+
+
+@pytest.mark.parametrize("name", ["default", "a", "emails_v2", "img-resize", "0", "x" * 64])
+def test_valid_queue_names(name):
+    assert topics.validate_queue_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "dlq", "Emails", "a.b", "a b", "a/b", "x" * 65, "é", "queue\n"]
+)
+def test_invalid_queue_names(name):
+    with pytest.raises(ValueError, match="invalid queue name"):
+        topics.validate_queue_name(name)
+
+
+def test_topic_names():
+    assert topics.work_topic("jobline", "emails") == "jobline.jobs.emails"
+    assert topics.dlq_topic("jobline") == "jobline.jobs.dlq"
+    assert topics.events_topic("acme") == "acme.events"
+    assert topics.insights_topic("acme") == "acme.insights"
+
+
+def test_work_topic_rejects_the_dlq_and_bad_names():
+    with pytest.raises(ValueError, match="reserved"):
+        topics.work_topic("jobline", "dlq")
+    with pytest.raises(ValueError, match="invalid queue name"):
+        topics.work_topic("jobline", "Bad")
+
+
+@pytest.mark.parametrize(
+    ("logical", "topic"),
+    [
+        ("jobs.emails", "p.jobs.emails"),
+        ("jobs.dlq", "p.jobs.dlq"),
+        ("events", "p.events"),
+        ("insights", "p.insights"),
+    ],
+)
+def test_resolve(logical, topic):
+    assert topics.resolve("p", logical) == topic
+
+
+def test_work_logical_round_trips_through_resolve():
+    logical = topics.work_logical("emails")
+    assert logical == "jobs.emails"
+    assert topics.resolve("p", logical) == topics.work_topic("p", "emails")
+
+
+@pytest.mark.parametrize("logical", ["", "jobs.", "jobs.Bad", "job.emails", "events.x", "p.events"])
+def test_resolve_rejects_unknown_names(logical):
+    with pytest.raises(ValueError, match=r"unknown logical topic|invalid queue name"):
+        topics.resolve("p", logical)
+
+
+def test_core_topics_lists_each_queue_once_then_the_shared_topics():
+    assert topics.core_topics("p", ["b", "a", "b"]) == [
+        "p.jobs.b",
+        "p.jobs.a",
+        "p.jobs.dlq",
+        "p.events",
+        "p.insights",
+    ]
+    assert topics.core_topics("p", []) == ["p.jobs.dlq", "p.events", "p.insights"]
+
+
+def test_core_topics_validates_queues():
+    with pytest.raises(ValueError, match="reserved"):
+        topics.core_topics("p", ["dlq"])
