@@ -44,6 +44,15 @@ def test_score_writes_nab_columns_and_flags_the_spike(tmp_path: Path) -> None:
     assert sum(flags) <= 3
 
 
-def test_serve_is_not_implemented_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_serve_without_configuration_fails_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOBLINE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("JOBLINE_KAFKA_BOOTSTRAP", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "JOBLINE_DATABASE_URL" in err
+    assert "JOBLINE_KAFKA_BOOTSTRAP" in err
