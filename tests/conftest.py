@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -19,11 +19,13 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import jobline
 from jobline.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from jobline.errors import DependencyUnavailable
 from jobline.settings import DatabaseSettings, KafkaSettings, plain_url
+from tests.stack import Stack, running_stack
 
 TESTS = Path(__file__).parent
 FOLDER_MARKERS = ("unit", "integration", "e2e", "faults")
@@ -207,3 +209,52 @@ def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
 @pytest.fixture(scope="session")
 def db_settings(database_url: str) -> DatabaseSettings:
     return DatabaseSettings(database_url=database_url)
+
+
+# --- shared fixtures for tests that use the schema or run services --------------------
+
+
+@pytest.fixture(scope="session")
+async def engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    from jobline import db
+
+    engine = db.create_engine(db_settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def make_api_key(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
+    """``await make_api_key(scopes=..., tenant=...)``: a fresh tenant (unless given) and key."""
+    from jobline import db, keystore
+    from jobline.apikeys import ALL_SCOPES, parse_scopes
+
+    async def make(scopes: str | None = None, tenant: str | None = None) -> str:
+        tenant = tenant or f"t-{uuid4().hex[:10]}"
+        parsed = parse_scopes(scopes) if scopes else ALL_SCOPES
+        async with db.transaction(engine) as conn:
+            _, plaintext = await keystore.create_key(
+                conn, tenant_id=tenant, name="test", scopes=parsed
+            )
+        return plaintext
+
+    return make
+
+
+@pytest.fixture
+def service_env(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
+    """The environment a service process of this run needs (as ``jobline dev`` sets it)."""
+    return {
+        "JOBLINE_DATABASE_URL": database_url,
+        "JOBLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "JOBLINE_TOPIC_PREFIX": topic_prefix,
+        "JOBLINE_ENV": "test",
+        "JOBLINE_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """Start services as processes with ``stack.start("gateway")``; all stopped afterwards."""
+    with running_stack(service_env, tmp_path) as running:
+        yield running

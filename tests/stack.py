@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,10 +137,8 @@ class Stack:
     def stop_all(self) -> None:
         for service in self.services:
             if service.alive:
-                try:
+                with suppress(subprocess.TimeoutExpired):
                     service.terminate(timeout=15)
-                except subprocess.TimeoutExpired:
-                    pass
         for service in self.services:
             service.kill()
 

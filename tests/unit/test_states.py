@@ -336,7 +336,9 @@ def test_invariants_hold_for_any_sequence_of_events(sequence, max_attempts):
         assert (job.lease_owner is not None) == (job.state is JobState.RUNNING)
         # Exactly the dead transition writes a dead letter.
         dlq = [m for m in messages if m.topic == "jobs.dlq"]
-        assert len(dlq) == (1 if job.state is JobState.DEAD and before.state is not job.state else 0)
+        assert len(dlq) == (
+            1 if job.state is JobState.DEAD and before.state is not job.state else 0
+        )
 
 
 def test_event_ids_are_job_and_sequence():
