@@ -1,0 +1,1 @@
+"""End-to-end benchmarks: ``make bench`` prints one JSON object of measured figures."""
