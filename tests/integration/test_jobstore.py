@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -12,7 +13,7 @@ from jobline.backoff import BackoffKind, BackoffPolicy
 from jobline.envelope import WorkEnvelope
 from jobline.errors import IllegalTransition
 from jobline.keystore import ensure_tenant
-from jobline.states import Cancel, Claim, Fail, Job, JobState, Succeed, submit
+from jobline.states import Cancel, Claim, Fail, Job, JobState, Succeed, submit, transition
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ async def tenant(engine):
 
 def new_job(tenant: str, **changes) -> Job:
     now = datetime.now(UTC) - timedelta(seconds=1)
-    fields = {
+    fields: dict[str, Any] = {
         "id": uuid4(),
         "tenant_id": tenant,
         "type": "echo",
@@ -131,14 +132,11 @@ async def test_a_stale_save_is_refused(engine, tenant):
     stale = submitted.job
     async with db.transaction(engine) as conn:
         await jobstore.apply(conn, stale.id, Cancel(), datetime.now(UTC))
-    from jobline.states import transition
-
-    with pytest.raises(IllegalTransition, match="concurrently"):
-        async with db.transaction(engine) as conn:
-            claim = Claim("late", 30)
-            await jobstore.save(
-                conn, stale, claim, transition(stale, claim, datetime.now(UTC)), datetime.now(UTC)
-            )
+    claim = Claim("late", 30)
+    late = transition(stale, claim, datetime.now(UTC))
+    async with db.transaction(engine) as conn:
+        with pytest.raises(IllegalTransition, match="concurrently"):
+            await jobstore.save(conn, stale, claim, late, datetime.now(UTC))
 
 
 async def test_lease_renewal_and_expiry(engine, tenant):

@@ -80,16 +80,20 @@ def test_next_retry_at_adds_the_delay():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"base_seconds": -1}, {"base_seconds": 5, "max_seconds": 1}, {"multiplier": 0.5}],
+    ("kwargs", "message"),
+    [
+        ({"base_seconds": -1}, "base_seconds"),
+        ({"base_seconds": 5, "max_seconds": 1}, "max_seconds"),
+        ({"multiplier": 0.5}, "multiplier"),
+    ],
 )
-def test_invalid_policies_are_rejected(kwargs):
-    with pytest.raises(ValueError):
+def test_invalid_policies_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         BackoffPolicy(**kwargs)
 
 
 def test_zero_failures_is_an_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="failures"):
         exponential(1.0, 0, 10.0)
 
 

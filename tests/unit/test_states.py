@@ -19,6 +19,7 @@ from jobline.states import (
     Cancelled,
     Claim,
     Due,
+    Event,
     Fail,
     HandBack,
     Job,
@@ -82,7 +83,7 @@ def event_types(messages) -> list[str]:
 
 # --- the legal table -------------------------------------------------------------------
 
-EVENTS = {
+EVENTS: dict[str, Event] = {
     "Due": Due(),
     "Claim": Claim("w2", 30),
     "Succeed": Succeed(),
@@ -342,7 +343,7 @@ def test_invariants_hold_for_any_sequence_of_events(sequence, max_attempts):
 
 
 def test_event_ids_are_job_and_sequence():
-    job, messages = submit(draft(), T0)
+    _, messages = submit(draft(), T0)
     event = events.decode(messages[0].value)
     assert event.get_id() == f"{JOB_ID}:1"
     assert event.get_subject() == str(JOB_ID)

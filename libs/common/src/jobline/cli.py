@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Coroutine
 from datetime import datetime
@@ -51,6 +52,9 @@ def dev(
 ) -> None:
     """Run PostgreSQL, the broker and all four services on this machine until Ctrl-C."""
     runtime = _runtime()
+    # The supervisor reports an unreachable broker itself, in one line; aiokafka's own
+    # connection errors would only repeat it as noise (the services log theirs normally).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     prefix = os.environ.get("JOBLINE_TOPIC_PREFIX", "jobline")
     try:
         code = devstack.run(runtime.data_dir, prefix, partitions)

@@ -42,12 +42,25 @@ STOP_GRACE_SECONDS: Final = 15.0
 DEV_QUEUES: Final = ("default", "emails")
 
 
+# The variable each service reads its port from; `jobline dev` honours it too.
+PORT_VARIABLES: Final = {
+    "gateway": "JOBLINE_GATEWAY_PORT",
+    "outbox-relay": "JOBLINE_RELAY_PORT",
+    "worker": "JOBLINE_WORKER_PORT",
+    "ai-analyzer": "JOBLINE_ANALYZER_PORT",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     module: str
-    port: int
+    default_port: int
     args: tuple[str, ...] = ()
+
+    @property
+    def port(self) -> int:
+        return int(os.environ.get(PORT_VARIABLES[self.name], self.default_port))
 
     @property
     def url(self) -> str:
