@@ -12,15 +12,17 @@ from uuid import UUID
 
 import typer
 
-from jobline import apikeys, db, devstack, keystore, migrate
+from jobline import apikeys, db, devstack, kafka, keystore, migrate, topics
 from jobline.errors import ConfigError, JoblineError
-from jobline.settings import DatabaseSettings, RuntimeSettings, load
+from jobline.settings import DatabaseSettings, KafkaSettings, RuntimeSettings, load
 
 T = TypeVar("T")
 
 app = typer.Typer(help="Jobline: durable background jobs.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -75,6 +77,22 @@ def migrate_cmd(
     except JoblineError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"database at {db.describe(url)} is at revision {migrate.current(url)}")
+
+
+@topics_app.command("ensure")
+def topics_ensure(
+    queues: Annotated[str, typer.Option(help="Comma-separated queue names.")] = "default",
+) -> None:
+    """Create the work, DLQ, events and insights topics that do not exist yet."""
+    try:
+        settings = load(KafkaSettings)
+        names = topics.core_topics(
+            settings.topic_prefix, [topics.validate_queue_name(q) for q in queues.split(",")]
+        )
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc), 2) from None
+    created = _run(kafka.ensure_topics(settings, names))
+    typer.echo(f"created: {', '.join(created) or 'nothing (all present)'}")
 
 
 @keys_app.command("create")
