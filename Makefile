@@ -8,6 +8,10 @@ STAMP  := $(VENV)/.installed
 PKGS   := libs/common[embedded] services/gateway services/outbox-relay services/worker services/ai-analyzer
 INPUTS := constraints.txt requirements-dev.txt libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
 PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Some machines' pip config names local index folders that may not exist; pip warns about
+# each one on every install. Drop only those lines, keep every real error.
+QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
 .PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench eval-analyzer clean
 
@@ -19,9 +23,9 @@ help: ## list the targets
 $(STAMP): $(INPUTS)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) ..."
-	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt pip setuptools wheel
-	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt \
-		-r requirements-dev.txt $(foreach p,$(PKGS),-e $(p))
+	@set -o pipefail; $(PY) -m pip install -q -c constraints.txt pip setuptools wheel 2>&1 | $(QUIET_PIP)
+	@set -o pipefail; $(PY) -m pip install -q --no-build-isolation -c constraints.txt \
+		-r requirements-dev.txt $(foreach p,$(PKGS),-e $(p)) 2>&1 | $(QUIET_PIP)
 	@touch $@
 
 install: $(STAMP) ## create .venv and install the pinned dependencies

@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from jobline import apikeys
 from jobline.apikeys import InvalidScope, MalformedKey, Scope
+from jobline.errors import JoblineError
 
 
 def test_generated_keys_verify_and_carry_their_prefix():
@@ -39,5 +40,5 @@ def test_scopes_parse_and_reject_unknown_names():
 
 @pytest.mark.parametrize("tenant", ["", "UPPER", "a b", "-leading", "x" * 64])
 def test_bad_tenant_names(tenant):
-    with pytest.raises(apikeys.JoblineError, match="invalid tenant"):
+    with pytest.raises(JoblineError, match="invalid tenant"):
         apikeys.validate_tenant(tenant)
