@@ -16,7 +16,9 @@ import time
 from bench.env import bench_env
 
 # name -> module; each module's run(env) returns a dict of figures.
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "relay": "bench.relay",
+}
 
 
 def main(argv: list[str]) -> int:

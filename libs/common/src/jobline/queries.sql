@@ -109,3 +109,11 @@ FOR UPDATE
 -- For the relay's gauges: rows due now and the age of the oldest.
 SELECT count(*) AS due, EXTRACT(EPOCH FROM (now() - min(available_at))) AS oldest_age_seconds
 FROM outbox WHERE available_at <= now()
+
+-- name: outbox_next_due
+-- When an idle relay should look again: seconds until the earliest row that is not yet due
+-- (a delayed job's run_at, a retry's backoff). Reads the first entry of ix_outbox_available_at_id
+-- past now(), so it costs one index probe however long the backlog. The database's clock
+-- decides, like claim_outbox does, so the relay's own clock skew does not matter.
+SELECT EXTRACT(EPOCH FROM (min(available_at) - now())) AS seconds
+FROM outbox WHERE available_at > now()

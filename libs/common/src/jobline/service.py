@@ -7,6 +7,7 @@ cleanly; the process exits 0.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +40,15 @@ def add_standard_routes(app: FastAPI, checks: Mapping[str, health.Check]) -> Non
 
 
 def serve(app: FastAPI | str, host: str, port: int, **kwargs: Any) -> None:
-    """Run ``app`` until SIGINT/SIGTERM; ``log_config=None`` keeps our JSON logging."""
+    """Run ``app`` until SIGINT/SIGTERM, then exit 0; ``log_config=None`` keeps our logging.
+
+    uvicorn drains HTTP and runs the lifespan's shutdown on SIGTERM, then re-raises the signal
+    under the handler that was installed before it started. Under the default handler that
+    kills the process (-15) after a clean shutdown, so a no-op handler goes first: a clean
+    shutdown returns from here and the process exits 0.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
 
 

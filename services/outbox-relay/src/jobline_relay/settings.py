@@ -13,3 +13,23 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     """Everything the outbox relay reads from the environment, validated at start."""
 
     relay_port: Annotated[int, Field(ge=1, le=65535)] = 8002
+    # Rows claimed (and published) per transaction; a full batch means "drain on, no wait".
+    relay_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    # The fallback when no NOTIFY arrives (listen connection down, or a NOTIFY lost):
+    # the longest an idle relay waits before claiming again.
+    relay_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # The producer's linger: how long aiokafka waits to fill a request. The relay sends a
+    # whole batch at once, so a few ms is enough.
+    relay_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+    # A batch whose acks have not all arrived by then is rolled back and retried.
+    relay_publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Backoff between failed batches (broker or database down): exponential, capped.
+    relay_retry_base_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
+    relay_retry_max_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # How often the lease rescuer looks for running jobs whose lease ran out.
+    lease_rescue_interval_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
+    lease_rescue_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # How often the backlog gauges (rows due, oldest due age) are refreshed.
+    relay_backlog_refresh_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    # On shutdown, how long the current batch may take before it is cancelled (rolled back).
+    relay_shutdown_grace_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0

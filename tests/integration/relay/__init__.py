@@ -1,0 +1,1 @@
+"""Outbox relay tests against real PostgreSQL and the broker."""
