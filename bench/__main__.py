@@ -17,7 +17,9 @@ from bench.env import bench_env
 
 # name -> module; each module's run(env) returns a dict of figures.
 BENCHMARKS: dict[str, str] = {
+    "gateway": "bench.gateway",
     "relay": "bench.relay",
+    "worker": "bench.worker",
 }
 
 

@@ -70,7 +70,12 @@ class ServiceSpec:
 SERVICES: Final = (
     ServiceSpec("gateway", "jobline_gateway", 8000),
     ServiceSpec("outbox-relay", "jobline_relay", 8002),
-    ServiceSpec("worker", "jobline_worker", 8003),
+    ServiceSpec(
+        "worker",
+        "jobline_worker",
+        8003,
+        ("--app", "jobline_worker.examples:worker", "--queues", ",".join(DEV_QUEUES)),
+    ),
     ServiceSpec("ai-analyzer", "jobline_analyzer", 8001),
 )
 

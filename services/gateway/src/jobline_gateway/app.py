@@ -1,14 +1,81 @@
-"""The gateway's HTTP surface: health, readiness and metrics."""
+"""The gateway's HTTP surface: the /v1 API plus health, readiness and metrics."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from jobline import db
 from jobline.service import add_standard_routes, dependency_checks
+from jobline_gateway import admin, jobs, problems, store
+from jobline_gateway.guard import BodyGuard
+from jobline_gateway.metrics import RequestMetrics
+from jobline_gateway.ratelimit import TokenBuckets
 from jobline_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _purge_idempotency_keys(app: FastAPI, interval: float) -> None:
+    """Delete expired Idempotency-Keys now and then (reuse also overwrites them)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with db.transaction(app.state.engine) as conn:
+                await store.purge_idempotency_keys(conn)
+        except Exception:  # the next round retries; a failed purge harms nothing
+            log.warning("purging expired idempotency keys failed", exc_info=True)
 
 
 def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="Jobline gateway", version="0.1.0")
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = db.create_engine(settings, application_name="jobline-gateway")
+        purger = asyncio.create_task(
+            _purge_idempotency_keys(app, settings.idempotency_purge_interval_seconds)
+        )
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Jobline gateway",
+        version="0.1.0",
+        description="Submit, inspect, cancel and redrive background jobs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.rate_limits = TokenBuckets[object](
+        settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
+    )
+    problems.install(app)
     add_standard_routes(app, dependency_checks(settings, settings))
+    app.include_router(jobs.router)
+    app.include_router(admin.router)
+    # Added last = outermost: metrics see every response, including the guard's 413/422.
+    app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)
+    app.add_middleware(RequestMetrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = problems.openapi_problem_content(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

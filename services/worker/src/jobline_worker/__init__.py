@@ -1,1 +1,18 @@
-"""jobline_worker."""
+"""Jobline worker SDK: declare handlers on a :class:`Worker`, run them with ``jobline-worker``."""
+
+from jobline.backoff import BackoffKind, BackoffPolicy
+from jobline_worker.context import CancelSignal, JobContext
+from jobline_worker.errors import NonRetryable, Retry, WorkerError
+from jobline_worker.registry import JobSpec, Worker
+
+__all__ = [
+    "BackoffKind",
+    "BackoffPolicy",
+    "CancelSignal",
+    "JobContext",
+    "JobSpec",
+    "NonRetryable",
+    "Retry",
+    "Worker",
+    "WorkerError",
+]

@@ -1,14 +1,39 @@
-"""The worker's HTTP surface: health, readiness and metrics."""
+"""The worker's HTTP surface (health, readiness, metrics); the runtime lives in its lifespan.
+
+uvicorn's SIGTERM handling stops the server, then the lifespan's exit drains the runtime
+(in-flight handlers finish or are handed back, offsets are committed) and the process exits 0.
+"""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from jobline.service import add_standard_routes, dependency_checks
+from jobline_worker.runtime import Runtime
 from jobline_worker.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="Jobline worker", version="0.1.0")
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """The worker app; with a ``runtime`` it consumes jobs for as long as the app runs."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runtime is None:
+            yield
+            return
+        try:
+            await runtime.start()
+        except BaseException:
+            await runtime.stop()
+            raise
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Jobline worker", version="0.1.0", lifespan=lifespan)
     add_standard_routes(app, dependency_checks(settings, settings))
     return app

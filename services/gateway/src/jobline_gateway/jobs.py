@@ -1,0 +1,263 @@
+"""``/v1/jobs``: submit, batch submit, read, list, attempts, cancel, redrive."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from jobline import db, jobstore
+from jobline.errors import IllegalTransition
+from jobline.states import Cancel, Event, JobState, Redrive
+from jobline_gateway import store, submission
+from jobline_gateway.deps import Engine, Reader, SettingsDep, Writer
+from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
+from jobline_gateway.problems import FieldError, ProblemError, responses
+from jobline_gateway.schemas import (
+    QUEUE_PATTERN,
+    TYPE_PATTERN,
+    AttemptList,
+    AttemptOut,
+    BatchIn,
+    BatchOut,
+    JobOut,
+    JobPage,
+    JobSpec,
+    Timestamp,
+)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+# W3C trace context; anything else is ignored rather than refused.
+_TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes the submission safe to retry: same key and body, same job(s).",
+    ),
+]
+
+_REPLAY_DOC: Final = {
+    "description": "Idempotent replay: the original answer to this Idempotency-Key.",
+    "headers": {REPLAYED_HEADER: {"schema": {"type": "string", "enum": ["true"]}}},
+}
+
+
+def _traceparent(request: Request) -> str | None:
+    value = request.headers.get("traceparent")
+    return value if value and _TRACEPARENT.match(value) else None
+
+
+async def _accept(
+    request: Request,
+    *,
+    engine: Any,
+    settings: Any,
+    tenant_id: str,
+    specs: list[JobSpec],
+    body: Any,
+    key: str | None,
+    endpoint: str,
+) -> submission.Accepted:
+    started = time.perf_counter()
+    accepted = await submission.submit(
+        engine,
+        settings,
+        tenant_id,
+        specs,
+        now=datetime.now(UTC),
+        idempotency_key=key,
+        fingerprint=submission.request_hash(endpoint, body),
+        traceparent=_traceparent(request),
+    )
+    SUBMIT_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+    if accepted.replayed:
+        IDEMPOTENT_REPLAYS.inc()
+    for job_type in accepted.types:
+        JOBS_SUBMITTED.labels(job_type).inc()
+    return accepted
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobOut,
+    responses={200: {"model": JobOut, **_REPLAY_DOC}, **responses(409)},
+)
+async def submit_job(
+    spec: JobSpec,
+    *,
+    request: Request,
+    principal: Writer,
+    engine: Engine,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Submit one job; it is queued, or scheduled when run_at/delay_seconds lie ahead."""
+    accepted = await _accept(
+        request,
+        engine=engine,
+        settings=settings,
+        tenant_id=principal.tenant_id,
+        specs=[spec],
+        body=spec.model_dump(mode="json"),
+        key=idempotency_key,
+        endpoint="single",
+    )
+    job = accepted.jobs[0]
+    location = {"Location": f"/v1/jobs/{job['id']}"}
+    if accepted.replayed:
+        return JSONResponse(job, status_code=200, headers={REPLAYED_HEADER: "true", **location})
+    return JSONResponse(job, status_code=201, headers=location)
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    response_model=BatchOut,
+    responses={200: {"model": BatchOut, **_REPLAY_DOC}, **responses(409)},
+)
+async def submit_batch(
+    batch: BatchIn,
+    *,
+    request: Request,
+    principal: Writer,
+    engine: Engine,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Submit up to 1,000 jobs in one transaction: all are accepted or none."""
+    accepted = await _accept(
+        request,
+        engine=engine,
+        settings=settings,
+        tenant_id=principal.tenant_id,
+        specs=batch.jobs,
+        body=batch.model_dump(mode="json"),
+        key=idempotency_key,
+        endpoint="batch",
+    )
+    if accepted.replayed:
+        return JSONResponse(
+            {"jobs": accepted.jobs}, status_code=200, headers={REPLAYED_HEADER: "true"}
+        )
+    return JSONResponse({"jobs": accepted.jobs}, status_code=201)
+
+
+@router.get("", response_model=JobPage, responses=responses())
+async def list_jobs(
+    *,
+    principal: Reader,
+    engine: Engine,
+    settings: SettingsDep,
+    status: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
+    type: Annotated[str | None, Query(pattern=TYPE_PATTERN)] = None,
+    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN)] = None,
+    created_after: Annotated[Timestamp | None, Query(description="Inclusive.")] = None,
+    created_before: Annotated[Timestamp | None, Query(description="Exclusive.")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Page size; capped by the server's maximum.")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> Any:
+    """List the tenant's jobs, newest first, with filters and cursor pagination."""
+    after = None
+    if cursor is not None:
+        try:
+            after = store.Cursor.decode(cursor)
+        except ValueError:
+            raise ProblemError(
+                422,
+                "The cursor is invalid.",
+                kind="validation",
+                errors=[FieldError(field="cursor", location="query", message="invalid cursor")],
+            ) from None
+    size = min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max)
+    where = store.JobFilter(
+        status=status.value if status else None,
+        type=type,
+        queue=queue,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    async with db.transaction(engine) as conn:
+        page, following = await store.list_jobs(conn, principal.tenant_id, where, after, size)
+    return JobPage(
+        jobs=[JobOut.of(j) for j in page],
+        next_cursor=following.encode() if following else None,
+    )
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=responses(404))
+async def get_job(job_id: UUID, principal: Reader, engine: Engine) -> Any:
+    """A job: status, attempts, timings, last error and result."""
+    async with db.transaction(engine) as conn:
+        job = await store.get_job(conn, principal.tenant_id, job_id)
+    if job is None:
+        raise _not_found(job_id)
+    return JobOut.of(job)
+
+
+@router.get("/{job_id}/attempts", response_model=AttemptList, responses=responses(404))
+async def list_attempts(job_id: UUID, principal: Reader, engine: Engine) -> Any:
+    """Each attempt of a job: worker, start, end, outcome and error."""
+    async with db.transaction(engine) as conn:
+        if not await store.job_exists(conn, principal.tenant_id, job_id):
+            raise _not_found(job_id)
+        rows = await store.attempts(conn, job_id)
+    return AttemptList(
+        attempts=[
+            AttemptOut(
+                attempt=r.attempt,
+                worker_id=r.worker_id,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                outcome=r.outcome,
+                error=r.error,
+            )
+            for r in rows
+        ]
+    )
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
+async def cancel_job(job_id: UUID, principal: Writer, engine: Engine) -> Any:
+    """Cancel a job: at once unless running, where cancellation is requested of the worker."""
+    return await _apply(engine, principal.tenant_id, job_id, Cancel())
+
+
+@router.post("/{job_id}/redrive", response_model=JobOut, responses=responses(404, 409))
+async def redrive_job(job_id: UUID, principal: Writer, engine: Engine) -> Any:
+    """Send a dead job back to the queue with a fresh attempt budget."""
+    return await _apply(engine, principal.tenant_id, job_id, Redrive())
+
+
+async def _apply(engine: Any, tenant_id: str, job_id: UUID, event: Event) -> JobOut:
+    try:
+        async with db.transaction(engine) as conn:
+            applied = await jobstore.apply(
+                conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id
+            )
+    except IllegalTransition as exc:
+        raise ProblemError(409, str(exc), kind="illegal-transition") from None
+    if applied is None:
+        raise _not_found(job_id)
+    return JobOut.of(applied.after)
+
+
+def _not_found(job_id: UUID) -> ProblemError:
+    # Another tenant's job answers exactly like a job that never existed.
+    return ProblemError(404, f"No job {job_id}.")

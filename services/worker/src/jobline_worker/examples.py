@@ -1,0 +1,179 @@
+"""Example handlers for ``jobline dev``, tests and benchmarks. Their payloads are fixed:
+
+- ``echo`` (any object): returns its payload.
+- ``sleep`` ``{"seconds": s}``: sleeps (cancellable), returns ``{"slept": s}``.
+- ``flaky`` ``{"failures": n}``: fails attempts 1..n, then succeeds.
+- ``always-fail`` ``{}``: fails every attempt.
+- ``cpu`` ``{"ms": m}``: busy loop for m ms in the thread pool (stops early when cancelled).
+- ``send-email`` ``{"to": ..., "subject": ...}`` on queue ``emails``: simulated. The effect is a
+  row in ``jobline_examples.email_effects`` keyed by the idempotency key (the job id); a second
+  delivery with the same key does not send again, bumps ``deliveries`` and the metric
+  ``jobline_examples_email_duplicate_effects_total``, so duplicates are visible to tests.
+
+The table is created lazily (CREATE ... IF NOT EXISTS at worker start-up), not by Jobline's
+migrations: it is the example app's own data, like any user app's, not platform schema.
+
+Run with ``jobline-worker --app jobline_worker.examples:worker --queues default,emails``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobline import db
+from jobline.metrics import REGISTRY, Counter
+from jobline_worker.context import JobContext
+from jobline_worker.errors import NonRetryable
+from jobline_worker.registry import Worker
+from jobline_worker.settings import Settings
+
+worker = Worker()
+"""The example app."""
+
+EMAIL_DUPLICATES: Final = Counter(
+    "jobline_examples_email_duplicate_effects_total",
+    "send-email deliveries whose idempotency key had already sent (the duplicate is not sent).",
+    registry=REGISTRY,
+)
+
+SCHEMA_SQL: Final = (
+    "SELECT pg_advisory_xact_lock(7469321)",  # two workers starting at once: one creates
+    "CREATE SCHEMA IF NOT EXISTS jobline_examples",
+    """CREATE TABLE IF NOT EXISTS jobline_examples.email_effects (
+        idempotency_key text PRIMARY KEY,
+        recipient text NOT NULL,
+        subject text NOT NULL,
+        attempt integer NOT NULL,
+        sent_at timestamptz NOT NULL DEFAULT now(),
+        deliveries integer NOT NULL DEFAULT 1
+    )""",
+)
+# The effect and its duplicate check in one statement: the primary key decides.
+SEND_SQL: Final = text(
+    "INSERT INTO jobline_examples.email_effects (idempotency_key, recipient, subject, attempt)"
+    " VALUES (:key, :to, :subject, :attempt)"
+    " ON CONFLICT (idempotency_key) DO UPDATE"
+    " SET deliveries = email_effects.deliveries + 1"
+    " RETURNING deliveries"
+)
+
+_engine: AsyncEngine | None = None
+
+
+class Sleep(BaseModel):
+    """Payload of ``sleep``."""
+
+    seconds: float = Field(ge=0)
+
+
+class Flaky(BaseModel):
+    """Payload of ``flaky``."""
+
+    failures: int = Field(ge=0)
+
+
+class Cpu(BaseModel):
+    """Payload of ``cpu``."""
+
+    ms: int = Field(ge=0)
+
+
+class Email(BaseModel):
+    """Payload of ``send-email``."""
+
+    model_config = ConfigDict(extra="ignore")
+    to: str = Field(min_length=1)
+    subject: str
+
+
+class FlakyFailure(RuntimeError):
+    """``flaky`` failing one of its first attempts on purpose."""
+
+
+class AlwaysFails(RuntimeError):
+    """``always-fail`` failing, as it always does."""
+
+
+@worker.on_startup
+async def open_database(settings: Settings) -> None:
+    """Open the examples' pool and create the effects table if needed."""
+    global _engine  # noqa: PLW0603 - one pool per process, opened by the worker's start-up
+    _engine = db.create_engine(settings, application_name="jobline-examples")
+    async with db.transaction(_engine) as conn:
+        for statement in SCHEMA_SQL:
+            await conn.execute(text(statement))
+
+
+@worker.on_shutdown
+async def close_database(_: Settings) -> None:
+    """Close the examples' pool."""
+    global _engine  # noqa: PLW0603
+    if _engine is not None:
+        await _engine.dispose()
+        _engine = None
+
+
+@worker.job("echo")
+async def echo(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Return the payload."""
+    return payload
+
+
+@worker.job("sleep", model=Sleep)
+async def sleep(ctx: JobContext, payload: Sleep) -> dict[str, float]:
+    """Sleep for ``seconds``; cancellable."""
+    await asyncio.sleep(payload.seconds)
+    return {"slept": payload.seconds}
+
+
+@worker.job("flaky", model=Flaky)
+async def flaky(ctx: JobContext, payload: Flaky) -> dict[str, int]:
+    """Fail the first ``failures`` attempts, then succeed."""
+    if ctx.attempt <= payload.failures:
+        raise FlakyFailure(f"failing attempt {ctx.attempt} of the first {payload.failures}")
+    return {"attempts": ctx.attempt}
+
+
+@worker.job("always-fail")
+async def always_fail(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Fail every attempt."""
+    raise AlwaysFails(f"attempt {ctx.attempt} failed, as always")
+
+
+@worker.job("cpu", model=Cpu)
+def cpu(ctx: JobContext, payload: Cpu) -> dict[str, int]:
+    """Busy-loop for ``ms`` milliseconds in the thread pool."""
+    deadline = time.perf_counter() + payload.ms / 1000
+    spins = 0
+    while time.perf_counter() < deadline and not ctx.cancelled.is_set():
+        spins += 1
+    return {"ms": payload.ms, "spins": spins}
+
+
+@worker.job("send-email", queue="emails", timeout=30, max_attempts=5, model=Email)
+async def send_email(ctx: JobContext, payload: Email) -> dict[str, Any]:
+    """Simulate sending an email once per idempotency key."""
+    if _engine is None:
+        raise NonRetryable("the examples' database pool is not open")
+    async with db.transaction(_engine) as conn:
+        deliveries = (
+            await conn.execute(
+                SEND_SQL,
+                {
+                    "key": ctx.idempotency_key,
+                    "to": payload.to,
+                    "subject": payload.subject,
+                    "attempt": ctx.attempt,
+                },
+            )
+        ).scalar_one()
+    if deliveries > 1:
+        EMAIL_DUPLICATES.inc()
+        ctx.logger.warning("duplicate send-email delivery; not sent again")
+    return {"message_id": ctx.idempotency_key, "duplicate": deliveries > 1}

@@ -1,0 +1,134 @@
+"""The SDK's front door: a :class:`Worker` is the registry of job handlers an app declares.
+
+```
+worker = Worker()
+
+@worker.job("send-email", queue="emails", timeout=30)
+async def send_email(ctx: JobContext, payload: Email) -> dict[str, str]: ...
+```
+
+Handler options are worker-side limits on top of what the job was submitted with:
+``timeout`` caps the job's own timeout, ``max_attempts`` caps its attempt budget and
+``backoff``, when given, replaces the job's backoff policy for the delay before a retry.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from jobline import topics
+from jobline.backoff import BackoffPolicy
+from jobline_worker.errors import AppNotFound, DuplicateHandler
+
+Handler = Callable[..., Any]
+Hook = Callable[[Any], Awaitable[None]]
+F = TypeVar("F", bound=Handler)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One registered handler and its options."""
+
+    type: str
+    func: Handler
+    queue: str = "default"
+    timeout: float | None = None
+    max_attempts: int | None = None
+    backoff: BackoffPolicy | None = None
+    model: builtins.type[BaseModel] | None = None
+    is_async: bool = field(default=False)
+
+    def effective_timeout(self, job_timeout: float) -> float:
+        """The timeout an attempt runs under: the job's, capped by the handler's."""
+        return min(job_timeout, self.timeout) if self.timeout is not None else job_timeout
+
+
+class Worker:
+    """A registry of job handlers; the runtime serves the queues they name."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+
+    def job(
+        self,
+        type: str,
+        *,
+        queue: str = "default",
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        backoff: BackoffPolicy | None = None,
+        model: builtins.type[BaseModel] | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of job type ``type``."""
+        topics.validate_queue_name(queue)
+        if not type:
+            raise ValueError("a job type must be a non-empty string")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+
+        def register(func: F) -> F:
+            if type in self._specs:
+                raise DuplicateHandler(f"a handler for {type!r} is already registered")
+            self._specs[type] = JobSpec(
+                type=type,
+                func=func,
+                queue=queue,
+                timeout=timeout,
+                max_attempts=max_attempts,
+                backoff=backoff,
+                model=model,
+                is_async=inspect.iscoroutinefunction(func),
+            )
+            return func
+
+        return register
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run ``await hook(settings)`` before the first job (open pools, create tables)."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run ``await hook(settings)`` after the last job (close what startup opened)."""
+        self.shutdown_hooks.append(hook)
+        return hook
+
+    def spec(self, type: str) -> JobSpec | None:
+        """The handler registered for ``type``, or None."""
+        return self._specs.get(type)
+
+    def queues(self) -> list[str]:
+        """The queues the registered handlers use, in registration order."""
+        return list(dict.fromkeys(s.queue for s in self._specs.values()))
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def load_app(reference: str) -> Worker:
+    """Import ``package.module:attribute`` and return the :class:`Worker` it names."""
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AppNotFound(f"--app {reference!r}: use package.module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppNotFound(f"--app {reference!r}: cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, Worker):
+        raise AppNotFound(f"--app {reference!r}: {attribute!r} is not a jobline_worker.Worker")
+    return app

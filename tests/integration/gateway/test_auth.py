@@ -1,0 +1,177 @@
+"""401/403/404 on every route, tenant isolation, revocation and expiry, admin key routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import text
+
+from jobline import db, keystore
+from jobline.apikeys import Scope
+from tests.integration.gateway.conftest import bearer, job_body
+
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+# (method, path template, body, scope the route needs)
+ROUTES = [
+    ("POST", "/v1/jobs", job_body(), "jobs:write"),
+    ("POST", "/v1/jobs/batch", {"jobs": [job_body()]}, "jobs:write"),
+    ("GET", "/v1/jobs", None, "jobs:read"),
+    ("GET", "/v1/jobs/{id}", None, "jobs:read"),
+    ("GET", "/v1/jobs/{id}/attempts", None, "jobs:read"),
+    ("POST", "/v1/jobs/{id}/cancel", None, "jobs:write"),
+    ("POST", "/v1/jobs/{id}/redrive", None, "jobs:write"),
+    ("POST", "/v1/admin/keys", {"tenant": "x", "name": "n", "scopes": ["jobs:read"]}, "admin"),
+    ("GET", "/v1/admin/keys", None, "admin"),
+    ("DELETE", "/v1/admin/keys/{id}", None, "admin"),
+]
+ROUTE_IDS = [f"{m} {p}" for m, p, _, _ in ROUTES]
+
+
+def _problem(response, status: int):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance"} <= body.keys()
+    return body
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer jl_000000000000_" + "x" * 43, "Bearer nonsense", "Basic dXNlcjpwYXNz"],
+    ids=["missing", "unknown", "malformed", "not-bearer"],
+)
+async def test_every_route_refuses_a_request_without_a_valid_key(client, route, authorization):
+    method, path, body, _ = route
+    headers = {"Authorization": authorization} if authorization else {}
+    response = await client.request(method, path.format(id=MISSING), json=body, headers=headers)
+    _problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+async def test_every_route_refuses_a_key_without_its_scope(client, make_api_key, route):
+    method, path, body, scope = route
+    others = ",".join(s.value for s in Scope if s.value != scope)
+    key = await make_api_key(scopes=others)
+    response = await client.request(method, path.format(id=MISSING), json=body, headers=bearer(key))
+    assert scope in _problem(response, 403)["detail"]
+
+
+async def test_another_tenants_job_is_not_found_on_every_route(client, make_api_key):
+    owner = await make_api_key()
+    stranger = await make_api_key()
+    created = await client.post("/v1/jobs", json=job_body(), headers=bearer(owner))
+    job_id = created.json()["id"]
+    for method, path in [
+        ("GET", "/v1/jobs/{id}"),
+        ("GET", "/v1/jobs/{id}/attempts"),
+        ("POST", "/v1/jobs/{id}/cancel"),
+        ("POST", "/v1/jobs/{id}/redrive"),
+    ]:
+        for who, status in ((stranger, 404), (owner, None)):
+            response = await client.request(method, path.format(id=job_id), headers=bearer(who))
+            if status == 404:
+                body = _problem(response, 404)
+                # Indistinguishable from a job that never existed.
+                missing = await client.request(method, path.format(id=MISSING), headers=bearer(who))
+                assert _problem(missing, 404)["title"] == body["title"]
+            else:
+                assert response.status_code in (200, 409), response.text
+    listed = await client.get("/v1/jobs", headers=bearer(stranger))
+    assert listed.json()["jobs"] == []
+    # The stranger's cancel did not touch the owner's job.
+    mine = await client.get(f"/v1/jobs/{job_id}", headers=bearer(owner))
+    assert mine.json()["status"] == "cancelled"  # the owner's own cancel above
+
+
+async def test_the_same_idempotency_key_in_two_tenants_makes_two_jobs(client, make_api_key):
+    a, b = await make_api_key(), await make_api_key()
+    headers = {"Idempotency-Key": "shared-key"}
+    first = await client.post("/v1/jobs", json=job_body(), headers={**bearer(a), **headers})
+    second = await client.post("/v1/jobs", json=job_body(), headers={**bearer(b), **headers})
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+
+
+async def test_revoking_a_key_takes_effect_on_the_next_request(client, make_api_key):
+    admin = await make_api_key(scopes="admin")
+    created = await client.post(
+        "/v1/admin/keys",
+        json={"tenant": f"t-{uuid4().hex[:8]}", "name": "ci", "scopes": ["jobs:read"]},
+        headers=bearer(admin),
+    )
+    assert created.status_code == 201, created.text
+    key, key_id = created.json()["key"], created.json()["id"]
+    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200
+    revoked = await client.delete(f"/v1/admin/keys/{key_id}", headers=bearer(admin))
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
+    _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
+
+
+async def test_an_expired_key_is_refused(client, engine):
+    tenant = f"t-{uuid4().hex[:8]}"
+    async with db.transaction(engine) as conn:
+        record, key = await keystore.create_key(
+            conn,
+            tenant_id=tenant,
+            name="soon",
+            scopes=frozenset({Scope.JOBS_READ}),
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200
+    async with db.transaction(engine) as conn:
+        await conn.execute(
+            text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": record.id},
+        )
+    _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
+
+
+async def test_admin_creates_lists_and_revokes_keys(client, make_api_key):
+    admin = await make_api_key(scopes="admin")
+    tenant = f"t-{uuid4().hex[:8]}"
+    created = await client.post(
+        "/v1/admin/keys",
+        json={
+            "tenant": tenant,
+            "name": "deploy",
+            "scopes": ["jobs:write", "jobs:read"],
+            "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        },
+        headers=bearer(admin),
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["key"].startswith("jl_")
+    assert body["tenant"] == tenant
+    assert body["scopes"] == ["jobs:read", "jobs:write"]
+    job = await client.post("/v1/jobs", json=job_body(), headers=bearer(body["key"]))
+    assert job.status_code == 201
+    listed = await client.get("/v1/admin/keys", params={"tenant": tenant}, headers=bearer(admin))
+    keys = listed.json()["keys"]
+    assert [k["id"] for k in keys] == [body["id"]]
+    assert "key" not in keys[0]  # the secret is never shown again
+    _problem(await client.delete(f"/v1/admin/keys/{MISSING}", headers=bearer(admin)), 404)
+    past = await client.post(
+        "/v1/admin/keys",
+        json={
+            "tenant": tenant,
+            "name": "x",
+            "scopes": ["admin"],
+            "expires_at": "2001-01-01T00:00:00Z",
+        },
+        headers=bearer(admin),
+    )
+    assert _problem(past, 422)["errors"][0]["field"] == "expires_at"
+    bad_scope = await client.post(
+        "/v1/admin/keys",
+        json={"tenant": tenant, "name": "x", "scopes": ["root"]},
+        headers=bearer(admin),
+    )
+    assert _problem(bad_scope, 422)["errors"][0]["pointer"] == "/scopes/0"
