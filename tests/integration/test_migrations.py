@@ -33,7 +33,16 @@ EXPECTED_TABLES = {
     "outbox",
     "schedules",
     "job_type_policies",
+    "analyzer_seen_events",
+    "analyzer_rollups",
+    "analyzer_error_rollups",
+    "analyzer_jobs",
+    "analyzer_attempts",
+    "analyzer_detector_state",
+    "analyzer_findings",
+    "analyzer_recommendations",
 }
+HEAD = "0002"
 
 
 @pytest.fixture
@@ -148,7 +157,7 @@ def _differences(left: dict[Any, Any], right: dict[Any, Any]) -> dict[Any, Any]:
 async def test_upgrade_creates_every_table(migrated_db: str) -> None:
     assert JOBLINE_TABLES == EXPECTED_TABLES
     assert await _public_tables(migrated_db) == EXPECTED_TABLES | {"alembic_version"}
-    assert await asyncio.to_thread(migrate.current, migrated_db) == migrate.head() == "0001"
+    assert await asyncio.to_thread(migrate.current, migrated_db) == migrate.head() == HEAD
 
 
 async def test_schema_matches_tables_py(migrated_db: str) -> None:
@@ -176,7 +185,7 @@ async def test_catalog_matches_a_database_built_from_tables_py(
         await db.drop_database(pg_server_url, name)
     for part in ("columns", "constraints", "indexes"):
         assert _differences(expected[part], actual[part]) == {}, part
-    assert len(actual["indexes"]) == 21  # guards against comparing two empty catalogs
+    assert len(actual["indexes"]) == 35  # guards against comparing two empty catalogs
 
 
 async def test_outbox_trigger_is_statement_level(migrated_db: str) -> None:
@@ -342,13 +351,13 @@ async def test_downgrade_removes_everything_and_upgrade_again_works(migrated_db:
     await asyncio.to_thread(migrate.upgrade, migrated_db)
     assert await _public_tables(migrated_db) == EXPECTED_TABLES | {"alembic_version"}
     assert await _public_functions(migrated_db) == {"jobline_outbox_notify"}
-    assert await asyncio.to_thread(migrate.current, migrated_db) == "0001"
+    assert await asyncio.to_thread(migrate.current, migrated_db) == HEAD
     assert await _schema_diffs(migrated_db) == []
 
 
 async def test_concurrent_upgrades_from_threads(empty_db: str) -> None:
     await asyncio.gather(*(asyncio.to_thread(migrate.upgrade, empty_db) for _ in range(4)))
-    assert await asyncio.to_thread(migrate.current, empty_db) == "0001"
+    assert await asyncio.to_thread(migrate.current, empty_db) == HEAD
     assert await _public_tables(empty_db) == EXPECTED_TABLES | {"alembic_version"}
 
 
@@ -370,7 +379,7 @@ async def test_concurrent_upgrades_from_processes(empty_db: str) -> None:
     outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 120)
     failures = [err.decode() for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode]
     assert failures == []
-    assert await asyncio.to_thread(migrate.current, empty_db) == "0001"
+    assert await asyncio.to_thread(migrate.current, empty_db) == HEAD
     assert await _schema_diffs(empty_db) == []
 
 
@@ -381,7 +390,7 @@ async def test_current_of_a_never_migrated_database_is_none(empty_db: str) -> No
 async def test_migrate_called_on_a_running_loop_still_works(empty_db: str) -> None:
     # Blocks this loop while a helper thread migrates: allowed, if not recommended.
     migrate.upgrade(empty_db)
-    assert migrate.current(empty_db) == "0001"
+    assert migrate.current(empty_db) == HEAD
 
 
 async def test_check_database_names_the_server_and_the_reason(

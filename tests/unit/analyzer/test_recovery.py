@@ -119,3 +119,12 @@ def test_recommend_exponential_when_recovery_is_slow() -> None:
     rec = recommend("flaky", slow, NOW)
     assert (rec.max_attempts, rec.backoff) == (2, "exponential")
     assert (rec.base_seconds, rec.cap_seconds) == (120.0, 120.0)
+
+
+def test_recommend_reaches_past_an_attempt_that_never_succeeds() -> None:
+    # Fails twice, then succeeds on attempt 3 every time: p2 = 0 but p3 = 1, so stopping at
+    # the first useless attempt would wrongly say max_attempts = 1.
+    pattern = [job(f"p{i}", "ffs") for i in range(10)]
+    rec = recommend("flaky", pattern, NOW)
+    assert rec.max_attempts == 3
+    assert rec.non_retryable == ()

@@ -1,14 +1,75 @@
-"""The AI analyzer's HTTP surface: health, readiness and metrics."""
+"""The AI analyzer service: ingest, detection loop and the insights API in one lifespan.
+
+Startup opens the database engine and (with background work on) ensures the events and
+insights topics, starts the producer, and runs the ingest and detection loops as tasks.
+Shutdown (uvicorn's SIGTERM handling) signals both loops to stop after their current
+batch or tick, waits for them, then closes the producer and the engine: exit 0.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
+from jobline import db, topics
+from jobline.kafka import ensure_topics, make_producer
 from jobline.service import add_standard_routes, dependency_checks
+from jobline_analyzer import api, problems
+from jobline_analyzer.detection import DetectionLoop
+from jobline_analyzer.ingest import Ingestor
 from jobline_analyzer.settings import Settings
+
+log = logging.getLogger("jobline.analyzer")
+STOP_TIMEOUT_SECONDS = 15.0
 
 
 def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="Jobline AI analyzer", version="0.1.0")
+    """The analyzer's FastAPI app; its lifespan runs the background loops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.create_engine(settings, application_name="jobline-analyzer")
+        app.state.engine = engine
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        producer = None
+        try:
+            if settings.analyzer_background:
+                prefix = settings.topic_prefix
+                await ensure_topics(
+                    settings, [topics.events_topic(prefix), topics.insights_topic(prefix)]
+                )
+                producer = make_producer(settings)
+                await producer.start()
+                ingestor = Ingestor(settings, engine)
+                app.state.ingestor = ingestor
+                app.state.detection = DetectionLoop(
+                    settings, engine, producer, watermark=lambda: ingestor.caught_up_at
+                )
+                tasks = [
+                    asyncio.create_task(app.state.ingestor.run(stop), name="analyzer-ingest"),
+                    asyncio.create_task(app.state.detection.run(stop), name="analyzer-detect"),
+                ]
+            yield
+        finally:
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
+                for task in pending:
+                    log.warning("%s did not stop in time; cancelling it", task.get_name())
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if producer is not None:
+                await producer.stop()
+            await engine.dispose()
+
+    app = FastAPI(title="Jobline AI analyzer", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    problems.install(app)
     add_standard_routes(app, dependency_checks(settings, settings))
+    app.include_router(api.router)
     return app

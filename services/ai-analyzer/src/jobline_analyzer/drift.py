@@ -48,16 +48,25 @@ class DriftConfig:
     n_mean: int = 10
     z_mean: float = 5.0
     min_excess_seconds: float = 0.0
+    min_count: int = 0
     clip: float = 1.5
     min_sigma: float = 0.02
     floor_seconds: float = 0.001
     clear_after_minutes: int = 10
 
 
+# A minute's median queue wait from one or two jobs is one job's luck (a single job that
+# waited behind another); it only counts as out of line with this many starts behind it.
+QUEUE_MIN_COUNT = 5
+
+
 def default_config(kind: DriftKind) -> DriftConfig:
-    """Queue waits are spiky (a short backlog doubles them), so demand a larger, real change."""
+    """Queue waits are spiky (a short backlog doubles them), so demand a larger, real change,
+    seen in enough jobs."""
     if kind == "queue_wait_drift":
-        return DriftConfig(min_ratio=2.0, min_excess_seconds=5.0, n_mean=0)
+        return DriftConfig(
+            min_ratio=2.0, min_excess_seconds=5.0, n_mean=0, min_count=QUEUE_MIN_COUNT
+        )
     return DriftConfig()
 
 
@@ -110,15 +119,21 @@ class DriftDetector:
         self._active = False
         self._quiet = 0
 
-    def update(self, timestamp: datetime, seconds: float | None) -> Finding | None:
-        """Add one minute's median (seconds; None when nothing ran); return a finding on onset."""
+    def update(
+        self, timestamp: datetime, seconds: float | None, count: int | None = None
+    ) -> Finding | None:
+        """Add one minute's median (seconds; None when nothing ran); return a finding on onset.
+
+        ``count`` is how many observations the median summarises; a minute with fewer than
+        ``min_count`` still moves the level but is never out of line.
+        """
         cfg = self.config
         if seconds is None or not math.isfinite(seconds):
             return None
         y = math.log(max(seconds, cfg.floor_seconds))
         finding: Finding | None = None
         if self._level is not None:
-            finding = self._judge(timestamp, y)
+            finding = self._judge(timestamp, y, count)
             resid = y - self._level
             limit = cfg.clip * self._sigma
             self._level += self._alpha * min(max(resid, -limit), limit)
@@ -137,7 +152,7 @@ class DriftDetector:
             self._level = fit.level
         self._since_fit = 0
 
-    def _judge(self, timestamp: datetime, y: float) -> Finding | None:
+    def _judge(self, timestamp: datetime, y: float, count: int | None) -> Finding | None:
         cfg = self.config
         assert self._level is not None
         level = self._level
@@ -145,7 +160,8 @@ class DriftDetector:
         z = resid / self._sigma
         excess = math.exp(y) - math.exp(level) >= cfg.min_excess_seconds
         big = resid >= math.log(cfg.min_ratio) and excess
-        out = z > cfg.z and big
+        enough = count is None or count >= cfg.min_count
+        out = z > cfg.z and big and enough
         self._recent.append((timestamp, out, resid))
         del self._recent[: -max(cfg.n, cfg.n_mean)]
         hits = [t for t, o, _ in self._recent[-cfg.n :] if o]

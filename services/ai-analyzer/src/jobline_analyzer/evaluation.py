@@ -70,7 +70,7 @@ def run_detectors(day: Day) -> list[Finding]:
         for found in (
             d.failures.update(r.minute, r.succeeded, r.failed),
             d.runtime.update(r.minute, r.runtime_p50),
-            d.queue_wait.update(r.minute, r.queue_wait_p50),
+            d.queue_wait.update(r.minute, r.queue_wait_p50, done),
             d.throughput.update(r.minute, r.arrivals, done),
             d.errors.update(r.minute, r.errors),
         ):

@@ -133,6 +133,11 @@ class NewErrorClassDetector:
             live = set(self._known) | {c for _, m in self._window for c in m}
             self._first_seen = {c: t for c, t in self._first_seen.items() if c in live}
 
+    @property
+    def active_classes(self) -> tuple[str, ...]:
+        """New error classes whose surge is in progress (already reported)."""
+        return tuple(sorted(self._active))
+
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint."""
         return {

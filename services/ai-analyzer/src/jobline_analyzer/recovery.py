@@ -241,9 +241,9 @@ def recommend(
 ) -> Recommendation:
     """Recommend max_attempts, backoff and non-retryable classes for one job type.
 
-    max_attempts: keep adding attempts while the next one would still rescue at least
-    `min_gain` of first-attempt failures (P(reach k) * P(k succeeds | reached)); beyond the
-    attempts observed with `min_trials` jobs, the pooled retry success rate is extrapolated.
+    max_attempts: the last attempt k that would still rescue at least `min_gain` of
+    first-attempt failures (P(reach k) * P(k succeeds | reached)); beyond the attempts
+    observed with `min_trials` jobs, the pooled retry success rate is extrapolated.
     Backoff: the delays before the last attempt should add up to the 90th percentile of time
     to recovery: constant when that is within 10 s, else exponential from a base that doubles.
     """
@@ -271,12 +271,17 @@ def recommend(
     by_k = {s.attempt: s for s in retry_stats if s.trials >= min_trials}
     pooled_trials = sum(s.trials for s in retry_stats)
     pooled = sum(s.successes for s in retry_stats) / pooled_trials if pooled_trials else 0.0
-    remaining, max_attempts = 1.0, 1
+    # The last attempt whose gain is still worth it, not the first that is not: a job type
+    # that fails twice deterministically and then succeeds has a zero gain at attempt 2 and
+    # a large one at attempt 3.
+    remaining, reach, max_attempts = 1.0, 1.0, 1
     for k in range(2, max_attempts_cap + 1):
         p = by_k[k].p if k in by_k else pooled
-        if remaining * p < min_gain:
+        if reach * p >= min_gain:
+            max_attempts, remaining = k, reach * (1 - p)
+        reach *= 1 - p
+        if reach < min_gain:
             break
-        max_attempts, remaining = k, remaining * (1 - p)
 
     ttr = time_to_recovery(failures, now)
     target = ttr.p90_seconds or ttr.median_seconds

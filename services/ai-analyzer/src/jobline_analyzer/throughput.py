@@ -153,6 +153,16 @@ class ThroughputDetector:
         """Whether a drop or stall is in progress (already reported)."""
         return self._drop_active or self._stall_active
 
+    @property
+    def stall_active(self) -> bool:
+        """Whether a stall is in progress (already reported)."""
+        return self._stall_active
+
+    @property
+    def drop_active(self) -> bool:
+        """Whether a throughput drop is in progress (already reported)."""
+        return self._drop_active
+
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint."""
         return {

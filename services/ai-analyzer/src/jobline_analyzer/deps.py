@@ -1,0 +1,66 @@
+"""FastAPI dependencies of the analyzer's API, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobline import db, keystore
+from jobline.apikeys import Scope
+from jobline.keystore import KeyRecord
+from jobline_analyzer.problems import Problem
+from jobline_analyzer.settings import Settings
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobline"'}
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    """The app's database engine (created in the lifespan)."""
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Engine = Annotated[AsyncEngine, Depends(get_engine)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+async def authenticate(
+    engine: Engine, authorization: Annotated[str | None, Header()] = None
+) -> KeyRecord:
+    """The API key of a ``Authorization: Bearer <key>`` header, or 401."""
+    if authorization is None:
+        raise Problem(
+            401, "an API key is required (Authorization: Bearer <key>)", headers=_CHALLENGE
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "use Authorization: Bearer <key>", headers=_CHALLENGE)
+    async with db.transaction(engine) as conn:
+        key = await keystore.authenticate(conn, token.strip(), datetime.now(UTC))
+    if key is None:
+        raise Problem(401, "the API key is invalid, revoked or expired", headers=_CHALLENGE)
+    return key
+
+
+def _require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
+    async def check(key: Annotated[KeyRecord, Depends(authenticate)]) -> KeyRecord:
+        if not key.scopes & set(scopes):
+            needed = " or ".join(s.value for s in scopes)
+            raise Problem(403, f"this API key lacks the scope {needed}")
+        return key
+
+    return check
+
+
+Reader = Annotated[KeyRecord, Depends(_require(Scope.JOBS_READ, Scope.ADMIN))]
+Admin = Annotated[KeyRecord, Depends(_require(Scope.ADMIN))]
