@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic_settings import BaseSettings
 
-from jobline import health, metrics
+from jobline import health, logs, metrics
 from jobline.db import check_database
 from jobline.errors import ConfigError
 from jobline.kafka import check_broker
-from jobline.settings import DatabaseSettings, KafkaSettings
+from jobline.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    KafkaSettings,
+    RuntimeSettings,
+    load,
+)
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 def dependency_checks(db: DatabaseSettings, kafka: KafkaSettings) -> dict[str, health.Check]:
@@ -50,6 +59,24 @@ def serve(app: FastAPI | str, host: str, port: int, **kwargs: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
+
+
+def run(
+    name: str,
+    settings_class: type[S],
+    create_app: Callable[[S], FastAPI],
+    port: Callable[[S], int],
+) -> None:
+    """A service's ``main()``: settings (or one line and exit 2), logging, HTTP until SIGTERM."""
+    try:
+        settings = load(settings_class)
+    except ConfigError as exc:
+        fail_fast(exc)
+        return
+    if not isinstance(settings, RuntimeSettings) or not isinstance(settings, HttpSettings):
+        raise TypeError(f"{settings_class.__name__} must include RuntimeSettings and HttpSettings")
+    logs.setup(name, settings.log_level, settings.log_format)
+    serve(create_app(settings), settings.http_host, port(settings))
 
 
 def fail_fast(exc: ConfigError) -> None:
