@@ -51,7 +51,7 @@ test-faults: $(STAMP) ## kill, restart, duplicate, poison
 lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy libs/common/src services/gateway/src services/outbox-relay/src services/worker/src services/ai-analyzer/src tests
+	@$(VENV)/bin/mypy libs/common/src services/gateway/src services/outbox-relay/src services/worker/src services/ai-analyzer/src tests bench
 
 bench: $(STAMP) ## print benchmark figures as JSON
 	@$(PY) -m bench

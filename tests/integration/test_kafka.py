@@ -2,6 +2,7 @@ import asyncio
 import socket
 import time
 from collections import defaultdict
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -54,7 +55,7 @@ async def test_round_trip_with_a_consumer_group_and_manual_commit(
         await producer.stop()
     assert {ack.partition for ack in acks} == {0, 1, 2}
 
-    received = []
+    received: list[Any] = []
     consumer = make_consumer(kafka_settings, topic, group_id=group, **kafka_group_overrides)
     await consumer.start()
     try:
@@ -89,7 +90,7 @@ async def test_round_trip_with_a_consumer_group_and_manual_commit(
         assert leftovers == []
         # Committed = one past the last offset read. (Tansu's end_offsets() is no use here:
         # it reports one offset per record batch.)
-        consumed_to = {}
+        consumed_to: dict[Any, int] = {}
         for msg in received:
             tp = TopicPartition(topic, msg.partition)
             consumed_to[tp] = max(consumed_to.get(tp, 0), msg.offset + 1)

@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from jobline import db
 from jobline.service import add_standard_routes, dependency_checks
-from jobline_gateway import admin, jobs, problems, store
+from jobline_gateway import admin, jobs, problems, schedules, store
 from jobline_gateway.guard import BodyGuard
 from jobline_gateway.metrics import RequestMetrics
 from jobline_gateway.ratelimit import TokenBuckets
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     add_standard_routes(app, dependency_checks(settings, settings))
     app.include_router(jobs.router)
     app.include_router(admin.router)
+    app.include_router(schedules.router)
     # Added last = outermost: metrics see every response, including the guard's 413/422.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)
     app.add_middleware(RequestMetrics)

@@ -63,3 +63,45 @@ def topic_kind(logical: str) -> str:
     if logical.startswith(topics.WORK_PREFIX):
         return "work"
     return logical
+
+
+# --- the scheduler (scheduler.py). Labelled by misfire policy only: a tenant or schedule
+# label would grow without bound.
+FIRE_LAG_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+)  # fmt: skip
+
+SCHEDULE_FIRES: Final = Counter(
+    "jobline_schedule_fires",
+    "Jobs created by recurring schedules (one per fired planned time), by misfire policy.",
+    ["misfire_policy"],
+    registry=REGISTRY,
+)
+SCHEDULE_MISFIRES: Final = Counter(
+    "jobline_schedule_misfires",
+    "Planned fire times found late (relays down or behind), by the misfire policy that "
+    "decided what became of them.",
+    ["misfire_policy"],
+    registry=REGISTRY,
+)
+SCHEDULE_FIRE_LAG: Final = Histogram(
+    "jobline_schedule_fire_lag_seconds",
+    "Firing lag: when the job was created minus its planned fire time.",
+    buckets=FIRE_LAG_BUCKETS,
+    registry=REGISTRY,
+)
+SCHEDULE_OVERLAP_SKIPS: Final = Counter(
+    "jobline_schedule_overlap_skips",
+    "Planned fire times not fired because the previous job still ran (skip_if_running).",
+    registry=REGISTRY,
+)
+SCHEDULE_DUPLICATES: Final = Counter(
+    "jobline_schedule_duplicate_fires",
+    "Fire times that already had their job (absorbed by UNIQUE (schedule_id, fire_time)).",
+    registry=REGISTRY,
+)
+SCHEDULE_ERRORS: Final = Counter(
+    "jobline_schedule_errors",
+    "Schedules whose firing failed in a round (rolled back alone, retried next round).",
+    registry=REGISTRY,
+)

@@ -1,4 +1,5 @@
-"""The relay's background loops: publish the outbox, rescue expired leases, refresh gauges.
+"""The relay's background loops: publish the outbox, rescue expired leases, fire recurring
+schedules (:mod:`jobline_relay.scheduler`), refresh gauges.
 
 Started and stopped by the FastAPI lifespan (:mod:`jobline_relay.app`). Stopping lets the
 batch in flight finish (commit) before the loops return, so SIGTERM loses nothing and
@@ -25,6 +26,7 @@ from jobline.errors import DependencyUnavailable
 from jobline.queries import q
 from jobline_relay import lease_rescue, metrics
 from jobline_relay.publisher import Publisher
+from jobline_relay.scheduler import Scheduler
 from jobline_relay.settings import Settings
 from jobline_relay.wakeup import Wakeup
 
@@ -73,6 +75,15 @@ class Relay:
                 name="relay-backlog",
             ),
         ]
+        if self.settings.scheduler_enabled:
+            scheduler = Scheduler(
+                self.engine,
+                batch_size=self.settings.scheduler_batch_size,
+                poll_interval=self.settings.scheduler_poll_interval_seconds,
+            )
+            self._tasks.append(
+                asyncio.create_task(scheduler.run(self._stopping), name="relay-scheduler")
+            )
 
     async def stop(self) -> None:
         """Finish the current batch, then stop every loop and close the producer."""

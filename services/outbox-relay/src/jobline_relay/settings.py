@@ -33,3 +33,9 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     relay_backlog_refresh_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     # On shutdown, how long the current batch may take before it is cancelled (rolled back).
     relay_shutdown_grace_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0
+    # The scheduler (recurring schedules): whether this replica fires them, how many it claims
+    # per transaction, and the longest it sleeps between rounds (it wakes earlier for the next
+    # due schedule; this bounds how late a newly created or resumed one is first seen).
+    scheduler_enabled: bool = True
+    scheduler_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    scheduler_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0

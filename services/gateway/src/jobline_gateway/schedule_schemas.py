@@ -1,0 +1,206 @@
+"""Request and response bodies of ``/v1/schedules`` (pydantic; also the OpenAPI schemas).
+
+Shapes only: whether a cron expression, time zone or bounds make a schedule is decided by
+:class:`jobline.schedules.ScheduleSpec` in the router, so its message names the problem.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobline.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
+from jobline_gateway.schemas import (
+    TYPE_PATTERN,
+    BackoffIn,
+    BackoffOut,
+    JobOut,
+    JobType,
+    JsonObject,
+    QueueName,
+    Text,
+    Timestamp,
+)
+
+MAX_PREVIEW: Final = 100
+MAX_INTERVAL_SECONDS: Final = 366 * 86400
+
+ScheduleName = Annotated[
+    str,
+    Field(
+        pattern=TYPE_PATTERN,
+        description="Unique per tenant: 1-200 of A-Z a-z 0-9 and `_ . : / -`, "
+        "e.g. `nightly-report`.",
+    ),
+]
+Cron = Annotated[
+    Text,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="5 fields (minute hour day-of-month month day-of-week), or 6 with a leading "
+        "seconds field, or a macro such as `@daily`.",
+    ),
+]
+TimeZone = Annotated[
+    Text,
+    Field(min_length=1, max_length=64, description="IANA time zone, e.g. `Europe/Berlin`."),
+]
+IntervalSeconds = Annotated[
+    int,
+    Field(ge=1, le=MAX_INTERVAL_SECONDS, description="Fire every this many seconds."),
+]
+CatchUpLimit = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_CATCH_UP_LIMIT,
+        description="catch_up: at most this many missed times fire (the most recent).",
+    ),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobTemplate(_Request):
+    """The job each fire creates; unset fields take the tenant's type policy, then defaults."""
+
+    type: JobType
+    payload: JsonObject = Field(description="The handler's input: any JSON object.")
+    queue: QueueName = "default"
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
+    backoff: BackoffIn | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The template as kept in ``schedules.job_template`` (what the relay fires)."""
+        body = self.model_dump(mode="json", exclude_none=True)
+        if self.backoff is not None:
+            body["backoff"] = self.backoff.policy().to_dict()
+        return body
+
+
+class ScheduleIn(_Request):
+    """A new schedule: exactly one of `cron` (with `timezone`) or `interval_seconds`."""
+
+    name: ScheduleName
+    cron: Cron | None = None
+    timezone: TimeZone = "UTC"
+    interval_seconds: IntervalSeconds | None = None
+    job: JobTemplate
+    misfire_policy: MisfirePolicy = Field(
+        default=MisfirePolicy.SKIP,
+        description="Missed fire times: `skip` fires only the latest, `fire_once` one run for "
+        "all, `catch_up` each (up to `catch_up_limit`).",
+    )
+    catch_up_limit: CatchUpLimit = 100
+    overlap_policy: OverlapPolicy = Field(
+        default=OverlapPolicy.ALLOW,
+        description="`skip_if_running`: no new fire while a job of this schedule is unfinished.",
+    )
+    start_at: Timestamp | None = Field(default=None, description="No fire before (inclusive).")
+    end_at: Timestamp | None = Field(default=None, description="No fire after (inclusive).")
+    paused: bool = False
+
+
+class SchedulePatch(_Request):
+    """Fields to change; absent fields keep their value. A new `cron` or `interval_seconds`
+    replaces the other; `start_at`/`end_at` null removes the bound; `job` replaces the template."""
+
+    name: ScheduleName | None = None
+    cron: Cron | None = None
+    timezone: TimeZone | None = None
+    interval_seconds: IntervalSeconds | None = None
+    job: JobTemplate | None = None
+    misfire_policy: MisfirePolicy | None = None
+    catch_up_limit: CatchUpLimit | None = None
+    overlap_policy: OverlapPolicy | None = None
+    start_at: Timestamp | None = None
+    end_at: Timestamp | None = None
+    paused: bool | None = None
+
+
+# --- responses ---------------------------------------------------------------------------
+
+
+class JobTemplateOut(BaseModel):
+    type: str
+    payload: dict[str, Any]
+    queue: str
+    max_attempts: int | None = None
+    backoff: BackoffOut | None = None
+    timeout_seconds: float | None = None
+
+
+class ScheduleLinks(BaseModel):
+    self: str
+    next: str
+    jobs: str
+    pause: str
+    resume: str
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as the API shows it."""
+
+    id: UUID
+    name: str
+    cron: str | None
+    timezone: str
+    interval_seconds: int | None
+    job: JobTemplateOut
+    misfire_policy: MisfirePolicy
+    catch_up_limit: int
+    overlap_policy: OverlapPolicy
+    paused: bool
+    start_at: datetime | None
+    end_at: datetime | None
+    next_fire_at: datetime | None = Field(
+        description="The next planned time not yet fired (UTC); while paused, the time that "
+        "was pending when it was paused (resume applies the misfire policy to it); null once "
+        "the schedule has ended."
+    )
+    last_fired_at: datetime | None = Field(description="Planned time of the latest job fired.")
+    created_at: datetime
+    updated_at: datetime
+    links: ScheduleLinks
+
+
+class SchedulePage(BaseModel):
+    """One page of schedules, by name."""
+
+    schedules: list[ScheduleOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class FireTime(BaseModel):
+    local: datetime = Field(description="In the schedule's time zone, with its UTC offset.")
+    utc: datetime
+
+
+class NextFires(BaseModel):
+    """The next planned fire times after `after` (default now)."""
+
+    schedule_id: UUID
+    timezone: str
+    after: datetime
+    fires: list[FireTime]
+
+
+class ScheduledJobOut(JobOut):
+    """A job a schedule created, with the planned time it fired for."""
+
+    schedule_id: UUID
+    fire_time: datetime
+
+
+class ScheduledJobPage(BaseModel):
+    """One page of a schedule's jobs, newest fire time first."""
+
+    jobs: list[ScheduledJobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")

@@ -1,0 +1,243 @@
+"""The scheduler: fire due recurring schedules, exactly one job per planned time.
+
+Each round claims due schedules (``FOR UPDATE SKIP LOCKED``, oldest ``next_fire_at`` first),
+asks the pure planner (:func:`jobline.schedules.plan_fires`) what to fire at the database's
+``now()``, and in the claim's transaction inserts one job per fire time (with its outbox rows),
+then moves the schedule's ``next_fire_at``. The row lock keeps every other relay off the
+schedule until that commits, so replicas never plan from the same state; and
+``UNIQUE (schedule_id, fire_time)`` on jobs is the safety net behind it: a fire time that
+already has a job (a repeat after some inconsistency) is skipped in its own savepoint rather
+than failing the round. Any number of relays, any crash: one job per fire time.
+
+Between rounds the scheduler sleeps until the earliest ``next_fire_at`` (asked of the database,
+one index probe), never longer than its poll interval, so an every-second schedule fires every
+second and a schedule created or resumed through the gateway is seen within the interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from jobline import jobstore, states
+from jobline.backoff import BackoffPolicy
+from jobline.errors import InvalidSchedule
+from jobline.queries import q
+from jobline.schedules import FirePlan, OverlapPolicy, ScheduleSpec, fire_key, plan_fires
+from jobline.states import Job, JobState
+from jobline_relay import metrics
+
+log = logging.getLogger(__name__)
+
+# The shortest wait between rounds (see Scheduler._idle_timeout).
+MIN_SLEEP_SECONDS = 0.02
+# asyncio may wake a hair early; a due time must be <= now() when we claim.
+_WAKE_SLACK_SECONDS = 0.002
+
+
+def spec_of(row: Mapping[Any, Any]) -> ScheduleSpec:
+    """The pure schedule of a ``schedules`` row (raises InvalidSchedule if it no longer is)."""
+    interval = row["interval_seconds"]
+    return ScheduleSpec(
+        cron=row["cron"],
+        timezone=row["timezone"],
+        interval_seconds=int(interval) if interval is not None else None,
+        start_at=row["start_at"],
+        end_at=row["end_at"],
+        misfire_policy=row["misfire_policy"],
+        catch_up_limit=row["catch_up_limit"],
+        overlap_policy=row["overlap_policy"],
+    )
+
+
+def job_of(
+    row: Mapping[Any, Any],
+    fire_time: datetime,
+    now: datetime,
+    policy: tuple[int | None, BackoffPolicy | None],
+) -> Job:
+    """The job a schedule fires for ``fire_time``: the template, then the tenant's type
+    policy, then the platform defaults (as the gateway's submit resolves them)."""
+    template: dict[str, Any] = row["job_template"]
+    backoff = template.get("backoff")
+    return Job(
+        id=uuid4(),
+        tenant_id=row["tenant_id"],
+        type=template["type"],
+        queue=template.get("queue") or "default",
+        state=JobState.QUEUED,  # submit() decides
+        payload=template.get("payload") or {},
+        created_at=now,
+        run_at=fire_time,  # <= now: queued at once, and its timings show the planned time
+        max_attempts=template.get("max_attempts") or policy[0] or states.DEFAULT_MAX_ATTEMPTS,
+        backoff=BackoffPolicy.from_dict(backoff) if backoff else policy[1] or BackoffPolicy(),
+        timeout_seconds=template.get("timeout_seconds") or states.DEFAULT_TIMEOUT_SECONDS,
+        metadata={"schedule_id": str(row["id"]), "fire_time": fire_time.isoformat()},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What one schedule's planning did (counted in metrics once committed)."""
+
+    schedule_id: UUID
+    policy: str
+    fired_at: datetime
+    plan: FirePlan
+    created: tuple[datetime, ...]
+    duplicates: int
+
+
+async def fire_due(engine: AsyncEngine, limit: int) -> tuple[int, list[Fired]]:
+    """One round in one transaction: (schedules claimed, what each fired)."""
+    results: list[Fired] = []
+    async with engine.begin() as conn:
+        rows = (await conn.execute(q("claim_due_schedules"), {"limit": limit})).mappings().all()
+        for row in rows:
+            # A savepoint per schedule: one that fails is rolled back alone and retried next
+            # round; the others of the round still commit.
+            try:
+                async with conn.begin_nested():
+                    results.append(await _fire_one(conn, row))
+            except Exception:
+                metrics.SCHEDULE_ERRORS.inc()
+                log.exception("firing schedule %s failed; retrying next round", row["id"])
+    for fired in results:
+        _observe(fired)
+    return len(rows), results
+
+
+async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any]) -> Fired:
+    now: datetime = row["db_now"]
+    schedule_id: UUID = row["id"]
+    try:
+        spec = spec_of(row)
+    except InvalidSchedule as exc:
+        # Stored before a rule changed (e.g. a time zone withdrawn from tzdata): it can never
+        # fire again, so stop planning it instead of failing every round.
+        log.error("schedule %s is no longer valid, not firing it: %s", schedule_id, exc)
+        await conn.execute(
+            q("advance_schedule"), {"id": schedule_id, "next_fire_at": None, "last_fired_at": None}
+        )
+        return Fired(schedule_id, row["misfire_policy"], now, FirePlan((), 0, 0, None), (), 0)
+    running = False
+    if spec.overlap_policy is OverlapPolicy.SKIP_IF_RUNNING:
+        running = bool(
+            (
+                await conn.execute(q("schedule_has_active_job"), {"schedule_id": schedule_id})
+            ).scalar_one()
+        )
+    plan = plan_fires(spec, row["next_fire_at"], now, running=running)
+    created: list[datetime] = []
+    duplicates = 0
+    if plan.fire_times:
+        policy = await _type_policy(conn, row)
+        for fire_time in plan.fire_times:
+            submitted = states.submit(job_of(row, fire_time, now, policy), now)
+            try:
+                async with conn.begin_nested():
+                    await jobstore.insert(
+                        conn,
+                        [submitted],
+                        schedule_id=schedule_id,
+                        fire_time=fire_time,
+                        idempotency_key=fire_key(schedule_id, fire_time),
+                    )
+            except IntegrityError:
+                duplicates += 1  # this fire time already has its job: the unique key held
+                continue
+            created.append(fire_time)
+    await conn.execute(
+        q("advance_schedule"),
+        {
+            "id": schedule_id,
+            "next_fire_at": plan.next_fire_at,
+            "last_fired_at": created[-1] if created else None,
+        },
+    )
+    return Fired(schedule_id, spec.misfire_policy.value, now, plan, tuple(created), duplicates)
+
+
+async def _type_policy(
+    conn: AsyncConnection, row: Mapping[Any, Any]
+) -> tuple[int | None, BackoffPolicy | None]:
+    found = (
+        await conn.execute(
+            q("schedule_type_policy"),
+            {"tenant_id": row["tenant_id"], "type": row["job_template"]["type"]},
+        )
+    ).one_or_none()
+    if found is None:
+        return None, None
+    return found.max_attempts, BackoffPolicy.from_dict(found.backoff) if found.backoff else None
+
+
+def _observe(fired: Fired) -> None:
+    policy = fired.policy
+    if fired.created:
+        metrics.SCHEDULE_FIRES.labels(misfire_policy=policy).inc(len(fired.created))
+    for fire_time in fired.created:
+        metrics.SCHEDULE_FIRE_LAG.observe((fired.fired_at - fire_time).total_seconds())
+    if fired.plan.missed:
+        metrics.SCHEDULE_MISFIRES.labels(misfire_policy=policy).inc(fired.plan.missed)
+    if fired.plan.overlap_skipped:
+        metrics.SCHEDULE_OVERLAP_SKIPS.inc(fired.plan.overlap_skipped)
+    if fired.duplicates:
+        metrics.SCHEDULE_DUPLICATES.inc(fired.duplicates)
+    if fired.plan.missed:
+        log.info(
+            "schedule %s: %d planned times missed, %d dropped (%s), %d fired",
+            fired.schedule_id,
+            fired.plan.missed,
+            fired.plan.dropped,
+            policy,
+            len(fired.created),
+        )
+
+
+async def seconds_until_due(engine: AsyncEngine) -> float | None:
+    """Seconds until the earliest unpaused schedule is due (<= 0: now), None if none is."""
+    async with engine.connect() as conn:
+        seconds = (await conn.execute(q("schedules_next_due"))).scalar()
+    return float(seconds) if seconds is not None else None
+
+
+class Scheduler:
+    """The firing loop of one relay replica."""
+
+    def __init__(self, engine: AsyncEngine, *, batch_size: int, poll_interval: float) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Fire due schedules until ``stopping`` is set; a failed round is retried."""
+        while not stopping.is_set():
+            try:
+                claimed, _ = await fire_due(self.engine, self.batch_size)
+                if claimed >= self.batch_size:
+                    continue  # more may be due: go on without waiting
+                wait = await self._idle_timeout()
+            except Exception as exc:  # the database may be down: try again after a pause
+                log.warning("scheduler round failed: %s: %s", type(exc).__name__, exc)
+                wait = self.poll_interval
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await stopping.wait()
+
+    async def _idle_timeout(self) -> float:
+        seconds = await seconds_until_due(self.engine)
+        if seconds is None:
+            return self.poll_interval
+        # The floor: something due that this round did not claim is held by another relay
+        # until its commit; looking again at once would only spin.
+        return min(self.poll_interval, max(seconds + _WAKE_SLACK_SECONDS, MIN_SLEEP_SECONDS))
