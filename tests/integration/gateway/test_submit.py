@@ -241,3 +241,22 @@ async def test_openapi_documents_each_routes_statuses_as_problems(client):
     for path in spec["paths"].values():
         for operation in path.values():
             assert operation.get("description"), operation["operationId"]
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "message"),
+    [
+        ("/v1/jobs?limt=5", "limt", "unknown parameter"),
+        ("/v1/jobs?type=a&type=b", "type", "given more than once"),
+        ("/v1/schedules?name=a&name=b", "name", "given more than once"),
+        ("/v1/admin/keys?tennant=x", "tennant", "unknown parameter"),
+    ],
+)
+async def test_unknown_or_repeated_query_parameters_are_422(
+    client, make_api_key, path, field, message
+):
+    key = await make_api_key()
+    response = await client.get(path, headers=bearer(key))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"] == [{"field": field, "location": "query", "message": message}]

@@ -296,6 +296,17 @@ async def test_a_lost_lease_drops_the_outcome(engine, tenant, queue, pump, run_w
     job = await job_of(engine, job_id)
     assert job.state is JobState.RUNNING
     assert job.lease_owner == "another-worker"
+    await _not_rescuable(engine, job_id)
+
+
+async def _not_rescuable(engine, job_id) -> None:
+    """Tests share one database: a running job left with an expired lease would be rescued
+    (and counted) by the lease rescuer's own tests. Give it a lease far in the future."""
+    async with db.transaction(engine) as conn:
+        await conn.execute(
+            text("UPDATE jobs SET lease_expires_at = now() + interval '1 day' WHERE id = :id"),
+            {"id": job_id},
+        )
 
 
 async def _no_running(runtime: Runtime) -> bool:
@@ -347,3 +358,79 @@ async def _states(engine, ids):
     from tests.integration.worker.support import states_of
 
     return await states_of(engine, ids)
+
+
+async def _publish_first_attempts(kafka_settings, queue: str, engine, job_ids) -> None:
+    """Write the jobs' work messages straight to the topic, so one fetch sees them all."""
+    topic = topics.work_topic(kafka_settings.topic_prefix, queue)
+    await kafka.ensure_topics(kafka_settings, [topic], partitions=2)
+    producer = kafka.make_producer(kafka_settings)
+    await producer.start()
+    try:
+        for job_id in job_ids:
+            job = await job_of(engine, job_id)
+            await producer.send_and_wait(
+                topic, key=str(job_id).encode(), value=job.envelope(1).encode()
+            )
+    finally:
+        await producer.stop()
+
+
+async def test_a_claim_batch_that_fails_is_retried_message_by_message(
+    engine, tenant, queue, kafka_settings, *, run_worker, monkeypatch
+):
+    """One message whose claim always fails must not hold back the others of its batch: they
+    run, and only its own offset stays undecided."""
+    monkeypatch.setattr("jobline_worker.runtime.CLAIM_RETRY_SECONDS", (0.05, 0.05))
+    ids = await insert_jobs(engine, [make_job(tenant, "echo", queue) for _ in range(10)])
+    bad = ids[4]
+    await _publish_first_attempts(kafka_settings, queue, engine, ids)
+    batches_with_bad: list[int] = []
+    async with run_worker(queue, concurrency=16) as runtime:
+        claim = runtime._claim
+
+        async def failing_claim(qc, deliveries):
+            if any(d.envelope.id == bad for d in deliveries):
+                batches_with_bad.append(len(deliveries))
+                raise RuntimeError("this job cannot be claimed")
+            return await claim(qc, deliveries)
+
+        monkeypatch.setattr(runtime, "_claim", failing_claim)
+        good = [i for i in ids if i != bad]
+        await wait_states(engine, good, "succeeded")
+        await wait_for(lambda: _no_running(runtime), 10)
+        assert runtime.consumers[0].offsets.undecided() == 1
+    assert max(batches_with_bad) > 1  # it came in a batch, which was split
+    assert batches_with_bad.count(1) == 3  # then alone: the first try and two retries
+    assert (await job_of(engine, bad)).state is JobState.QUEUED
+    assert all(RUNS[str(i)] == 1 for i in good)
+
+
+async def test_outcomes_are_grouped_and_a_failing_group_is_recorded_one_by_one(
+    engine, tenant, queue, kafka_settings, *, run_worker, monkeypatch
+):
+    ids = await insert_jobs(engine, [make_job(tenant, "echo", queue) for _ in range(30)])
+    bad = ids[7]
+    await _publish_first_attempts(kafka_settings, queue, engine, ids)
+    groups: list[int] = []
+    async with run_worker(queue, concurrency=32) as runtime:
+        record_group = runtime._record_group
+
+        async def failing_group(group):
+            groups.append(len(group))
+            if any(o.execution.job.id == bad for o in group):
+                raise RuntimeError("this outcome cannot be recorded")
+            await record_group(group)
+
+        monkeypatch.setattr(runtime, "_record_group", failing_group)
+        good = [i for i in ids if i != bad]
+        await wait_states(engine, good, "succeeded")
+        await wait_for(lambda: _no_running(runtime), 10)
+    assert max(groups) > 1  # outcomes that finished together shared a transaction
+    # The bad outcome was given up after its retries: the job stays running under our lease
+    # (the relay's lease rescuer re-queues it), nothing else was lost.
+    job = await job_of(engine, bad)
+    assert job.state is JobState.RUNNING
+    await _not_rescuable(engine, bad)
+    assert all(RUNS[str(i)] == 1 for i in ids)
+    assert [(a.attempt, a.outcome) for a in await attempts_of(engine, ids[0])] == [(1, "succeeded")]

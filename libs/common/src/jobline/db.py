@@ -12,10 +12,12 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jobline.errors import DependencyUnavailable
@@ -25,16 +27,20 @@ from jobline.settings import DatabaseSettings, asyncpg_url, plain_url
 # that was just closed may take a moment to leave, so retry for this long.
 _TEMPLATE_BUSY_SECONDS = 10.0
 
+# A pooled connection idle at least this long is pinged at checkout (see create_engine).
+IDLE_PING_SECONDS = 2.0
+_CHECKED_IN_AT = "jobline_checked_in_at"
+
 
 def create_engine(settings: DatabaseSettings, *, application_name: str = "jobline") -> AsyncEngine:
     """An asyncpg engine with the pool sizes and connect timeout from ``settings``."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.async_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        # A connection the server closed (restart, idle timeout, failover) is replaced at
-        # checkout instead of failing the first query that uses it.
-        pool_pre_ping=True,
+        # LIFO: the connection used last is reused first, so at low traffic the same few stay
+        # warm (no idle ping) and the rest sit idle instead of every one being pinged in turn.
+        pool_use_lifo=True,
         # How long a checkout waits for a free connection before raising.
         pool_timeout=settings.db_connect_timeout_seconds,
         connect_args={
@@ -42,6 +48,37 @@ def create_engine(settings: DatabaseSettings, *, application_name: str = "joblin
             "server_settings": {"application_name": application_name},
         },
     )
+    # No pool_pre_ping: with asyncpg it is BEGIN + ";" + ROLLBACK, three round trips on every
+    # checkout -- a quarter of the worker's and the gateway's round trips per job. This keeps
+    # its protection where it matters: a connection the server closed while it sat idle in
+    # the pool (restart, idle timeout, failover) is replaced at checkout. One that was in use
+    # moments ago is not pinged; if the server went away since, its first statement fails,
+    # SQLAlchemy sees a disconnect and invalidates the whole pool (every older connection
+    # reconnects at its next checkout), and the caller's retry or error path runs, as for a
+    # failure in the middle of a query (which no pre-ping prevents either).
+    _ping_idle_connections(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Pre-ping only connections that sat in the pool ``idle_seconds`` or longer."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN_AT)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # fresh, or in use a moment ago
+        try:
+            # The asyncpg adapter's ping (runs inside the checkout's greenlet).
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
 
 
 @asynccontextmanager

@@ -3,11 +3,16 @@
 Every change of state goes through :func:`apply` (or :func:`insert` for a new job): lock
 the row, run the pure state machine on it, write the result with the guarded UPDATE, its
 outbox messages and the attempt record, all in the caller's transaction.
+
+The worker's hot path uses the set-based variants :func:`lock_many` and :func:`save_many`:
+the same lock, the same pure decision per job and the same per-row guard, but a whole batch
+of jobs in a fixed number of statements (round trips) instead of four per job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -78,33 +83,6 @@ def job_from_row(row: Any) -> Job:
     )
 
 
-def _insert_params(
-    job: Job, schedule_id: UUID | None, fire_time: datetime | None, idempotency_key: str | None
-) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "tenant_id": job.tenant_id,
-        "type": job.type,
-        "queue": job.queue,
-        "state": job.state.value,
-        "priority": job.priority,
-        "payload": job.payload,
-        "metadata": job.metadata,
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "budget_start": job.budget_start,
-        "backoff": job.backoff.to_dict(),
-        "timeout_seconds": job.timeout_seconds,
-        "run_at": job.run_at,
-        "created_at": job.created_at,
-        "sequence": job.sequence,
-        "schedule_id": schedule_id,
-        "fire_time": fire_time,
-        "idempotency_key": idempotency_key,
-        "traceparent": job.traceparent,
-    }
-
-
 async def insert(
     conn: AsyncConnection,
     submitted: Sequence[Transition],
@@ -113,14 +91,40 @@ async def insert(
     fire_time: datetime | None = None,
     idempotency_key: str | None = None,
 ) -> None:
-    """Insert new jobs (the results of :func:`jobline.states.submit`) and their messages."""
+    """Insert new jobs (the results of :func:`jobline.states.submit`) and their messages.
+
+    One statement (``insert_jobs``: the job rows and their outbox rows) for any number of jobs.
+    """
     if not submitted:
         return
+    jobs = [t.job for t in submitted]
+    messages = [(m, t.job.id) for t in submitted for m in t.messages]
     await conn.execute(
-        q("insert_job"),
-        [_insert_params(t.job, schedule_id, fire_time, idempotency_key) for t in submitted],
+        q("insert_jobs"),
+        {
+            "ids": [j.id for j in jobs],
+            "tenant_ids": [j.tenant_id for j in jobs],
+            "types": [j.type for j in jobs],
+            "queues": [j.queue for j in jobs],
+            "states": [j.state.value for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "payloads_json": [json.dumps(j.payload) for j in jobs],
+            "metadata_json": [json.dumps(j.metadata) for j in jobs],
+            "attempts": [j.attempt for j in jobs],
+            "max_attempts_list": [j.max_attempts for j in jobs],
+            "budget_starts": [j.budget_start for j in jobs],
+            "backoffs_json": [json.dumps(j.backoff.to_dict()) for j in jobs],
+            "timeouts": [float(j.timeout_seconds) for j in jobs],
+            "run_ats": [j.run_at for j in jobs],
+            "created_ats": [j.created_at for j in jobs],
+            "sequences": [j.sequence for j in jobs],
+            "traceparents": [j.traceparent for j in jobs],
+            "schedule_id": schedule_id,
+            "fire_time": fire_time,
+            "idempotency_key": idempotency_key,
+            **outbox.columns(messages),
+        },
     )
-    await outbox.write(conn, [m for t in submitted for m in t.messages])
 
 
 async def lock(conn: AsyncConnection, job_id: UUID, tenant_id: str | None = None) -> Job | None:
@@ -131,6 +135,14 @@ async def lock(conn: AsyncConnection, job_id: UUID, tenant_id: str | None = None
         result = await conn.execute(q("lock_tenant_job"), {"id": job_id, "tenant_id": tenant_id})
     row = result.one_or_none()
     return job_from_row(row) if row is not None else None
+
+
+async def lock_many(conn: AsyncConnection, job_ids: Collection[UUID]) -> dict[UUID, Job]:
+    """The jobs of ``job_ids`` that exist, each under a row lock, taken in id order."""
+    if not job_ids:
+        return {}
+    result = await conn.execute(q("lock_jobs"), {"ids": list(job_ids)})
+    return {job.id: job for job in map(job_from_row, result)}
 
 
 async def apply(
@@ -165,9 +177,7 @@ async def save(
     after = result.job
     if after == before and not result.messages:
         return Applied(before, after, result)
-    purge_after = (
-        after.finished_at + retention if after.state.terminal and after.finished_at else None
-    )
+    purge_after = _purge_after(after, retention)
     updated = await conn.execute(
         q("save_job"),
         {
@@ -195,6 +205,117 @@ async def save(
     await outbox.write(conn, result.messages, job_id=after.id)
     await _record_attempt(conn, before, after, event, now)
     return Applied(before, after, result)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One transition to save: the job as locked, the event, and the state machine's result."""
+
+    before: Job
+    event: Event
+    transition: Transition
+
+
+async def save_many(
+    conn: AsyncConnection,
+    writes: Sequence[Write],
+    now: datetime,
+    *,
+    retention: timedelta = DEFAULT_RETENTION,
+) -> list[Applied]:
+    """:func:`save` for many jobs at once (at most one write per job), in four statements.
+
+    Each row is guarded on its own ``before`` state and attempt, exactly as :func:`save`;
+    if any guard fails nothing may be kept, so this raises :class:`IllegalTransition` and
+    the caller's transaction rolls back every row. Messages keep their order (by write,
+    then within the transition).
+    """
+    changed = [
+        w for w in writes if not (w.transition.job == w.before and not w.transition.messages)
+    ]
+    applied = [Applied(w.before, w.transition.job, w.transition) for w in writes]
+    if not changed:
+        return applied
+    if len({w.before.id for w in changed}) != len(changed):
+        raise ValueError("save_many takes at most one write per job")
+    cols: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "ids", "states", "attempts", "budget_starts", "run_ats", "started_ats",
+            "finished_ats", "lease_owners", "lease_expires_ats", "cancel_requested_ats",
+            "sequences", "results_json", "last_errors_json", "errors_json", "purge_afters",
+            "expected_states", "expected_attempts",
+        )
+    }  # fmt: skip
+    for w in changed:
+        before, after = w.before, w.transition.job
+        cols["ids"].append(after.id)
+        cols["states"].append(after.state.value)
+        cols["attempts"].append(after.attempt)
+        cols["budget_starts"].append(after.budget_start)
+        cols["run_ats"].append(after.run_at)
+        cols["started_ats"].append(after.started_at)
+        cols["finished_ats"].append(after.finished_at)
+        cols["lease_owners"].append(after.lease_owner)
+        cols["lease_expires_ats"].append(after.lease_expires_at)
+        cols["cancel_requested_ats"].append(after.cancel_requested_at)
+        cols["sequences"].append(after.sequence)
+        # json.dumps(None) is 'null': the same jsonb save_job's JSONB binds store for None.
+        cols["results_json"].append(json.dumps(after.result))
+        last_error = after.last_error.to_dict() if after.last_error else None
+        cols["last_errors_json"].append(json.dumps(last_error))
+        cols["errors_json"].append(json.dumps([e.to_dict() for e in after.errors]))
+        cols["purge_afters"].append(_purge_after(after, retention))
+        cols["expected_states"].append(before.state.value)
+        cols["expected_attempts"].append(before.attempt)
+    updated = await conn.execute(q("save_jobs"), cols)
+    if updated.rowcount != len(changed):
+        raise IllegalTransition(
+            f"{len(changed) - updated.rowcount} of {len(changed)} jobs changed concurrently"
+        )
+    await outbox.write_many(
+        conn, [(m, w.before.id) for w in changed for m in w.transition.messages]
+    )
+    await _record_attempts(conn, changed, now)
+    return applied
+
+
+def _purge_after(after: Job, retention: timedelta) -> datetime | None:
+    return after.finished_at + retention if after.state.terminal and after.finished_at else None
+
+
+async def _record_attempts(conn: AsyncConnection, writes: Sequence[Write], now: datetime) -> None:
+    """:func:`_record_attempt` for many writes: one INSERT for claims, one UPDATE for ends."""
+    starts: dict[str, list[Any]] = {
+        "job_ids": [],
+        "attempts": [],
+        "worker_ids": [],
+        "started_ats": [],
+    }
+    ends: dict[str, list[Any]] = {
+        "job_ids": [], "attempts": [], "finished_ats": [], "outcomes": [], "errors_json": []
+    }  # fmt: skip
+    for w in writes:
+        before, after, event = w.before, w.transition.job, w.event
+        if isinstance(event, Claim):
+            starts["job_ids"].append(after.id)
+            starts["attempts"].append(after.attempt)
+            starts["worker_ids"].append(event.worker_id)
+            starts["started_ats"].append(now)
+            continue
+        outcome = _outcome(event)
+        if outcome is None or before.state is not JobState.RUNNING:
+            continue
+        new_error = after.last_error if len(after.errors) > len(before.errors) else None
+        ends["job_ids"].append(after.id)
+        ends["attempts"].append(before.attempt)
+        ends["finished_ats"].append(now)
+        ends["outcomes"].append(outcome.value)
+        ends["errors_json"].append(json.dumps(new_error.to_dict() if new_error else None))
+    if starts["job_ids"]:
+        await conn.execute(q("start_attempts"), starts)
+    if ends["job_ids"]:
+        await conn.execute(q("finish_attempts"), ends)
 
 
 async def _record_attempt(

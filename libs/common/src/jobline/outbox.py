@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,19 +32,35 @@ async def write(
     conn: AsyncConnection, messages: Iterable[OutboxMessage], job_id: UUID | None = None
 ) -> int:
     """Insert the messages of one or more transitions; returns how many."""
-    rows = [
-        {
-            "topic": m.topic,
-            "key": m.key,
-            "value": m.value,
-            "available_at": m.available_at,
-            "job_id": job_id if job_id is not None else _job_id(m.key),
-        }
-        for m in messages
-    ]
-    if rows:
-        await conn.execute(q("insert_outbox"), rows)
-    return len(rows)
+    return await write_many(
+        conn, [(m, job_id if job_id is not None else _job_id(m.key)) for m in messages]
+    )
+
+
+async def write_many(
+    conn: AsyncConnection, messages: Sequence[tuple[OutboxMessage, UUID | None]]
+) -> int:
+    """Insert ``(message, job_id)`` pairs in order, in one statement; returns how many.
+
+    One multi-row INSERT from arrays rather than an executemany of ``insert_outbox``: a
+    single execution of the statement (the NOTIFY trigger runs once) and one prepared
+    statement for any number of rows.
+    """
+    if not messages:
+        return 0
+    await conn.execute(q("insert_outbox_rows"), columns(messages))
+    return len(messages)
+
+
+def columns(messages: Sequence[tuple[OutboxMessage, UUID | None]]) -> dict[str, list[Any]]:
+    """The array parameters of ``insert_outbox_rows`` (and of ``insert_jobs``'s outbox part)."""
+    return {
+        "topics": [m.topic for m, _ in messages],
+        "keys": [m.key for m, _ in messages],
+        "msg_values": [m.value for m, _ in messages],
+        "available_ats": [m.available_at for m, _ in messages],
+        "job_ids": [job_id for _, job_id in messages],
+    }
 
 
 async def claim(conn: AsyncConnection, limit: int) -> list[OutboxRow]:

@@ -3,6 +3,7 @@
 
 -- name: insert_job
 -- A new job; its outbox rows are written in the same transaction (insert_outbox).
+-- The single-row form: jobstore.insert uses insert_jobs (jobs and outbox in one statement).
 INSERT INTO jobs (
     id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
     budget_start, backoff, timeout_seconds, run_at, created_at, updated_at, sequence,
@@ -17,6 +18,7 @@ INSERT INTO jobs (
 -- The only way anything reaches Kafka. available_at is the delay: the relay skips rows that
 -- are not yet due, so delayed jobs and retry backoff share this one durable mechanism.
 -- The statement-level trigger notifies the relay once per statement (folded per transaction).
+-- The single-row form: outbox.write uses insert_outbox_rows (one statement for all rows).
 INSERT INTO outbox (topic, key, value, available_at, job_id)
 VALUES (:topic, :key, :value, :available_at, :job_id)
 

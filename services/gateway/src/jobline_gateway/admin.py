@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query
 
 from jobline import db, keystore
 from jobline.apikeys import TENANT_RE
-from jobline_gateway.deps import Engine, Operator
+from jobline_gateway.deps import Engine, KnownQuery, Operator
 from jobline_gateway.problems import FieldError, ProblemError, responses
 from jobline_gateway.schemas import KeyCreated, KeyIn, KeyList, KeyOut
 
-router = APIRouter(prefix="/v1/admin/keys", tags=["admin"])
+router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQuery])
 
 
 @router.post("", status_code=201, response_model=KeyCreated, responses=responses())

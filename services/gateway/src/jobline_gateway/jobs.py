@@ -1,4 +1,9 @@
-"""``/v1/jobs``: submit, batch submit, read, list, attempts, cancel, redrive."""
+"""``/v1/jobs``: submit, batch submit, read, list, attempts, cancel, redrive.
+
+Every route works on the request's connection (``Conn``), in the transaction its
+authentication began (``ReaderTx``/``WriterTx``): one checkout and one transaction per
+request. Writes commit before the route returns; reads end with the connection's rollback.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import db, jobstore
+from jobline import jobstore
 from jobline.errors import IllegalTransition
 from jobline.states import Cancel, Event, JobState, Redrive
 from jobline_gateway import store, submission
-from jobline_gateway.deps import Engine, Reader, SettingsDep, Writer
+from jobline_gateway.deps import Conn, KnownQuery, ReaderTx, SettingsDep, WriterTx
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
 from jobline_gateway.problems import FieldError, ProblemError, responses
 from jobline_gateway.schemas import (
@@ -31,7 +37,7 @@ from jobline_gateway.schemas import (
     Timestamp,
 )
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[KnownQuery])
 
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 # W3C trace context; anything else is ignored rather than refused.
@@ -62,7 +68,7 @@ def _traceparent(request: Request) -> str | None:
 async def _accept(
     request: Request,
     *,
-    engine: Any,
+    conn: AsyncConnection,
     settings: Any,
     tenant_id: str,
     specs: list[JobSpec],
@@ -72,7 +78,7 @@ async def _accept(
 ) -> submission.Accepted:
     started = time.perf_counter()
     accepted = await submission.submit(
-        engine,
+        conn,
         settings,
         tenant_id,
         specs,
@@ -99,15 +105,15 @@ async def submit_job(
     spec: JobSpec,
     *,
     request: Request,
-    principal: Writer,
-    engine: Engine,
+    principal: WriterTx,
+    conn: Conn,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Submit one job; it is queued, or scheduled when run_at/delay_seconds lie ahead."""
     accepted = await _accept(
         request,
-        engine=engine,
+        conn=conn,
         settings=settings,
         tenant_id=principal.tenant_id,
         specs=[spec],
@@ -132,15 +138,15 @@ async def submit_batch(
     batch: BatchIn,
     *,
     request: Request,
-    principal: Writer,
-    engine: Engine,
+    principal: WriterTx,
+    conn: Conn,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Submit up to 1,000 jobs in one transaction: all are accepted or none."""
     accepted = await _accept(
         request,
-        engine=engine,
+        conn=conn,
         settings=settings,
         tenant_id=principal.tenant_id,
         specs=batch.jobs,
@@ -158,8 +164,8 @@ async def submit_batch(
 @router.get("", response_model=JobPage, responses=responses())
 async def list_jobs(
     *,
-    principal: Reader,
-    engine: Engine,
+    principal: ReaderTx,
+    conn: Conn,
     settings: SettingsDep,
     status: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     type: Annotated[str | None, Query(pattern=TYPE_PATTERN)] = None,
@@ -193,8 +199,7 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
     )
-    async with db.transaction(engine) as conn:
-        page, following = await store.list_jobs(conn, principal.tenant_id, where, after, size)
+    page, following = await store.list_jobs(conn, principal.tenant_id, where, after, size)
     return JobPage(
         jobs=[JobOut.of(j) for j in page],
         next_cursor=following.encode() if following else None,
@@ -202,22 +207,20 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(404))
-async def get_job(job_id: UUID, principal: Reader, engine: Engine) -> Any:
+async def get_job(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     """A job: status, attempts, timings, last error and result."""
-    async with db.transaction(engine) as conn:
-        job = await store.get_job(conn, principal.tenant_id, job_id)
+    job = await store.get_job(conn, principal.tenant_id, job_id)
     if job is None:
         raise _not_found(job_id)
     return JobOut.of(job)
 
 
 @router.get("/{job_id}/attempts", response_model=AttemptList, responses=responses(404))
-async def list_attempts(job_id: UUID, principal: Reader, engine: Engine) -> Any:
+async def list_attempts(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     """Each attempt of a job: worker, start, end, outcome and error."""
-    async with db.transaction(engine) as conn:
-        if not await store.job_exists(conn, principal.tenant_id, job_id):
-            raise _not_found(job_id)
-        rows = await store.attempts(conn, job_id)
+    if not await store.job_exists(conn, principal.tenant_id, job_id):
+        raise _not_found(job_id)
+    rows = await store.attempts(conn, job_id)
     return AttemptList(
         attempts=[
             AttemptOut(
@@ -234,23 +237,21 @@ async def list_attempts(job_id: UUID, principal: Reader, engine: Engine) -> Any:
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
-async def cancel_job(job_id: UUID, principal: Writer, engine: Engine) -> Any:
+async def cancel_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
-    return await _apply(engine, principal.tenant_id, job_id, Cancel())
+    return await _apply(conn, principal.tenant_id, job_id, Cancel())
 
 
 @router.post("/{job_id}/redrive", response_model=JobOut, responses=responses(404, 409))
-async def redrive_job(job_id: UUID, principal: Writer, engine: Engine) -> Any:
+async def redrive_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
-    return await _apply(engine, principal.tenant_id, job_id, Redrive())
+    return await _apply(conn, principal.tenant_id, job_id, Redrive())
 
 
-async def _apply(engine: Any, tenant_id: str, job_id: UUID, event: Event) -> JobOut:
+async def _apply(conn: AsyncConnection, tenant_id: str, job_id: UUID, event: Event) -> JobOut:
     try:
-        async with db.transaction(engine) as conn:
-            applied = await jobstore.apply(
-                conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id
-            )
+        applied = await jobstore.apply(conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id)
+        await conn.commit()
     except IllegalTransition as exc:
         raise ProblemError(409, str(exc), kind="illegal-transition") from None
     if applied is None:

@@ -24,20 +24,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, NoReturn
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.dependencies.models import Dependant
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobline import db, tables
-from jobline.apikeys import Scope
 from jobline.errors import InvalidSchedule
 from jobline.jobstore import job_from_row
-from jobline.keystore import KeyRecord
 from jobline.schedules import ScheduleSpec, next_fire, next_fires, resume_next_fire
-from jobline_gateway.deps import Engine, Reader, SettingsDep, _requires
+from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
 from jobline_gateway.problems import FieldError, ProblemError, responses
 from jobline_gateway.schedule_schemas import (
     MAX_PREVIEW,
@@ -54,38 +51,7 @@ from jobline_gateway.schedule_schemas import (
 )
 from jobline_gateway.schemas import JobOut, Timestamp
 
-
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
-
-async def _known_query(request: Request) -> None:
-    """An unknown query parameter is a 422 naming it, like an unknown body field: a typo
-    (`?limt=5`) must not silently mean the default."""
-    route = request.scope.get("route")
-    if route is None:
-        return
-    known = _query_names(route.dependant)
-    unknown = sorted(set(request.query_params) - known)
-    if unknown:
-        raise ProblemError(
-            422,
-            f"Unknown query parameter: {', '.join(repr(u) for u in unknown)}.",
-            kind="validation",
-            title="Invalid request",
-            errors=[
-                FieldError(field=u, location="query", message="unknown parameter") for u in unknown
-            ],
-        )
-
-
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[Depends(_known_query)])
-
-# deps.py has no alias for this scope yet; the check is the same one Reader/Writer use.
-ScheduleWriter = Annotated[KeyRecord, Depends(_requires(Scope.SCHEDULES_WRITE))]
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[KnownQuery])
 
 schedules = tables.schedules
 jobs = tables.jobs

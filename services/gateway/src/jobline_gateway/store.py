@@ -31,11 +31,13 @@ jobs = tables.jobs
 # --- reads ------------------------------------------------------------------------------
 
 
+_GET_JOB = text("SELECT * FROM jobs WHERE id = :id AND tenant_id = :tenant_id")
+
+
 async def get_job(conn: AsyncConnection, tenant_id: str, job_id: UUID) -> Job | None:
     # Primary-key lookup; the tenant condition makes another tenant's id a miss (404).
-    row = (
-        await conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.tenant_id == tenant_id))
-    ).one_or_none()
+    # text(), like _TYPE_POLICIES: a hot read, no per-call expression building.
+    row = (await conn.execute(_GET_JOB, {"id": job_id, "tenant_id": tenant_id})).one_or_none()
     return job_from_row(row) if row is not None else None
 
 
@@ -135,19 +137,24 @@ class TypePolicy:
     backoff: BackoffPolicy | None
 
 
+# A text() statement rather than a select() built per call: it is on every submission, and
+# building, caching and compiling the Core expression cost more CPU than the query.
+_TYPE_POLICIES = text(
+    "SELECT type, max_attempts, backoff FROM job_type_policies"
+    " WHERE tenant_id = :tenant_id AND type = ANY(CAST(:types AS text[]))"
+)
+
+
 async def type_policies(
     conn: AsyncConnection, tenant_id: str, types: Collection[str]
 ) -> dict[str, TypePolicy]:
     # One primary-key probe per distinct type of the submission, in one round trip.
-    p = tables.job_type_policies
-    statement = select(p.c.type, p.c.max_attempts, p.c.backoff).where(
-        p.c.tenant_id == tenant_id, p.c.type.in_(list(types))
-    )
+    params = {"tenant_id": tenant_id, "types": list(types)}
     return {
         r.type: TypePolicy(
             r.max_attempts, BackoffPolicy.from_dict(r.backoff) if r.backoff else None
         )
-        for r in await conn.execute(statement)
+        for r in await conn.execute(_TYPE_POLICIES, params)
     }
 
 

@@ -3,14 +3,19 @@
 Follows ARCHITECTURE.md "Delivery": Kafka delivers, PostgreSQL owns.
 
 - One consumer group per queue (``<prefix>.workers.<queue>``), manual commits.
-- Each message is claimed with one transaction (lock the job, check the message's attempt is
-  the next one, guarded save of ``Claim``). Once that is durable the offset is decided; the
-  committer commits, per partition, up to the lowest offset not yet decided.
+- The messages of one fetch are claimed together in one transaction: lock their jobs (one
+  ``FOR UPDATE`` in id order), decide each message with the pure state machine (is its attempt
+  the next one?), write every claim with one guarded multi-row UPDATE plus one outbox INSERT
+  and one job_attempts INSERT. Once that commit is durable their offsets are decided; the
+  committer commits, per partition, up to the lowest offset not yet decided. A batch that
+  fails is retried message by message, so one bad message cannot hold the others back.
 - In-flight work (claiming + running) is bounded by ``concurrency``: when full, the consumer's
   partitions are paused, never held in the poll loop.
 - While a handler runs its lease is renewed every third of the lease; a lost lease cancels the
   handler and drops its outcome, a cancel request cancels it and records ``Cancelled``.
-- The outcome is recorded in one transaction, only if the attempt is still ours.
+- Outcomes go to one completer task that records whatever has finished meanwhile in one
+  transaction (group commit: no added wait when idle, bigger groups under load), each job
+  still guarded on its attempt and lease owner; a group that fails is recorded job by job.
 - Stop (SIGTERM via the FastAPI lifespan): stop fetching, give in-flight handlers the grace
   period, hand back the rest (``HandBack``: re-queued without losing an attempt), commit.
 """
@@ -59,6 +64,10 @@ from jobline_worker.offsets import OffsetTracker
 from jobline_worker.registry import JobSpec, Worker
 from jobline_worker.settings import Settings
 
+# Why batches: a claim or an outcome used to cost a transaction of its own (BEGIN, lock,
+# update, outbox insert, attempt row, COMMIT: six round trips, plus three for the pool's
+# pre-ping). Per batch the count of statements is the same, whatever the batch size.
+
 log = logging.getLogger("jobline.worker")
 job_log = logging.getLogger("jobline.job")
 
@@ -77,6 +86,8 @@ RECORD_ATTEMPTS: Final = 5
 # An async handler that ignores cancellation gets this long before we stop waiting for it.
 CANCEL_WAIT_SECONDS: Final = 2.0
 POLL_TIMEOUT_MS: Final = 200
+# The most outcomes one completer transaction records (bounds its lock set and statement size).
+MAX_OUTCOME_GROUP: Final = 256
 
 
 def default_worker_id() -> str:
@@ -100,6 +111,30 @@ class Execution:
             self.stop_reason = reason
             self.stop.set()
             self.ctx.cancelled.set(reason.value)
+
+
+@dataclass(eq=False, slots=True)
+class _Delivery:
+    """One fetched message that decoded to a work envelope, and where it came from."""
+
+    tp: TopicPartition
+    record: ConsumerRecord
+    envelope: WorkEnvelope
+
+
+# What a claim decided for one message, besides "run this execution".
+_SKIPPED: Final = "skipped"  # duplicate or stale: offset decided, nothing to run
+_POISON: Final = "poison"  # no such job: dead-letter the message, then decide
+_Decision = Execution | str
+
+
+@dataclass(eq=False, slots=True)
+class _Outcome:
+    """A finished attempt waiting for the completer; ``done`` says what was recorded."""
+
+    execution: Execution
+    event: Event
+    done: asyncio.Future[tuple[Event, JobState] | None]
 
 
 class _Backend:
@@ -193,11 +228,14 @@ class Runtime:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler")
         self.running: dict[UUID, Execution] = {}
         self.in_flight = 0
+        self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
+        self._completer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._draining = False
+        self._hand_back_all = False
         self._started = False
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -227,6 +265,9 @@ class Runtime:
         for queue_consumer in self.consumers:
             self._loops.append(asyncio.create_task(self._fetch_loop(queue_consumer)))
         self._loops.append(asyncio.create_task(self._commit_loop()))
+        # Not one of _loops: it must outlive the fetch loops until every handler's outcome
+        # (including the hand-backs of a drain) is recorded.
+        self._completer = asyncio.create_task(self._complete_loop())
         log.info(
             "worker started",
             extra={
@@ -251,11 +292,17 @@ class Runtime:
                 "draining",
                 extra={"in_flight": len(self.running), "grace_seconds": grace},
             )
-            await asyncio.wait(self._tasks, timeout=grace)
+            await self._wait_for_tasks(grace)
+        # From here on an execution is handed back as soon as it starts (a batch claim that
+        # committed during the grace starts its executions as new tasks).
+        self._hand_back_all = True
         for execution in list(self.running.values()):
             execution.request_stop(outcomes.StopReason.SHUTDOWN)
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=CANCEL_WAIT_SECONDS + 10)
+            await self._wait_for_tasks(CANCEL_WAIT_SECONDS + 10)
+        if self._completer is not None:
+            self._completer.cancel()
+            await asyncio.gather(self._completer, return_exceptions=True)
         for queue_consumer in self.consumers:
             await queue_consumer.commit()
             with contextlib.suppress(Exception):
@@ -276,6 +323,18 @@ class Runtime:
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
+    async def _wait_for_tasks(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait up to ``timeout`` for every task, including tasks started meanwhile (a batch
+        claim that commits spawns its executions as new tasks)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(
+                set(self._tasks), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+
     # --- consuming ---------------------------------------------------------------------
 
     async def _fetch_loop(self, qc: _QueueConsumer) -> None:
@@ -295,6 +354,7 @@ class Runtime:
                 if paused:
                     consumer.resume(*paused)
                 batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=free)
+                taken: list[tuple[TopicPartition, ConsumerRecord]] = []
                 for tp, records in batches.items():
                     for record in records:
                         # Another queue's loop may have taken slots while we waited: hand the
@@ -303,7 +363,11 @@ class Runtime:
                             consumer.seek(tp, record.offset)
                             break
                         qc.offsets.take(tp, record.offset)
-                        self._begin(qc, tp, record)
+                        self.in_flight += 1  # one slot per message until it is done
+                        taken.append((tp, record))
+                if taken:
+                    metrics.IN_FLIGHT.set(self.in_flight)
+                    self._spawn(self._claim_batch(qc, taken))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -318,90 +382,160 @@ class Runtime:
                 await qc.commit()
                 metrics.CONSUMER_LAG.labels(qc.queue).set(qc.lag())
 
-    def _begin(self, qc: _QueueConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
-        self.in_flight += 1
-        metrics.IN_FLIGHT.set(self.in_flight)
-        task = asyncio.create_task(self._handle(qc, tp, record))
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, qc: _QueueConsumer, tp: TopicPartition, record: ConsumerRecord) -> None:
-        try:
-            execution = await self._decide(qc, tp, record)
-            if execution is not None:
-                await self._execute(execution)
-        except Exception:
-            log.exception("unexpected error handling a message", extra={"queue": qc.queue})
-        finally:
-            self.in_flight -= 1
-            metrics.IN_FLIGHT.set(self.in_flight)
-            self._slot_freed.set()
+    def _release(self, slots: int = 1) -> None:
+        self.in_flight -= slots
+        metrics.IN_FLIGHT.set(self.in_flight)
+        self._slot_freed.set()
 
-    async def _decide(
-        self, qc: _QueueConsumer, tp: TopicPartition, record: ConsumerRecord
-    ) -> Execution | None:
-        """Claim the message's job (or skip / dead-letter it); then its offset is decided."""
+    async def _claim_batch(
+        self, qc: _QueueConsumer, taken: list[tuple[TopicPartition, ConsumerRecord]]
+    ) -> None:
+        """Claim one fetch's messages together; start the claimed, decide every offset.
+
+        Holds one slot per message; each execution takes its slot over until it is done.
+        """
+        slots = len(taken)
         try:
-            envelope = WorkEnvelope.decode(record.value)
-        except InvalidEnvelope as exc:
-            await self._dead_letter(record, "undecodable", str(exc))
-            qc.offsets.decide(tp, record.offset)
-            return None
+            deliveries: list[_Delivery] = []
+            for tp, record in taken:
+                try:
+                    envelope = WorkEnvelope.decode(record.value)
+                except InvalidEnvelope as exc:
+                    if await self._dead_letter_safely(record, "undecodable", str(exc)):
+                        qc.offsets.decide(tp, record.offset)
+                    continue
+                deliveries.append(_Delivery(tp, record, envelope))
+            decisions = await self._claim_retrying(qc, deliveries)
+            if decisions is None:
+                return  # draining or PostgreSQL is gone: undecided, the next owner gets them
+            for delivery, decision in zip(deliveries, decisions, strict=True):
+                if decision is None:
+                    continue  # this one could not be claimed: left undecided
+                if decision == _POISON:
+                    envelope = delivery.envelope
+                    detail = f"no job {envelope.id} in the database"
+                    if not await self._dead_letter_safely(delivery.record, "no_such_job", detail):
+                        continue
+                qc.offsets.decide(delivery.tp, delivery.record.offset)
+                if isinstance(decision, Execution):
+                    slots -= 1
+                    self._spawn(self._run(decision))
+        except Exception:
+            log.exception("unexpected error claiming messages", extra={"queue": qc.queue})
+        finally:
+            if slots:
+                self._release(slots)
+
+    async def _dead_letter_safely(self, record: ConsumerRecord, kind: str, reason: str) -> bool:
+        """Dead-letter ``record``; False (its offset stays undecided) if the broker failed."""
+        try:
+            await self._dead_letter(record, kind, reason)
+        except Exception:
+            log.exception("could not dead-letter a message; leaving it undecided")
+            return False
+        return True
+
+    async def _claim_retrying(
+        self, qc: _QueueConsumer, deliveries: list[_Delivery]
+    ) -> list[_Decision | None] | None:
+        """The decisions for ``deliveries`` (None: not decided), retrying when PG fails.
+
+        A batch that fails is split: each message is retried on its own (in parallel), so a
+        message that keeps failing delays only its own offset, as before batching.
+        """
+        if not deliveries:
+            return []
         for delay in (*CLAIM_RETRY_SECONDS, None):
             if self._draining:
-                return None  # not decided: the next owner of the partition gets it
+                return None
             try:
-                execution, poison = await self._claim(qc, envelope)
-                break
+                return list(await self._claim(qc, deliveries))
             except Exception as exc:
+                if len(deliveries) > 1:
+                    log.warning("batch claim failed, claiming one by one: %s", exc)
+                    singles = await asyncio.gather(
+                        *(self._claim_retrying(qc, [d]) for d in deliveries)
+                    )
+                    return [single[0] if single else None for single in singles]
                 if delay is None:
                     log.exception("claim failed; leaving the message undecided")
                     return None
                 log.warning("claim failed, retrying in %gs: %s", delay, exc)
                 await asyncio.sleep(delay)
-        if poison:
-            await self._dead_letter(record, "no_such_job", f"no job {envelope.id} in the database")
-        qc.offsets.decide(tp, record.offset)
-        return execution
+        return None  # pragma: no cover - the loop returns
 
-    async def _claim(
-        self, qc: _QueueConsumer, envelope: WorkEnvelope
-    ) -> tuple[Execution | None, bool]:
-        """One transaction. Returns (execution to run, message is poison)."""
+    async def _claim(self, qc: _QueueConsumer, deliveries: list[_Delivery]) -> list[_Decision]:
+        """One transaction for all ``deliveries``: a decision per delivery, in order."""
         assert self.engine is not None
         now = datetime.now(UTC)
+        decisions: list[_Decision] = []
+        writes: list[jobstore.Write] = []
+        started: list[tuple[int, Job, JobSpec]] = []  # (index in deliveries, job, spec)
+        unknown: list[Job] = []
+        duplicates = 0
         async with db.transaction(self.engine) as conn:
-            job = await jobstore.lock(conn, envelope.id)
-            if job is None:
-                return None, True
-            if job.state is not JobState.QUEUED or job.attempt != envelope.attempt - 1:
-                metrics.DUPLICATES.labels(qc.queue).inc()
-                log.debug(
-                    "duplicate or stale message skipped",
-                    extra={"job_id": str(job.id), "state": job.state.value},
-                )
-                return None, False
-            claim = Claim(self.worker_id, self.lease_seconds)
-            claimed = transition(job, claim, now)
-            await jobstore.save(conn, job, claim, claimed, now)
-            spec = self.app.spec(job.type)
-            if spec is None:
+            jobs = await jobstore.lock_many(conn, {d.envelope.id for d in deliveries})
+            for delivery in deliveries:
+                envelope = delivery.envelope
+                job = jobs.get(envelope.id)
+                if job is None:
+                    decisions.append(_POISON)
+                    continue
+                # The pure machine decides on the row as locked -- or as this batch has already
+                # moved it: a second copy of a message in the same fetch sees `running` and is
+                # skipped like any duplicate.
+                if job.state is not JobState.QUEUED or job.attempt != envelope.attempt - 1:
+                    duplicates += 1
+                    log.debug(
+                        "duplicate or stale message skipped",
+                        extra={"job_id": str(job.id), "state": job.state.value},
+                    )
+                    decisions.append(_SKIPPED)
+                    continue
+                claim = Claim(self.worker_id, self.lease_seconds)
+                claimed = transition(job, claim, now)
+                jobs[job.id] = claimed.job
+                writes.append(jobstore.Write(job, claim, claimed))
+                spec = self.app.spec(job.type)
+                if spec is None:
+                    unknown.append(claimed.job)
+                    decisions.append(_SKIPPED)
+                else:
+                    started.append((len(decisions), claimed.job, spec))
+                    decisions.append(_SKIPPED)  # replaced by its execution after the commit
+            await jobstore.save_many(conn, writes, now)
+            for running in unknown:
                 # Claimed and failed at once, so the state machine writes the DLQ message and
-                # the `dead` event: the job's history stays complete.
+                # the `dead` event: the job's history stays complete. Rare: one job at a time.
                 error = UnknownJobType(
-                    f"no handler for job type {job.type!r} on queue {job.queue!r}"
+                    f"no handler for job type {running.type!r} on queue {running.queue!r}"
                 )
                 fail = outcomes.fail_for(error)
-                await jobstore.save(
-                    conn, claimed.job, fail, transition(claimed.job, fail, now), now
-                )
-                metrics.DLQ.labels("unknown_type").inc()
-                return None, False
-        running = claimed.job
-        metrics.STARTED.labels(running.type, running.queue).inc()
-        wait = (now - running.run_at).total_seconds()
-        metrics.QUEUE_WAIT_SECONDS.labels(running.type).observe(max(wait, 0.0))
-        return self._execution(running, spec), False
+                await jobstore.save(conn, running, fail, transition(running, fail, now), now)
+        # Durable from here on: count, and turn the claims into executions.
+        if duplicates:
+            metrics.DUPLICATES.labels(qc.queue).inc(duplicates)
+        if unknown:
+            metrics.DLQ.labels("unknown_type").inc(len(unknown))
+        for index, running, spec in started:
+            metrics.STARTED.labels(running.type, running.queue).inc()
+            wait = (now - running.run_at).total_seconds()
+            metrics.QUEUE_WAIT_SECONDS.labels(running.type).observe(max(wait, 0.0))
+            decisions[index] = self._execution(running, spec)
+        return decisions
+
+    async def _run(self, execution: Execution) -> None:
+        try:
+            await self._execute(execution)
+        except Exception:
+            log.exception("unexpected error running a job", extra={"job_id": str(execution.job.id)})
+        finally:
+            self._release()
 
     def _execution(self, job: Job, spec: JobSpec) -> Execution:
         backend = _Backend(self)
@@ -459,6 +593,8 @@ class Runtime:
     async def _execute(self, execution: Execution) -> None:
         job = execution.job
         self.running[job.id] = execution
+        if self._hand_back_all:
+            execution.request_stop(outcomes.StopReason.SHUTDOWN)
         renewer = asyncio.create_task(self._renew_loop(execution))
         try:
             outcome = await self._invoke(execution)
@@ -559,33 +695,16 @@ class Runtime:
         execution.ctx.logger.info("progress %.0f%%", fraction * 100, extra={"progress": progress})
 
     async def _record(self, execution: Execution, event: Event) -> None:
-        """Write the outcome in one transaction, only if the attempt is still ours."""
-        assert self.engine is not None
+        """Hand the outcome to the completer; returns once it is recorded (or dropped)."""
+        done: asyncio.Future[tuple[Event, JobState] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        await self._outcomes.put(_Outcome(execution, event, done))
+        recorded = await done
+        if recorded is None:
+            return
+        final, state = recorded
         claimed = execution.job
-        for attempt in range(RECORD_ATTEMPTS):
-            try:
-                now = datetime.now(UTC)
-                async with db.transaction(self.engine) as conn:
-                    job = await jobstore.lock(conn, claimed.id)
-                    if (
-                        job is None
-                        or job.state is not JobState.RUNNING
-                        or job.attempt != claimed.attempt
-                        or job.lease_owner != self.worker_id
-                    ):
-                        self._lost(execution)
-                        return
-                    final = outcomes.apply_policy(event, job, execution.spec)
-                    result = transition(job, final, now)
-                    await jobstore.save(conn, job, final, result, now)
-                break
-            except Exception:
-                if attempt == RECORD_ATTEMPTS - 1:
-                    # The lease will expire and the relay re-queues the job: not lost.
-                    execution.ctx.logger.exception("could not record the outcome; giving up")
-                    return
-                await asyncio.sleep(0.2 * 2**attempt)
-        state = result.job.state
         metrics.FINISHED.labels(claimed.type, _outcome_label(final)).inc()
         if state is JobState.RETRYING:
             metrics.RETRIES.labels(claimed.type).inc()
@@ -595,6 +714,76 @@ class Runtime:
             "attempt finished",
             extra={"outcome": _outcome_label(final), "state": state.value},
         )
+
+    async def _complete_loop(self) -> None:
+        """Record finished attempts: everything queued meanwhile goes in one transaction."""
+        while True:
+            group = [await self._outcomes.get()]
+            while len(group) < MAX_OUTCOME_GROUP and not self._outcomes.empty():
+                group.append(self._outcomes.get_nowait())
+            try:
+                await self._record_group(group)
+            except Exception as exc:  # transient (PG restart, deadlock) or one bad outcome
+                if len(group) == 1:
+                    await self._record_alone(group[0], exc)
+                else:
+                    log.warning("recording %d outcomes failed, one by one: %s", len(group), exc)
+                    # Concurrently, like the per-job transactions they replace; a group in
+                    # trouble holds up later outcomes only while it retries.
+                    await asyncio.gather(*(self._record_alone(o, exc) for o in group))
+            finally:
+                for item in group:  # never leave a handler waiting, whatever happened
+                    if not item.done.done():
+                        item.done.set_result(None)
+
+    async def _record_alone(self, item: _Outcome, first_error: BaseException) -> None:
+        """Retry one outcome on its own, with backoff, after its group failed."""
+        for attempt in range(1, RECORD_ATTEMPTS):
+            await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+            try:
+                await self._record_group([item])
+                return
+            except Exception as exc:
+                first_error = exc
+        # The lease will expire and the relay re-queues the job: not lost.
+        item.execution.ctx.logger.error(
+            "could not record the outcome; giving up: %s", first_error, exc_info=first_error
+        )
+
+    async def _record_group(self, group: list[_Outcome]) -> None:
+        """One transaction: lock the jobs, decide each with the state machine, save all.
+
+        Each outcome is written only if its attempt is still ours (running, same attempt,
+        our lease); otherwise it is dropped as lost. Futures resolve after the commit.
+        """
+        assert self.engine is not None
+        now = datetime.now(UTC)
+        writes: list[jobstore.Write] = []
+        recorded: list[tuple[_Outcome, jobstore.Write | None]] = []
+        async with db.transaction(self.engine) as conn:
+            jobs = await jobstore.lock_many(conn, {o.execution.job.id for o in group})
+            for item in group:
+                claimed = item.execution.job
+                job = jobs.get(claimed.id)
+                if (
+                    job is None
+                    or job.state is not JobState.RUNNING
+                    or job.attempt != claimed.attempt
+                    or job.lease_owner != self.worker_id
+                ):
+                    recorded.append((item, None))
+                    continue
+                final = outcomes.apply_policy(item.event, job, item.execution.spec)
+                write = jobstore.Write(job, final, transition(job, final, now))
+                writes.append(write)
+                recorded.append((item, write))
+            await jobstore.save_many(conn, writes, now)
+        for item, saved in recorded:
+            if saved is None:
+                self._lost(item.execution)
+                item.done.set_result(None)
+            else:
+                item.done.set_result((saved.event, saved.transition.job.state))
 
     def _lost(self, execution: Execution) -> None:
         metrics.LEASE_LOST.inc()
