@@ -11,11 +11,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from jobline import db
+from jobline.problems import ProblemError
 from jobline_analyzer import store
 from jobline_analyzer.advice import advise
 from jobline_analyzer.deps import Admin, AppSettings, Engine, Reader
 from jobline_analyzer.findings import KINDS, Kind
-from jobline_analyzer.problems import Problem
 
 router = APIRouter(prefix="/v1/insights", tags=["insights"])
 
@@ -33,7 +33,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         at, _, fid = raw.partition("|")
         return datetime.fromisoformat(at), UUID(fid)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Problem(400, "the cursor is malformed; pass next_cursor unchanged") from None
+        raise ProblemError(400, "the cursor is malformed; pass next_cursor unchanged") from None
 
 
 @router.get("/anomalies", summary="List the tenant's anomalies, newest first.")
@@ -120,7 +120,7 @@ async def apply_recommendation(
     async with db.transaction(engine) as conn:
         found = await store.load_recommendation(conn, recommendation_id, key.tenant_id)
         if found is None:
-            raise Problem(404, f"no recommendation {recommendation_id} for this tenant")
+            raise ProblemError(404, f"no recommendation {recommendation_id} for this tenant")
         job_type, policy = found
         updated = await store.apply_policy(conn, recommendation_id, key.tenant_id, job_type, policy)
     return {

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from jobline import db, topics
+from jobline import db, problems, topics
 from jobline.kafka import ensure_topics, make_producer
 from jobline.service import add_standard_routes, dependency_checks
-from jobline_analyzer import api, problems
+from jobline_analyzer import api
 from jobline_analyzer.detection import DetectionLoop
 from jobline_analyzer.ingest import Ingestor
 from jobline_analyzer.settings import Settings

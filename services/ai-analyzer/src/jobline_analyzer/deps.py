@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobline import db, keystore
 from jobline.apikeys import Scope
 from jobline.keystore import KeyRecord
-from jobline_analyzer.problems import Problem
+from jobline.problems import ProblemError
 from jobline_analyzer.settings import Settings
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobline"'}
@@ -39,16 +39,16 @@ async def authenticate(
 ) -> KeyRecord:
     """The API key of a ``Authorization: Bearer <key>`` header, or 401."""
     if authorization is None:
-        raise Problem(
+        raise ProblemError(
             401, "an API key is required (Authorization: Bearer <key>)", headers=_CHALLENGE
         )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "use Authorization: Bearer <key>", headers=_CHALLENGE)
+        raise ProblemError(401, "use Authorization: Bearer <key>", headers=_CHALLENGE)
     async with db.transaction(engine) as conn:
         key = await keystore.authenticate(conn, token.strip(), datetime.now(UTC))
     if key is None:
-        raise Problem(401, "the API key is invalid, revoked or expired", headers=_CHALLENGE)
+        raise ProblemError(401, "the API key is invalid, revoked or expired", headers=_CHALLENGE)
     return key
 
 
@@ -56,7 +56,7 @@ def _require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
     async def check(key: Annotated[KeyRecord, Depends(authenticate)]) -> KeyRecord:
         if not key.scopes & set(scopes):
             needed = " or ".join(s.value for s in scopes)
-            raise Problem(403, f"this API key lacks the scope {needed}")
+            raise ProblemError(403, f"this API key lacks the scope {needed}")
         return key
 
     return check

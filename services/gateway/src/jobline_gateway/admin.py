@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query
 
 from jobline import db, keystore
 from jobline.apikeys import TENANT_RE
+from jobline.problems import FieldError, ProblemError, responses
 from jobline_gateway.deps import Engine, KnownQuery, Operator
-from jobline_gateway.problems import FieldError, ProblemError, responses
 from jobline_gateway.schemas import KeyCreated, KeyIn, KeyList, KeyOut
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQuery])

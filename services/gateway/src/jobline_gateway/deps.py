@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from jobline import keystore
 from jobline.apikeys import Scope
 from jobline.keystore import KeyRecord
-from jobline_gateway.problems import FieldError, ProblemError
+from jobline.problems import FieldError, ProblemError
 from jobline_gateway.ratelimit import TokenBuckets, retry_after_header
 from jobline_gateway.settings import Settings
 

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobline import jobstore
 from jobline.errors import IllegalTransition
+from jobline.problems import FieldError, ProblemError, responses
 from jobline.states import Cancel, Event, JobState, Redrive
 from jobline_gateway import store, submission
 from jobline_gateway.deps import Conn, KnownQuery, ReaderTx, SettingsDep, WriterTx
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
-from jobline_gateway.problems import FieldError, ProblemError, responses
 from jobline_gateway.schemas import (
     QUEUE_PATTERN,
     TYPE_PATTERN,

@@ -33,9 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobline import db, tables
 from jobline.errors import InvalidSchedule
 from jobline.jobstore import job_from_row
+from jobline.problems import FieldError, ProblemError, responses
 from jobline.schedules import ScheduleSpec, next_fire, next_fires, resume_next_fire
 from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
-from jobline_gateway.problems import FieldError, ProblemError, responses
 from jobline_gateway.schedule_schemas import (
     MAX_PREVIEW,
     FireTime,

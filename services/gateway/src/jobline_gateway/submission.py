@@ -19,9 +19,9 @@ from uuid import uuid4
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobline import jobstore, states
+from jobline.problems import FieldError, ProblemError
 from jobline.states import Job, JobState, Transition
 from jobline_gateway import store
-from jobline_gateway.problems import FieldError, ProblemError
 from jobline_gateway.schemas import JobOut, JobSpec
 from jobline_gateway.settings import Settings
 

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details: every 4xx/5xx the gateway sends is ``application/problem+json``.
+"""RFC 9457 problem details: every 4xx/5xx a Jobline API sends is ``application/problem+json``.
 
 Routes raise :class:`ProblemError`; the handlers installed by :func:`install` turn it, request
 validation errors and Starlette's own 404/405 into problems. :func:`responses` documents a
