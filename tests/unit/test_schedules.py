@@ -19,6 +19,7 @@ from jobline.schedules import (
     next_fires,
     plan_fires,
     resume_next_fire,
+    spec_from_row,
 )
 
 S = timedelta(seconds=1)
@@ -627,3 +628,22 @@ def test_half_hour_shift_keeps_cadence_fires() -> None:
         "03:15:00+1100",
         "03:30:00+1100",
     ]
+
+
+def test_spec_from_row_reads_a_stored_schedule() -> None:
+    row = {
+        "cron": None,
+        "timezone": "UTC",
+        "interval_seconds": 30.0,
+        "start_at": None,
+        "end_at": None,
+        "misfire_policy": "catch_up",
+        "catch_up_limit": 5,
+        "overlap_policy": "skip_if_running",
+    }
+    spec = spec_from_row(row)
+    assert spec.interval_seconds == 30
+    assert spec.misfire_policy is MisfirePolicy.CATCH_UP
+    assert spec.overlap_policy is OverlapPolicy.SKIP_IF_RUNNING
+    with pytest.raises(InvalidSchedule, match="time zone"):
+        spec_from_row({**row, "cron": "* * * * *", "interval_seconds": None, "timezone": "Mars/X"})

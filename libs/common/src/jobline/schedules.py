@@ -41,11 +41,12 @@ and the older pause-time fires are neither run nor counted as misfires.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import islice
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from jobline.cron import CronExpr, load_timezone, parse_cron
@@ -372,3 +373,19 @@ def _due_interval(
     count = last_k + 1
     start_k = max(0, count - keep)
     return count, [first + k * step for k in range(start_k, count)], False
+
+
+def spec_from_row(row: Mapping[str, Any]) -> ScheduleSpec:
+    """The schedule a ``schedules`` row stores; InvalidSchedule if it is no longer valid
+    (e.g. its time zone left tzdata)."""
+    interval = row["interval_seconds"]
+    return ScheduleSpec(
+        cron=row["cron"],
+        timezone=row["timezone"],
+        interval_seconds=int(interval) if interval is not None else None,
+        start_at=row["start_at"],
+        end_at=row["end_at"],
+        misfire_policy=row["misfire_policy"],
+        catch_up_limit=row["catch_up_limit"],
+        overlap_policy=row["overlap_policy"],
+    )

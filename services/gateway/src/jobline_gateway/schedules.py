@@ -34,7 +34,13 @@ from jobline import db, tables
 from jobline.errors import InvalidSchedule
 from jobline.jobstore import job_from_row
 from jobline.problems import FieldError, ProblemError, responses
-from jobline.schedules import ScheduleSpec, next_fire, next_fires, resume_next_fire
+from jobline.schedules import (
+    ScheduleSpec,
+    next_fire,
+    next_fires,
+    resume_next_fire,
+    spec_from_row,
+)
 from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
 from jobline_gateway.schedule_schemas import (
     MAX_PREVIEW,
@@ -317,16 +323,7 @@ def _spec(**fields: Any) -> ScheduleSpec:
 
 def _stored_spec(row: Any) -> ScheduleSpec:
     try:
-        return ScheduleSpec(
-            cron=row.cron,
-            timezone=row.timezone,
-            interval_seconds=int(row.interval_seconds) if row.interval_seconds else None,
-            start_at=row.start_at,
-            end_at=row.end_at,
-            misfire_policy=row.misfire_policy,
-            catch_up_limit=row.catch_up_limit,
-            overlap_policy=row.overlap_policy,
-        )
+        return spec_from_row(row._mapping)
     except InvalidSchedule as exc:  # stored valid, invalid now (e.g. a zone left tzdata)
         raise ProblemError(409, f"The stored schedule is no longer valid: {exc}") from None
 

@@ -32,7 +32,7 @@ from jobline import jobstore, states
 from jobline.backoff import BackoffPolicy
 from jobline.errors import InvalidSchedule
 from jobline.queries import q
-from jobline.schedules import FirePlan, OverlapPolicy, ScheduleSpec, fire_key, plan_fires
+from jobline.schedules import FirePlan, OverlapPolicy, fire_key, plan_fires, spec_from_row
 from jobline.states import Job, JobState
 from jobline_relay import metrics
 
@@ -42,21 +42,6 @@ log = logging.getLogger(__name__)
 MIN_SLEEP_SECONDS = 0.02
 # asyncio may wake a hair early; a due time must be <= now() when we claim.
 _WAKE_SLACK_SECONDS = 0.002
-
-
-def spec_of(row: Mapping[Any, Any]) -> ScheduleSpec:
-    """The pure schedule of a ``schedules`` row (raises InvalidSchedule if it no longer is)."""
-    interval = row["interval_seconds"]
-    return ScheduleSpec(
-        cron=row["cron"],
-        timezone=row["timezone"],
-        interval_seconds=int(interval) if interval is not None else None,
-        start_at=row["start_at"],
-        end_at=row["end_at"],
-        misfire_policy=row["misfire_policy"],
-        catch_up_limit=row["catch_up_limit"],
-        overlap_policy=row["overlap_policy"],
-    )
 
 
 def job_of(
@@ -120,7 +105,7 @@ async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any]) -> Fired:
     now: datetime = row["db_now"]
     schedule_id: UUID = row["id"]
     try:
-        spec = spec_of(row)
+        spec = spec_from_row(row)
     except InvalidSchedule as exc:
         # Stored before a rule changed (e.g. a time zone withdrawn from tzdata): it can never
         # fire again, so stop planning it instead of failing every round.
