@@ -87,9 +87,11 @@ async def test_flaky_failing_shows_up_as_an_anomaly_and_in_the_recommendation(
 
             finding = await _poll(spike, 60, "a failure_rate_spike for flaky in the API")
             assert finding["job_type"] == "flaky"
-            # The onset window mixes quiet and failing seconds; the baseline had no failures.
-            assert finding["observed"] > 0.2
+            # The baseline had no failures. The detector fires at the onset, whose window
+            # still mixes quiet and failing seconds, so the observed rate is well above the
+            # baseline but not yet the burst's full ~2/3 per attempt.
             assert finding["baseline"] < 0.05
+            assert finding["observed"] >= finding["baseline"] + 0.1
 
             def on_topic(records: list[Any]) -> bool:
                 return any(events.decode(r.value).get_id() == finding["id"] for r in records)
