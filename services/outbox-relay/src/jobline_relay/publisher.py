@@ -150,6 +150,11 @@ class Publisher:
             # until the timeout. Track every topic we publish to.
             for topic in sorted(missing):
                 await self.producer.client.add_topic(topic)
+            # After a failure (a broker restart can re-create a topic with another partition
+            # count, e.g. by a client's auto-create) the cached partitions may be stale; a
+            # message addressed to a partition the topic no longer has must not be sent, so
+            # read the metadata afresh before the first send.
+            await self.producer.client.force_metadata_update()
             self._known_topics |= missing
 
 
