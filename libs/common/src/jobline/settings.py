@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobline.backoff import BackoffKind, BackoffPolicy
 from jobline.errors import ConfigError
+from jobline.jobdefaults import JobDefaults
 
 PREFIX = "JOBLINE_"
 
@@ -71,6 +73,34 @@ class KafkaSettings(_Base):
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     kafka_request_timeout_ms: Annotated[int, Field(ge=1000)] = 15000
     kafka_client_id: str = "jobline"
+
+
+class JobDefaultsSettings(_Base):
+    """Platform defaults for a job that names none and whose type has no tenant policy."""
+
+    job_default_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
+    job_default_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 300.0
+    job_default_backoff_kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
+    job_default_backoff_base_seconds: Annotated[float, Field(ge=0, le=86400)] = 1.0
+    job_default_backoff_max_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 300.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.job_default_backoff_max_seconds < self.job_default_backoff_base_seconds:
+            raise ValueError("job_default_backoff_max_seconds must be >= the base")
+        return self
+
+    @property
+    def job_defaults(self) -> JobDefaults:
+        return JobDefaults(
+            max_attempts=self.job_default_max_attempts,
+            timeout_seconds=self.job_default_timeout_seconds,
+            backoff=BackoffPolicy(
+                kind=self.job_default_backoff_kind,
+                base_seconds=self.job_default_backoff_base_seconds,
+                max_seconds=self.job_default_backoff_max_seconds,
+            ),
+        )
 
 
 class HttpSettings(_Base):

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.settings import DatabaseSettings, HttpSettings, KafkaSettings, RuntimeSettings
-from jobline.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
+from jobline.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    JobDefaultsSettings,
+    KafkaSettings,
+    RuntimeSettings,
+)
 
 
-class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
-    """Everything the gateway reads from the environment, validated at start."""
+class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, JobDefaultsSettings):
+    """Everything the gateway reads from the environment, validated at start.
+
+    Job defaults (``JOBLINE_JOB_DEFAULT_*``) come from :class:`JobDefaultsSettings`, shared
+    with the relay, which creates jobs for schedules.
+    """
 
     gateway_port: Annotated[int, Field(ge=1, le=65535)] = 8000
 
@@ -29,26 +37,3 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     idempotency_retention_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
     # How often expired idempotency keys are purged (the overwrite on reuse covers the rest).
     idempotency_purge_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
-
-    # Platform defaults for a submission that names none and whose type has no tenant policy.
-    job_default_max_attempts: Annotated[int, Field(ge=1, le=1000)] = DEFAULT_MAX_ATTEMPTS
-    job_default_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = (
-        DEFAULT_TIMEOUT_SECONDS
-    )
-    job_default_backoff_kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
-    job_default_backoff_base_seconds: Annotated[float, Field(ge=0, le=86400)] = 1.0
-    job_default_backoff_max_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 300.0
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        if self.job_default_backoff_max_seconds < self.job_default_backoff_base_seconds:
-            raise ValueError("job_default_backoff_max_seconds must be >= the base")
-        return self
-
-    @property
-    def default_backoff(self) -> BackoffPolicy:
-        return BackoffPolicy(
-            kind=self.job_default_backoff_kind,
-            base_seconds=self.job_default_backoff_base_seconds,
-            max_seconds=self.job_default_backoff_max_seconds,
-        )

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobline import tables
 from jobline.backoff import BackoffPolicy
+from jobline.jobdefaults import TypePolicy
 from jobline.jobstore import job_from_row
 from jobline.states import Job
 
@@ -127,14 +128,6 @@ async def attempts(conn: AsyncConnection, job_id: UUID) -> list[Any]:
 
 
 # --- type policies ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TypePolicy:
-    """A tenant's defaults for one job type (set by the analyzer's applied recommendations)."""
-
-    max_attempts: int | None
-    backoff: BackoffPolicy | None
 
 
 # A text() statement rather than a select() built per call: it is on every submission, and

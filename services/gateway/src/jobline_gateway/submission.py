@@ -18,7 +18,7 @@ from uuid import uuid4
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import jobstore, states
+from jobline import jobdefaults, jobstore, states
 from jobline.problems import FieldError, ProblemError
 from jobline.states import Job, JobState, Transition
 from jobline_gateway import store
@@ -46,7 +46,7 @@ def build_job(
     tenant_id: str,
     now: datetime,
     *,
-    policy: store.TypePolicy | None,
+    policy: jobdefaults.TypePolicy | None,
     settings: Settings,
     traceparent: str | None,
 ) -> Job:
@@ -57,14 +57,13 @@ def build_job(
         run_at = now + timedelta(seconds=spec.delay_seconds)
     else:
         run_at = now
-    max_attempts = spec.max_attempts
-    if max_attempts is None:
-        from_policy = policy.max_attempts if policy else None
-        max_attempts = from_policy or settings.job_default_max_attempts
-    if spec.backoff is not None:
-        backoff = spec.backoff.policy()
-    else:
-        backoff = (policy.backoff if policy else None) or settings.default_backoff
+    resolved = jobdefaults.resolve(
+        settings.job_defaults,
+        policy,
+        max_attempts=spec.max_attempts,
+        backoff=spec.backoff.policy() if spec.backoff is not None else None,
+        timeout_seconds=spec.timeout_seconds,
+    )
     return Job(
         id=uuid4(),
         tenant_id=tenant_id,
@@ -74,9 +73,9 @@ def build_job(
         payload=spec.payload,
         created_at=now,
         run_at=run_at,
-        max_attempts=max_attempts,
-        backoff=backoff,
-        timeout_seconds=spec.timeout_seconds or settings.job_default_timeout_seconds,
+        max_attempts=resolved.max_attempts,
+        backoff=resolved.backoff,
+        timeout_seconds=resolved.timeout_seconds,
         priority=spec.priority,
         metadata=spec.metadata,
         traceparent=traceparent,
@@ -134,7 +133,7 @@ async def submit(
 
 async def _policies(
     conn: AsyncConnection, tenant_id: str, specs: Sequence[JobSpec]
-) -> dict[str, store.TypePolicy]:
+) -> dict[str, jobdefaults.TypePolicy]:
     """The tenant's policies for the types whose defaults the request leaves open.
 
     A spec that sets both max_attempts and backoff takes nothing from a policy, so a

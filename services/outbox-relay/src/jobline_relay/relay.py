@@ -79,6 +79,7 @@ class Relay:
             scheduler = Scheduler(
                 self.engine,
                 batch_size=self.settings.scheduler_batch_size,
+                defaults=self.settings.job_defaults,
                 poll_interval=self.settings.scheduler_poll_interval_seconds,
             )
             self._tasks.append(

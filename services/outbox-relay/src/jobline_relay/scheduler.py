@@ -28,9 +28,10 @@ from uuid import UUID, uuid4
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from jobline import jobstore, states
+from jobline import jobdefaults, jobstore, states
 from jobline.backoff import BackoffPolicy
 from jobline.errors import InvalidSchedule
+from jobline.jobdefaults import JobDefaults, TypePolicy
 from jobline.queries import q
 from jobline.schedules import FirePlan, OverlapPolicy, fire_key, plan_fires, spec_from_row
 from jobline.states import Job, JobState
@@ -48,12 +49,20 @@ def job_of(
     row: Mapping[Any, Any],
     fire_time: datetime,
     now: datetime,
-    policy: tuple[int | None, BackoffPolicy | None],
+    policy: TypePolicy | None,
+    defaults: JobDefaults,
 ) -> Job:
-    """The job a schedule fires for ``fire_time``: the template, then the tenant's type
-    policy, then the platform defaults (as the gateway's submit resolves them)."""
+    """The job a schedule fires for ``fire_time``: the template's fields, then the tenant's
+    type policy, then the platform defaults (the rule every submission follows)."""
     template: dict[str, Any] = row["job_template"]
     backoff = template.get("backoff")
+    resolved = jobdefaults.resolve(
+        defaults,
+        policy,
+        max_attempts=template.get("max_attempts"),
+        backoff=BackoffPolicy.from_dict(backoff) if backoff else None,
+        timeout_seconds=template.get("timeout_seconds"),
+    )
     return Job(
         id=uuid4(),
         tenant_id=row["tenant_id"],
@@ -63,9 +72,9 @@ def job_of(
         payload=template.get("payload") or {},
         created_at=now,
         run_at=fire_time,  # <= now: queued at once, and its timings show the planned time
-        max_attempts=template.get("max_attempts") or policy[0] or states.DEFAULT_MAX_ATTEMPTS,
-        backoff=BackoffPolicy.from_dict(backoff) if backoff else policy[1] or BackoffPolicy(),
-        timeout_seconds=template.get("timeout_seconds") or states.DEFAULT_TIMEOUT_SECONDS,
+        max_attempts=resolved.max_attempts,
+        backoff=resolved.backoff,
+        timeout_seconds=resolved.timeout_seconds,
         metadata={"schedule_id": str(row["id"]), "fire_time": fire_time.isoformat()},
     )
 
@@ -82,8 +91,11 @@ class Fired:
     duplicates: int
 
 
-async def fire_due(engine: AsyncEngine, limit: int) -> tuple[int, list[Fired]]:
+async def fire_due(
+    engine: AsyncEngine, limit: int, defaults: JobDefaults | None = None
+) -> tuple[int, list[Fired]]:
     """One round in one transaction: (schedules claimed, what each fired)."""
+    defaults = defaults or JobDefaults()
     results: list[Fired] = []
     async with engine.begin() as conn:
         rows = (await conn.execute(q("claim_due_schedules"), {"limit": limit})).mappings().all()
@@ -92,7 +104,7 @@ async def fire_due(engine: AsyncEngine, limit: int) -> tuple[int, list[Fired]]:
             # round; the others of the round still commit.
             try:
                 async with conn.begin_nested():
-                    results.append(await _fire_one(conn, row))
+                    results.append(await _fire_one(conn, row, defaults))
             except Exception:
                 metrics.SCHEDULE_ERRORS.inc()
                 log.exception("firing schedule %s failed; retrying next round", row["id"])
@@ -101,7 +113,7 @@ async def fire_due(engine: AsyncEngine, limit: int) -> tuple[int, list[Fired]]:
     return len(rows), results
 
 
-async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any]) -> Fired:
+async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any], defaults: JobDefaults) -> Fired:
     now: datetime = row["db_now"]
     schedule_id: UUID = row["id"]
     try:
@@ -127,7 +139,7 @@ async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any]) -> Fired:
     if plan.fire_times:
         policy = await _type_policy(conn, row)
         for fire_time in plan.fire_times:
-            submitted = states.submit(job_of(row, fire_time, now, policy), now)
+            submitted = states.submit(job_of(row, fire_time, now, policy, defaults), now)
             try:
                 async with conn.begin_nested():
                     await jobstore.insert(
@@ -152,9 +164,7 @@ async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any]) -> Fired:
     return Fired(schedule_id, spec.misfire_policy.value, now, plan, tuple(created), duplicates)
 
 
-async def _type_policy(
-    conn: AsyncConnection, row: Mapping[Any, Any]
-) -> tuple[int | None, BackoffPolicy | None]:
+async def _type_policy(conn: AsyncConnection, row: Mapping[Any, Any]) -> TypePolicy | None:
     found = (
         await conn.execute(
             q("schedule_type_policy"),
@@ -162,8 +172,9 @@ async def _type_policy(
         )
     ).one_or_none()
     if found is None:
-        return None, None
-    return found.max_attempts, BackoffPolicy.from_dict(found.backoff) if found.backoff else None
+        return None
+    backoff = BackoffPolicy.from_dict(found.backoff) if found.backoff else None
+    return TypePolicy(found.max_attempts, backoff)
 
 
 def _observe(fired: Fired) -> None:
@@ -199,7 +210,15 @@ async def seconds_until_due(engine: AsyncEngine) -> float | None:
 class Scheduler:
     """The firing loop of one relay replica."""
 
-    def __init__(self, engine: AsyncEngine, *, batch_size: int, poll_interval: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        batch_size: int,
+        poll_interval: float,
+        defaults: JobDefaults | None = None,
+    ) -> None:
+        self.defaults = defaults or JobDefaults()
         self.engine = engine
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -208,7 +227,7 @@ class Scheduler:
         """Fire due schedules until ``stopping`` is set; a failed round is retried."""
         while not stopping.is_set():
             try:
-                claimed, _ = await fire_due(self.engine, self.batch_size)
+                claimed, _ = await fire_due(self.engine, self.batch_size, self.defaults)
                 if claimed >= self.batch_size:
                     continue  # more may be due: go on without waiting
                 wait = await self._idle_timeout()

@@ -6,10 +6,16 @@ from typing import Annotated
 
 from pydantic import Field
 
-from jobline.settings import DatabaseSettings, HttpSettings, KafkaSettings, RuntimeSettings
+from jobline.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    JobDefaultsSettings,
+    KafkaSettings,
+    RuntimeSettings,
+)
 
 
-class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
+class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, JobDefaultsSettings):
     """Everything the outbox relay reads from the environment, validated at start."""
 
     relay_port: Annotated[int, Field(ge=1, le=65535)] = 8002
