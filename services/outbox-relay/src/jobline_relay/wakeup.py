@@ -35,6 +35,9 @@ class Wakeup:
         self.url = url
         self.connect_timeout = connect_timeout
         self.listening = False
+        # LISTEN sessions opened so far: a reconnect shows as an increase even when the gap
+        # between sessions is too short to observe `listening` go false.
+        self.sessions = 0
         self._event = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -96,6 +99,7 @@ class Wakeup:
         try:
             await conn.add_listener(OUTBOX_CHANNEL, on_notify)
             self.listening = True
+            self.sessions += 1
             log.info("listening on %s", OUTBOX_CHANNEL)
             # Rows committed before the LISTEN took effect woke nobody: look once now.
             self._event.set()
