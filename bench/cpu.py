@@ -41,7 +41,7 @@ def process_seconds(pid: int, tree: Mapping[int, list[int]] | None = None) -> fl
     fields = _stat(pid)
     if fields is None:
         return 0.0
-    # Fields after the name: utime is the 12th, stime 13th, cutime 14th, cstime 15th (0-based 11..14).
+    # After the name: utime, stime, cutime, cstime are fields 11..14 (0-based).
     total = sum(int(v) for v in fields[11:15]) / _TICK
     for child in tree.get(pid, []):
         total += process_seconds(child, tree)

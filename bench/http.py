@@ -46,7 +46,8 @@ class Connection:
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
         """Send a pre-encoded request and read the answer: (status, body)."""
-        assert self._reader is not None and self._writer is not None
+        assert self._reader is not None
+        assert self._writer is not None
         self._writer.write(request)
         head = await self._reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")

@@ -132,7 +132,8 @@ async def _starts(run: Bench, queue: str, total: int, timeout: float) -> list[fl
             break
         await asyncio.sleep(0.5)
     rows = await run.fetch(
-        "SELECT (result->>'t')::float8 AS started FROM jobs WHERE queue = :q AND state = 'succeeded'",
+        "SELECT (result->>'t')::float8 AS started FROM jobs"
+        " WHERE queue = :q AND state = 'succeeded'",
         q=queue,
     )
     return sorted(float(r.started) for r in rows)
