@@ -158,7 +158,10 @@ async def latency(run: Bench, queue: str, rate: int, clients: int) -> dict[str, 
             ]
             await ready.wait()
             offset = start + k / rate  # the clients interleave evenly
+            end = start + PACED_SECONDS  # a client that falls behind sends fewer, not later
             for i, request in enumerate(requests):
+                if time.time() >= end:
+                    break
                 delay = offset + i / per_client - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
