@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,9 +20,9 @@ from uuid import uuid4
 
 from sqlalchemy import text
 
-from jobline import db, keystore, migrate
-from jobline.apikeys import ALL_SCOPES
-from jobline.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from jobline.core.apikeys import ALL_SCOPES
+from jobline.dev.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from jobline.pg import db, keystore, migrate
 from jobline.settings import DatabaseSettings
 from tests.stack import ServiceProcess
 
@@ -63,6 +64,7 @@ class Bench:
         )
         self.services[name] = service
         service.start()
+        _profile(service, name)
 
     def stop(self, name: str) -> None:
         service = self.services.pop(name)
@@ -106,6 +108,22 @@ class Bench:
         finally:
             await engine.dispose()
         raise TimeoutError(f"the outbox still holds rows after {timeout}s")
+
+
+def _profile(service: ServiceProcess, name: str) -> None:
+    """With JOBLINE_BENCH_PROFILE=<dir>, py-spy samples the service for its whole life into
+    <dir>/<name>-<pid>.txt (collapsed stacks; summarise with ``python -m bench.profile``)."""
+    folder = os.environ.get("JOBLINE_BENCH_PROFILE")
+    if not folder or service.proc is None:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    pid = service.proc.pid
+    subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+         "--format", "raw", "--output", f"{folder}/{name}-{pid}.txt"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from typing import Any, Final, cast
 
 import httpx
 
-from jobline.errors import JoblineError
+from jobline.core.errors import JoblineError
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 KEY_FILE: Final = "dev-api-key"  # written by `jobline dev` into its data dir

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from jobline.errors import DependencyUnavailable
+from jobline.core.errors import DependencyUnavailable
 
 HOST = "127.0.0.1"
 _PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root

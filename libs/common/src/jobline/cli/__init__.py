@@ -14,8 +14,11 @@ from uuid import UUID
 
 import typer
 
-from jobline import apikeys, db, devstack, kafka, keystore, migrate, topics
-from jobline.errors import ConfigError, JoblineError
+from jobline.broker import kafka
+from jobline.core import apikeys, topics
+from jobline.core.errors import ConfigError, JoblineError
+from jobline.dev import devstack
+from jobline.pg import db, keystore, migrate
 from jobline.settings import DatabaseSettings, KafkaSettings, RuntimeSettings, load
 
 T = TypeVar("T")

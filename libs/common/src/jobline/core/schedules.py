@@ -49,8 +49,8 @@ from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jobline.cron import CronExpr, load_timezone, parse_cron
-from jobline.errors import InvalidSchedule
+from jobline.core.cron import CronExpr, load_timezone, parse_cron
+from jobline.core.errors import InvalidSchedule
 
 __all__ = [
     "MAX_CATCH_UP_LIMIT",

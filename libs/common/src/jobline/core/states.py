@@ -20,10 +20,10 @@ from enum import StrEnum
 from typing import Any, Final, NamedTuple, TypeAlias
 from uuid import UUID
 
-from jobline import events
-from jobline.backoff import BackoffPolicy, next_retry_at
-from jobline.envelope import WorkEnvelope
-from jobline.errors import IllegalTransition
+from jobline.core import cloudevent as events
+from jobline.core.backoff import BackoffPolicy, next_retry_at
+from jobline.core.envelope import WorkEnvelope
+from jobline.core.errors import IllegalTransition
 
 DEFAULT_MAX_ATTEMPTS: Final = 5
 DEFAULT_TIMEOUT_SECONDS: Final = 300.0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from jobline.errors import JoblineError
+from jobline.core.errors import JoblineError
 
 ENVELOPE_VERSION = 1
 

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from jobline.errors import DependencyUnavailable, TopicError
+from jobline.core.errors import DependencyUnavailable, TopicError
 from jobline.settings import KafkaSettings
 
 # Batch for a few milliseconds: the relay publishes many rows per claim and waits for the acks.

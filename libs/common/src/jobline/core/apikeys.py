@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from jobline.errors import JoblineError
+from jobline.core.errors import JoblineError
 
 KEY_SCHEME: Final = "jl"
 PREFIX_BYTES: Final = 6

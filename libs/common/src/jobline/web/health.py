@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from jobline.errors import DependencyUnavailable
+from jobline.core.errors import DependencyUnavailable
 
 Check = Callable[[], Awaitable[None]]
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from jobline.errors import DependencyUnavailable
+from jobline.core.errors import DependencyUnavailable
 from jobline.settings import DatabaseSettings, asyncpg_url, plain_url
 
 # CREATE DATABASE ... TEMPLATE fails while anyone else is connected to the template; a pool

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobline.backoff import BackoffPolicy
-from jobline.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
+from jobline.core.backoff import BackoffPolicy
+from jobline.core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

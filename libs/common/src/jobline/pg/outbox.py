@@ -15,8 +15,8 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline.queries import q
-from jobline.states import OutboxMessage
+from jobline.core.states import OutboxMessage
+from jobline.pg.queries import q
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ from alembic import context
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobline.migrate import ADVISORY_LOCK_KEY
+from jobline.pg.migrate import ADVISORY_LOCK_KEY
+from jobline.pg.tables import metadata
 from jobline.settings import asyncpg_url
-from jobline.tables import metadata
 
 config = context.config
 

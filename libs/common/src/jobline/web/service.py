@@ -16,10 +16,10 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
-from jobline import health, logs, metrics
-from jobline.db import check_database
-from jobline.errors import ConfigError
-from jobline.kafka import check_broker
+from jobline.broker.kafka import check_broker
+from jobline.core.errors import ConfigError
+from jobline.observe import logs, metrics
+from jobline.pg.db import check_database
 from jobline.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -27,6 +27,7 @@ from jobline.settings import (
     RuntimeSettings,
     load,
 )
+from jobline.web import health
 
 S = TypeVar("S", bound=BaseSettings)
 

@@ -14,7 +14,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from jobline.errors import InvalidEvent
+from jobline.core.errors import InvalidEvent
 
 JOB_EVENT_PREFIX: Final = "jobline.job."
 INSIGHT_EVENT_PREFIX: Final = "jobline.insight."

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from jobline.errors import InvalidSchedule
+from jobline.core.errors import InvalidSchedule
 
 __all__ = ["CronExpr", "load_timezone", "parse_cron"]
 

@@ -25,9 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
 
-from jobline import db, kafka, keystore, migrate, topics
-from jobline.apikeys import ALL_SCOPES
-from jobline.errors import DependencyUnavailable, JoblineError
+from jobline.broker import kafka
+from jobline.core import topics
+from jobline.core.apikeys import ALL_SCOPES
+from jobline.core.errors import DependencyUnavailable, JoblineError
+from jobline.pg import db, keystore, migrate
 from jobline.settings import KafkaSettings
 
 DEV_PG_PORT: Final = 54329
@@ -151,7 +153,7 @@ def run(data_dir: Path, topic_prefix: str, partitions: int) -> int:
 
 @contextmanager
 def _embedded_postgres(data_dir: Path) -> Iterator[str]:
-    from jobline.embedded import EmbeddedPostgres
+    from jobline.dev.embedded import EmbeddedPostgres
 
     port = int(os.environ.get("JOBLINE_DEV_PG_PORT", DEV_PG_PORT))
     server = EmbeddedPostgres(data_dir / "postgres", port)
@@ -174,7 +176,7 @@ async def _ensure_database(server_url: str) -> None:
 
 @contextmanager
 def _embedded_broker(data_dir: Path) -> Iterator[str]:
-    from jobline.embedded import EmbeddedBroker
+    from jobline.dev.embedded import EmbeddedBroker
 
     port = int(os.environ.get("JOBLINE_DEV_BROKER_PORT", DEV_BROKER_PORT))
     broker = EmbeddedBroker(port, data_dir / "broker.log")

@@ -25,7 +25,7 @@ def parse(source: str) -> dict[str, str]:
 
 @cache
 def _all() -> dict[str, TextClause]:
-    source = files("jobline").joinpath("queries.sql").read_text()
+    source = files("jobline.pg").joinpath("queries.sql").read_text()
     return {name: _typed(text(sql)) for name, sql in parse(source).items()}
 
 

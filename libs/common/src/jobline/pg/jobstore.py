@@ -20,11 +20,9 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import outbox
-from jobline.backoff import BackoffPolicy
-from jobline.errors import IllegalTransition
-from jobline.queries import q
-from jobline.states import (
+from jobline.core.backoff import BackoffPolicy
+from jobline.core.errors import IllegalTransition
+from jobline.core.states import (
     AttemptError,
     AttemptOutcome,
     Cancelled,
@@ -39,6 +37,8 @@ from jobline.states import (
     Transition,
     transition,
 )
+from jobline.pg import outbox
+from jobline.pg.queries import q
 
 # Finished jobs stay queryable this long, then the purge may delete them.
 DEFAULT_RETENTION: Final = timedelta(days=7)

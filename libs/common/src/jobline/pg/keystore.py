@@ -9,8 +9,8 @@ from uuid import UUID, uuid4
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import apikeys
-from jobline.apikeys import Scope
+from jobline.core import apikeys
+from jobline.core.apikeys import Scope
 
 
 @dataclass(frozen=True, slots=True)
