@@ -42,8 +42,14 @@ async def _db(request: Request) -> Database:
     return db
 
 
+async def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_db)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

@@ -92,6 +92,7 @@ async def _accept(
         fingerprint=submission.request_hash(endpoint, body()) if key is not None else None,
         key_retention=timedelta(seconds=state.settings.idempotency_retention_seconds),
         traceparent=_traceparent(request),
+        batch=endpoint == "batch",
     )
     SUBMIT_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     if accepted.replayed:

@@ -12,11 +12,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobline.core.backoff import BackoffKind
 from jobline.core.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
 from jobline_gateway.schemas import (
     TYPE_PATTERN,
     BackoffIn,
-    BackoffOut,
     JobOut,
     JobType,
     JsonObject,
@@ -128,12 +128,23 @@ class SchedulePatch(_Request):
 # --- responses ---------------------------------------------------------------------------
 
 
+class BackoffTemplateOut(BaseModel):
+    """The template's backoff as given: a null field is taken, at each fire, from the tenant's
+    policy for the job type, else the platform defaults."""
+
+    kind: BackoffKind | None = None
+    base_seconds: float | None = None
+    max_seconds: float | None = None
+
+
 class JobTemplateOut(BaseModel):
+    """The job each fire creates; null fields are inherited at each fire."""
+
     type: str
     payload: dict[str, Any]
     queue: str
     max_attempts: int | None = None
-    backoff: BackoffOut | None = None
+    backoff: BackoffTemplateOut | None = None
     timeout_seconds: float | None = None
 
 

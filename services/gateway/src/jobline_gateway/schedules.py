@@ -28,6 +28,7 @@ import asyncpg
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
+from jobline.core import jobdefaults
 from jobline.core.errors import InvalidSchedule
 from jobline.core.schedules import (
     ScheduleSpec,
@@ -39,7 +40,8 @@ from jobline.core.schedules import (
 from jobline.pg.db import Conn
 from jobline.pg.jobstore import job_from_row
 from jobline.web.problems import FieldError, ProblemError, responses
-from jobline_gateway.deps import Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
+from jobline_gateway.catalog import Catalog
+from jobline_gateway.deps import CatalogDep, Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
 from jobline_gateway.schedule_schemas import (
     MAX_PREVIEW,
     FireTime,
@@ -54,6 +56,7 @@ from jobline_gateway.schedule_schemas import (
     SchedulePatch,
 )
 from jobline_gateway.schemas import JobOut, Timestamp
+from jobline_gateway.settings import Settings
 from jobline_gateway.store import SQL
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[KnownQuery])
@@ -72,8 +75,15 @@ CursorParam = Annotated[
 
 
 @router.post("", status_code=201, response_model=ScheduleOut, responses=responses(409))
-async def create_schedule(body: ScheduleIn, principal: ScheduleWriter, db: Db) -> Any:
+async def create_schedule(
+    body: ScheduleIn,
+    principal: ScheduleWriter,
+    db: Db,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
+    await _check_template(catalog, settings, principal.tenant_id, body.job.stored())
     spec = _spec(
         cron=body.cron,
         timezone=body.timezone,
@@ -151,13 +161,20 @@ async def get_schedule(schedule_id: UUID, principal: Reader, db: Db) -> Any:
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleOut, responses=responses(404, 409))
-async def update_schedule(
-    schedule_id: UUID, body: SchedulePatch, principal: ScheduleWriter, db: Db
+async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
+    schedule_id: UUID,
+    body: SchedulePatch,
+    principal: ScheduleWriter,
+    db: Db,
+    catalog: CatalogDep,
+    settings: SettingsDep,
 ) -> Any:
     """Change a schedule; a new timing is planned afresh from now."""
     given = body.model_fields_set
     if "cron" in given and "interval_seconds" in given:
         _invalid(InvalidSchedule("give exactly one of cron or interval_seconds"))
+    if "job" in given and body.job is not None:
+        await _check_template(catalog, settings, principal.tenant_id, body.job.stored())
     now = datetime.now(UTC)
     try:
         async with db.transaction() as conn:
@@ -303,6 +320,31 @@ def _spec(**fields: Any) -> ScheduleSpec:
         return ScheduleSpec(**fields)
     except InvalidSchedule as exc:
         _invalid(exc)
+
+
+async def _check_template(
+    catalog: Catalog, settings: Settings, tenant_id: str, template: dict[str, Any]
+) -> None:
+    """A 422 naming ``job.backoff`` if the template's partial backoff contradicts the one it
+    inherits now (the tenant's type policy, else the defaults), as a submission would be."""
+    backoff = template.get("backoff")
+    if not backoff or {"base_seconds", "max_seconds"} <= backoff.keys():
+        return  # nothing inherited that could contradict it (the schema checked the order)
+    policies = await catalog.policies(tenant_id, [template["type"]])
+    try:
+        jobdefaults.resolve(settings.job_defaults, policies.get(template["type"]), backoff=backoff)
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            f"Invalid job backoff: {exc}.",
+            kind="validation",
+            title="Invalid request",
+            errors=[
+                FieldError(
+                    field="job.backoff", location="body", pointer="/job/backoff", message=str(exc)
+                )
+            ],
+        ) from None
 
 
 def _stored_spec(row: Any) -> ScheduleSpec:

@@ -54,8 +54,12 @@ def build_job(
     policy: TypePolicy | None,
     defaults: JobDefaults,
     traceparent: str | None,
+    at: str = "",
 ) -> Job:
-    """The new job: explicit request fields win, then the tenant's type policy, then defaults."""
+    """The new job: explicit request fields win, then the tenant's type policy, then defaults.
+
+    ``at`` is where the spec sits in the request body (``jobs.3`` in a batch), for errors.
+    """
     if spec.run_at is not None:
         run_at = spec.run_at
     elif spec.delay_seconds is not None:
@@ -71,12 +75,20 @@ def build_job(
             timeout_seconds=spec.timeout_seconds,
         )
     except ValueError as exc:  # a partial backoff that contradicts the inherited one
+        field = f"{at}.backoff" if at else "backoff"
         raise ProblemError(
             422,
             f"Invalid backoff: {exc}.",
             kind="validation",
             title="Invalid request",
-            errors=[FieldError(field="backoff", location="body", message=str(exc))],
+            errors=[
+                FieldError(
+                    field=field,
+                    location="body",
+                    pointer="/" + field.replace(".", "/"),
+                    message=str(exc),
+                )
+            ],
         ) from None
     return Job(
         id=uuid4(),
@@ -109,10 +121,12 @@ async def submit(  # noqa: PLR0917 - the request's parts, each its own name
     fingerprint: str | None,
     key_retention: timedelta,
     traceparent: str | None = None,
+    batch: bool = False,
 ) -> Accepted:
     """Insert ``specs`` as new jobs, or replay the key's original answer.
 
-    ``fingerprint`` (the request's hash) is needed only with an ``idempotency_key``.
+    ``fingerprint`` (the request's hash) is needed only with an ``idempotency_key``;
+    ``batch`` says the specs are a batch body's ``jobs`` (errors point into it).
     """
     # The types whose defaults the request leaves open; a spec that sets both max_attempts
     # and backoff takes nothing from a policy.
@@ -127,10 +141,11 @@ async def submit(  # noqa: PLR0917 - the request's parts, each its own name
                 policy=policies.get(s.type),
                 defaults=defaults,
                 traceparent=traceparent,
+                at=f"jobs.{i}" if batch else "",
             ),
             now,
         )
-        for s in specs
+        for i, s in enumerate(specs)
     ]
     answer = [JobOut.of(t.job).model_dump(mode="json") for t in submitted]
     claim = None

@@ -90,6 +90,8 @@ class Fired:
     plan: FirePlan
     created: tuple[datetime, ...]
     duplicates: int
+    # Fire times that made no job: the template does not resolve (see _fire_one).
+    unresolved: int = 0
 
 
 async def fire_due(
@@ -131,16 +133,33 @@ async def _fire_one(conn: Conn, row: Mapping[str, Any], defaults: JobDefaults) -
         running = bool(await SQL.fetchval(conn, "schedule_has_active_job", schedule_id=schedule_id))
     plan = plan_fires(spec, row["next_fire_at"], now, running=running)
     created: list[datetime] = []
-    duplicates = 0
+    duplicates = unresolved = 0
+    jobs: dict[datetime, Job] = {}
     if plan.fire_times:
         policy = await _type_policy(conn, row)
-        for fire_time in plan.fire_times:
+        try:
+            jobs = {t: job_of(row, t, now, policy, defaults) for t in plan.fire_times}
+        except ValueError as exc:
+            # The template's partial backoff contradicts the one it inherits now (the
+            # tenant's type policy or the defaults changed since the gateway accepted it).
+            # Raising would retry this schedule every round for ever and never move it;
+            # instead these times make no job (logged, counted) and the schedule moves on,
+            # firing again as soon as the template resolves.
+            unresolved = len(plan.fire_times)
+            metrics.SCHEDULE_ERRORS.inc()
+            log.error(
+                "schedule %s: its job template does not resolve (%s); %d fire times skipped",
+                schedule_id,
+                exc,
+                unresolved,
+            )
+        for fire_time, job in jobs.items():
             if await SQL.fetchval(
                 conn, "schedule_fired", schedule_id=schedule_id, fire_time=fire_time
             ):
                 duplicates += 1  # this fire time already has its job
                 continue
-            submitted = states.submit(job_of(row, fire_time, now, policy, defaults), now)
+            submitted = states.submit(job, now)
             await jobstore.insert(
                 conn,
                 [submitted],
@@ -156,7 +175,9 @@ async def _fire_one(conn: Conn, row: Mapping[str, Any], defaults: JobDefaults) -
         next_fire_at=plan.next_fire_at,
         last_fired_at=created[-1] if created else None,
     )
-    return Fired(schedule_id, spec.misfire_policy.value, now, plan, tuple(created), duplicates)
+    return Fired(
+        schedule_id, spec.misfire_policy.value, now, plan, tuple(created), duplicates, unresolved
+    )
 
 
 async def _type_policy(conn: Conn, row: Mapping[str, Any]) -> TypePolicy | None:

@@ -1,8 +1,9 @@
 """Wake the relay when the outbox gets rows: LISTEN (jobline.pg.listen), else poll.
 
-The outbox's statement-level trigger notifies ``jobline_outbox`` once per statement: with an
-empty payload when a row is due now (wake up), else with the epoch of its earliest row
-(:attr:`Wakeup.next_due`: an idle relay sleeps until exactly then, with no query to ask).
+The outbox's statement-level trigger notifies ``jobline_outbox`` per statement: with an
+empty payload when a row is due now (wake up), and with the epoch of its earliest future row
+when rows wait (:attr:`Wakeup.next_due`: an idle relay sleeps until exactly then, with no
+query to ask).
 PostgreSQL folds identical notifications of one transaction into one, so a 1,000-job batch
 submit wakes each relay once. While the listener is down the relay polls; a NOTIFY missed
 meanwhile costs at most one poll interval, never a message.

@@ -17,7 +17,6 @@ from uuid import UUID
 
 from jobline.pg import jobstore
 from jobline.pg.db import Database
-from jobline_worker import metrics
 from jobline_worker.outcomes import StopReason
 
 log = logging.getLogger("jobline.worker")
@@ -60,13 +59,11 @@ class LeaseKeeper:
             log.warning("lease renewal failed: %s", exc)
             return dict.fromkeys(attempts, False)
         for job_id, attempt in attempts.items():
-            if job_id not in ours:
-                if self.held.get(job_id) == attempt:
-                    metrics.LEASE_LOST.inc()
-                    log.warning("lease lost; stopping the handler", extra={"job_id": str(job_id)})
-                    self._stop(job_id, StopReason.LEASE_LOST)
-            elif ours[job_id]:
-                log.info("cancel requested; stopping the handler", extra={"job_id": str(job_id)})
+            # An attempt that finished meanwhile is no longer renewed either: not "lost". The
+            # stop is a no-op unless the attempt is still running here.
+            if job_id not in ours and self.held.get(job_id) == attempt:
+                self._stop(job_id, StopReason.LEASE_LOST)
+            elif ours.get(job_id):
                 self._stop(job_id, StopReason.CANCEL_REQUESTED)
         return ours
 

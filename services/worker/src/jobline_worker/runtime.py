@@ -182,7 +182,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.slots.used > 0 and loop.time() < deadline:
-            await self.slots.wait_for_free(timeout=min(0.1, deadline - loop.time()))
+            await self.slots.wait_released(timeout=min(0.1, deadline - loop.time()))
 
     # --- the path of a message ------------------------------------------------------------
 
@@ -229,8 +229,14 @@ class Runtime:
 
     def _stop_job(self, job_id: UUID, reason: StopReason) -> None:
         execution = self.executor.running.get(job_id)
-        if execution is not None:
-            self.executor.stop(execution, reason)
+        if execution is None or execution.stop_reason is not None:
+            return
+        if reason is StopReason.LEASE_LOST:
+            metrics.LEASE_LOST.inc()
+            execution.ctx.logger.warning("lease lost; stopping the handler")
+        else:
+            execution.ctx.logger.info("%s; stopping the handler", reason.value)
+        self.executor.stop(execution, reason)
 
     async def _commit_loop(self) -> None:
         interval = self.settings.worker_commit_interval_seconds

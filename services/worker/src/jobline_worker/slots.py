@@ -43,6 +43,12 @@ class Slots:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._freed.wait(), timeout)
 
+    async def wait_released(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Until some slot is released (or ``timeout``)."""
+        self._freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._freed.wait(), timeout)
+
     def wake(self) -> None:
         """Wake every waiter (on stop)."""
         self._freed.set()

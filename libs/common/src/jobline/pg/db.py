@@ -49,7 +49,7 @@ async def _init_connection(conn: Conn) -> None:
 
 # A pooled connection idle at least this long is pinged at checkout (see Database.connection).
 IDLE_PING_SECONDS = 2.0
-# What a connection that died under us raises; the pool then replaces every connection.
+# What the ping of a connection that died in the pool raises.
 _GONE = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
@@ -127,13 +127,14 @@ class Database:
             try:
                 await conn.execute("SELECT 1")
             except _GONE:
-                pool.expire_connections()
+                await pool.expire_connections()
                 await pool.release(conn)
                 conn = await pool.acquire(timeout=self.timeout)
         try:
             yield conn
-        except _GONE:
-            pool.expire_connections()
+        except BaseException:
+            if conn.is_closed():  # it died under us: so, likely, did its siblings
+                await pool.expire_connections()
             raise
         finally:
             await pool.release(conn)

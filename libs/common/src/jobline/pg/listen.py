@@ -23,7 +23,7 @@ from jobline.core.backoff import BackoffKind, BackoffPolicy, delay_seconds
 log = logging.getLogger(__name__)
 
 # The channels Jobline's triggers notify (migrations 0001 and 0003).
-OUTBOX_CHANNEL = "jobline_outbox"  # outbox rows inserted; payload: "" or the next due epoch
+OUTBOX_CHANNEL = "jobline_outbox"  # rows inserted: "" (due now) and/or the next due epoch
 CATALOG_CHANNEL = "jobline_catalog"  # api_keys or job_type_policies changed; payload: table
 
 RECONNECT_BACKOFF = BackoffPolicy(BackoffKind.EXPONENTIAL_JITTER, 0.2, 5.0)

@@ -5,8 +5,9 @@
   ``due_attempt`` marks a delayed work message whose publication makes its job ``queued``.
   ``ix_outbox_job_id_id`` serves the relay's rule that a job's row waits for its older due
   rows (per-job order across relays). Rows already waiting are converted in place.
-- The outbox trigger's payload is the epoch of the earliest future ``available_at`` of the
-  statement's rows, or empty when one is due now: an idle relay sleeps until exactly then.
+- The outbox trigger notifies with an empty payload when a row is due now, and with the
+  epoch of the earliest future ``available_at`` when rows wait: an idle relay sleeps until
+  exactly then.
 - ``api_keys`` and ``job_type_policies`` notify ``jobline_catalog`` on every change, so the
   gateways' in-memory copies are dropped at once.
 
@@ -36,16 +37,14 @@ OUTBOX_NOTIFY_FUNCTION = """
 CREATE OR REPLACE FUNCTION jobline_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    earliest timestamptz;
+    later timestamptz;
 BEGIN
-    SELECT min(available_at) INTO earliest FROM new_rows;
-    IF earliest IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF earliest <= now() THEN
+    IF EXISTS (SELECT 1 FROM new_rows WHERE available_at <= now()) THEN
         PERFORM pg_notify('jobline_outbox', '');
-    ELSE
-        PERFORM pg_notify('jobline_outbox', EXTRACT(EPOCH FROM earliest)::text);
+    END IF;
+    SELECT min(available_at) INTO later FROM new_rows WHERE available_at > now();
+    IF later IS NOT NULL THEN
+        PERFORM pg_notify('jobline_outbox', EXTRACT(EPOCH FROM later)::text);
     END IF;
     RETURN NULL;
 END $$
