@@ -227,9 +227,9 @@ def db_settings(database_url: str) -> DatabaseSettings:
 
 @pytest.fixture(scope="session")
 async def engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
-    from jobline.pg import db
+    from jobline.pg.engine import create_engine
 
-    engine = db.create_engine(db_settings)
+    engine = create_engine(db_settings)
     yield engine
     await engine.dispose()
 

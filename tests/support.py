@@ -94,7 +94,8 @@ async def submit_many(
     return await insert_jobs(db, (make_job(tenant, queue=queue, **changes) for _ in range(count)))
 
 
-async def job_of(db: Database, job_id: UUID) -> Job:
+async def job_of(db: Database, job_id: UUID | str) -> Job:
+    job_id = UUID(str(job_id))
     async with db.transaction() as conn:
         job = (await jobstore.lock_many(conn, [job_id])).get(job_id)
     assert job is not None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jobline.core import topics
-from tests.integration.worker.support import (
+from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
     Api,
@@ -45,7 +45,7 @@ def _metrics(service) -> str:
 
 
 async def test_a_thousand_emails_each_sent_once_with_complete_ordered_events(
-    api, relay, stack, engine, kafka_settings
+    api, relay, stack, db, kafka_settings
 ):
     async with TopicReader(kafka_settings, topics.events_topic(kafka_settings.topic_prefix)) as ev:
         worker = start_worker(stack, "--concurrency", "64")
@@ -62,7 +62,7 @@ async def test_a_thousand_emails_each_sent_once_with_complete_ordered_events(
                 ]
             )
         ids = [j["id"] for j in jobs]
-        await wait_states(engine, ids, "succeeded", timeout=90)
+        await wait_states(db, ids, "succeeded", timeout=90)
 
         wanted = set(ids)
         per_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -77,7 +77,7 @@ async def test_a_thousand_emails_each_sent_once_with_complete_ordered_events(
         seen: list[dict[str, Any]] = []
         await ev.until(complete, timeout=60)
 
-    effects = await email_effects(engine, ids)
+    effects = await email_effects(db, ids)
     assert len(effects) == 1000
     assert set(effects.values()) == {1}  # each key delivered to the handler once
     for job_id, data in per_job.items():
@@ -142,7 +142,7 @@ async def test_always_fail_goes_dead_with_every_error_and_redrive_runs_it_again(
             current = await api.job(job["id"])
             return bool(current["status"] == "dead" and current["attempt"] == 6)
 
-        from tests.integration.worker.support import wait_for
+        from tests.support import wait_for
 
         await wait_for(ran_again, 30, 0.2)
         await reader.until(lambda records: len(mine(records)) == 2, timeout=20)

@@ -11,14 +11,14 @@ import pytest
 
 from jobline.dev.embedded import EmbeddedBroker, free_port
 from jobline.settings import KafkaSettings
-from tests.integration.relay.helpers import (
+from tests.support import (
     TopicReader,
     fresh_queue,
     http_status,
-    insert_jobs,
     new_tenant,
     outbox_rows_of,
-    wait_until,
+    submit_many,
+    wait_for,
     work_topic,
 )
 
@@ -37,16 +37,16 @@ def published_by(url: str) -> float:
     return sum(float(v) for v in re.findall(pattern, body, re.MULTILINE))
 
 
-async def test_sigkill_mid_publish_loses_nothing(engine, kafka_settings, stack):
-    tenant, queue = await new_tenant(engine), fresh_queue()
-    ids = await insert_jobs(engine, tenant, queue, 20_000)
+async def test_sigkill_mid_publish_loses_nothing(db, kafka_settings, stack):
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 20_000)
     async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
         first = stack.start("relay", env=FAST)
         while reader.seen(ids) < 0.3 * len(ids):
             await reader.poll(timeout_ms=20)
         first.kill()
         seen_at_kill = reader.seen(ids)
-        left = await outbox_rows_of(engine, ids)
+        left = await outbox_rows_of(db, ids)
         # The kill must land mid-publish for this test to mean anything.
         assert left > 0, "the relay finished before it was killed"
         stack.start("relay", env=FAST)
@@ -64,13 +64,13 @@ async def test_sigkill_mid_publish_loses_nothing(engine, kafka_settings, stack):
     assert duplicates <= BATCH
 
 
-async def test_two_relays_share_the_backlog_without_duplicates(engine, kafka_settings, stack):
-    tenant, queue = await new_tenant(engine), fresh_queue()
+async def test_two_relays_share_the_backlog_without_duplicates(db, kafka_settings, stack):
+    tenant, queue = await new_tenant(db), fresh_queue()
     relays = [stack.start("relay", env=FAST, wait=False) for _ in range(2)]
     for relay in relays:
         relay.wait_ready()
     async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
-        ids = await insert_jobs(engine, tenant, queue, 10_000)
+        ids = await submit_many(db, tenant, queue, 10_000)
         await reader.wait_for(ids, timeout=60)
         await asyncio.sleep(0.5)
         await reader.poll()
@@ -94,12 +94,12 @@ def outage_broker(tmp_path: Path):
 
 
 async def test_a_broker_outage_keeps_the_backlog_and_publishes_it_later(
-    engine, kafka_settings, stack, outage_broker
+    db, kafka_settings, stack, outage_broker
 ):
     settings = KafkaSettings(
         kafka_bootstrap=outage_broker.bootstrap, topic_prefix=kafka_settings.topic_prefix
     )
-    tenant, queue = await new_tenant(engine), fresh_queue()
+    tenant, queue = await new_tenant(db), fresh_queue()
     relay = stack.start(
         "relay",
         env={
@@ -117,28 +117,28 @@ async def test_a_broker_outage_keeps_the_backlog_and_publishes_it_later(
         return await asyncio.to_thread(http_status, readyz)
 
     # 1. Started while the broker is down: not ready, the backlog waits in PostgreSQL.
-    await wait_until(lambda: _is(status(), 503), 30)
-    before = await insert_jobs(engine, tenant, queue, 300)
+    await wait_for(lambda: _is(status(), 503), 30)
+    before = await submit_many(db, tenant, queue, 300)
     await asyncio.sleep(1.5)  # several publish attempts fail meanwhile
-    assert await outbox_rows_of(engine, before) == 600
+    assert await outbox_rows_of(db, before) == 300  # one row per job (event + work message)
     assert await status() == 503
 
     # 2. The broker comes up: everything is published, ready again.
     outage_broker.start()
     async with TopicReader(settings, work_topic(settings, queue)) as reader:
         await reader.wait_for(before, timeout=30)
-    await wait_until(lambda: _is(status(), 200), 30)
+    await wait_for(lambda: _is(status(), 200), 30)
 
     # 3. The broker dies mid-way (in-memory: it comes back empty) with more work queued.
     outage_broker.stop()
-    during = await insert_jobs(engine, tenant, queue, 300)
-    await wait_until(lambda: _is(status(), 503), 30)
-    assert await outbox_rows_of(engine, during) == 600
+    during = await submit_many(db, tenant, queue, 300)
+    await wait_for(lambda: _is(status(), 503), 30)
+    assert await outbox_rows_of(db, during) == 300
     outage_broker.start()
     async with TopicReader(settings, work_topic(settings, queue)) as reader:
         await reader.wait_for(during, timeout=30)
-    await wait_until(lambda: _is(status(), 200), 30)
-    await wait_until(lambda: _zero(outbox_rows_of(engine, before + during)), 10)
+    await wait_for(lambda: _is(status(), 200), 30)
+    await wait_for(lambda: _zero(outbox_rows_of(db, before + during)), 10)
     assert relay.terminate() == 0
 
 

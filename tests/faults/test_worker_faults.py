@@ -9,7 +9,7 @@ import pytest
 
 from jobline.broker import kafka
 from jobline.core import topics
-from tests.integration.worker.support import (
+from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
     Api,
@@ -50,18 +50,18 @@ async def _produce(kafka_settings, topic: str, key: bytes, *values: bytes) -> No
 
 
 async def test_a_poison_message_goes_to_the_dlq_and_the_job_behind_it_runs(
-    stack, relay, engine, kafka_settings
+    stack, relay, db, kafka_settings
 ):
     prefix = kafka_settings.topic_prefix
     work = topics.work_topic(prefix, "default")
-    tenant = await new_tenant(engine)
+    tenant = await new_tenant(db)
     job = make_job(tenant, "echo", "default", {"behind": "poison"}, id=uuid4())
     key = str(job.id).encode()  # the relay publishes the job with this key: same partition
     async with TopicReader(kafka_settings, topics.dlq_topic(prefix)) as dlq:
         start_worker(stack)
         await _produce(kafka_settings, work, key, b'{"id": "not-a-uuid"', b"\xff\xfe\x00")
-        await insert_jobs(engine, [job])
-        await wait_states(engine, [job.id], "succeeded", timeout=30)
+        await insert_jobs(db, [job])
+        await wait_states(db, [job.id], "succeeded", timeout=30)
 
         def poison(records):
             return [b for b in dlq_bodies(records) if b.get("source", {}).get("key") == str(job.id)]
@@ -76,12 +76,12 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_job_behind_it_runs(
 
 
 async def test_the_same_job_message_five_times_runs_the_handler_once(
-    stack, relay, engine, kafka_settings
+    stack, relay, db, kafka_settings
 ):
-    tenant = await new_tenant(engine)
+    tenant = await new_tenant(db)
     job = make_job(tenant, "send-email", "emails", {"to": "a@example.com", "subject": "once"})
     worker = start_worker(stack)
-    await insert_jobs(engine, [job])  # the relay publishes it once; we write it 5 more times
+    await insert_jobs(db, [job])  # the relay publishes it once; we write it 5 more times
     envelope = job.envelope(1).encode()
     await _produce(
         kafka_settings,
@@ -89,19 +89,19 @@ async def test_the_same_job_message_five_times_runs_the_handler_once(
         str(job.id).encode(),
         *[envelope] * 5,
     )
-    await wait_states(engine, [job.id], "succeeded", timeout=30)
+    await wait_states(db, [job.id], "succeeded", timeout=30)
 
     async def all_skipped() -> bool:
         text = _metrics(worker)
         return metric_value(text, "jobline_worker_duplicates_skipped_total") >= 5
 
     await wait_for(all_skipped, 15, 0.2)
-    assert await email_effects(engine, [str(job.id)]) == {str(job.id): 1}
-    assert len(await attempts_of(engine, job.id)) == 1
+    assert await email_effects(db, [str(job.id)]) == {str(job.id): 1}
+    assert len(await attempts_of(db, job.id)) == 1
 
 
 async def test_a_killed_workers_jobs_finish_on_another_after_the_lease_expires(
-    stack, relay, engine, make_api_key
+    stack, relay, db, make_api_key
 ):
     gateway = stack.start("gateway", env=GATEWAY_ENV)
     api = Api(gateway.url, await make_api_key())
@@ -124,19 +124,19 @@ async def test_a_killed_workers_jobs_finish_on_another_after_the_lease_expires(
         )
         sleep_ids = [j["id"] for j in sleeps]
         email_ids = [j["id"] for j in emails]
-        await wait_states(engine, sleep_ids, "running", timeout=30)
+        await wait_states(db, sleep_ids, "running", timeout=30)
         first.kill()  # SIGKILL: no hand-back, no commit, leases left to expire
         second = start_worker(stack)
-        await wait_states(engine, sleep_ids + email_ids, "succeeded", timeout=60)
+        await wait_states(db, sleep_ids + email_ids, "succeeded", timeout=60)
     finally:
         await api.close()
     for job_id in sleep_ids:
-        attempts = await attempts_of(engine, job_id)
-        assert attempts[0].outcome == "lease_expired", attempts
-        assert attempts[-1].outcome == "succeeded"
-        assert attempts[-1].worker_id != attempts[0].worker_id
-        assert (await job_of(engine, job_id)).attempt == len(attempts)
-    effects = await email_effects(engine, email_ids)
+        attempts = await attempts_of(db, job_id)
+        assert attempts[0]["outcome"] == "lease_expired", attempts
+        assert attempts[-1]["outcome"] == "succeeded"
+        assert attempts[-1]["worker_id"] != attempts[0]["worker_id"]
+        assert (await job_of(db, job_id)).attempt == len(attempts)
+    effects = await email_effects(db, email_ids)
     assert sorted(effects) == sorted(email_ids)  # one effect row per job: exactly once
     # A delivery repeated after the crash (handler ran, outcome not yet recorded) reused the
     # idempotency key: detected, counted, not sent again.

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Self, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
-from urllib.parse import urlsplit, urlunsplit
 
 from jobline.core.errors import DependencyUnavailable
 from jobline.settings import DatabaseSettings, plain_url
@@ -35,15 +36,19 @@ Conn: TypeAlias = Any
 _TEMPLATE_BUSY_SECONDS = 10.0
 
 
-def _dumps(value: Any) -> str:
-    # orjson: several times faster than json on payloads; str for asyncpg's text codec.
-    return orjson.dumps(value).decode()
+def dumps(value: Any) -> str:
+    """JSON text for jsonb: orjson (several times faster than json on payloads), or json for
+    what orjson refuses and PostgreSQL takes (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 async def _init_connection(conn: Conn) -> None:
     for name in ("jsonb", "json"):
         await conn.set_type_codec(
-            name, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+            name, encoder=dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
         )
 
 

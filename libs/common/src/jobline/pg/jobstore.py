@@ -21,15 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
-import orjson
-
 from jobline.core import topics
 from jobline.core.backoff import BackoffPolicy
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import AttemptError, Job, JobState
 from jobline.core.states import Claim, Event, Succeed, Transition, attempt_outcome, transition
 from jobline.pg import outbox
-from jobline.pg.db import Conn
+from jobline.pg.db import Conn, dumps
 from jobline.pg.queries import SQL, rowcount
 
 # Finished jobs stay queryable this long, then the purge may delete them.
@@ -38,7 +36,7 @@ DEFAULT_RETENTION: Final = timedelta(days=7)
 
 def json_text(value: Any) -> str | None:
     """A jsonb array element as JSON text (see queries.sql); None stays SQL NULL."""
-    return None if value is None else orjson.dumps(value).decode()
+    return None if value is None else dumps(value)
 
 
 def json_texts(values: Iterable[Any]) -> list[str | None]:
