@@ -224,3 +224,28 @@ async def test_take_returns_rows_oldest_first_with_their_messages_in_order(db):
     assert [r.job_id for r in rows] == ids
     assert all([t for t, _ in r.messages] == ["events", f"jobs.{queue}"] for r in rows)
     assert await outbox_rows_of(db, ids) == 5
+
+
+async def test_rows_of_the_previous_form_are_published_and_make_their_job_due(
+    db, kafka_settings, producer
+):
+    """Migration 0003 keeps the one-message columns while older gateways and workers roll
+    out: their rows go out like any other, and a delayed work row still makes its job due."""
+    tenant, queue = await new_tenant(db), fresh_queue()
+    [job_id] = await submit_many(
+        db, tenant, queue, 1, run_at=datetime.now(UTC) + timedelta(hours=1)
+    )
+    job = await job_of(db, job_id)
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM outbox WHERE job_id = $1", job_id)
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, value, job_id) VALUES ($1, $2, $3, $4)",
+            f"jobs.{queue}",
+            str(job_id),
+            job.envelope(1).encode(),
+            job_id,
+        )
+    async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
+        await drain(publisher_for(db, producer, kafka_settings))
+        await reader.wait_for([job_id], timeout=10)
+    assert (await job_of(db, job_id)).state is JobState.QUEUED

@@ -16,7 +16,6 @@ from typing import Any, Final, cast
 
 import httpx
 
-
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 KEY_FILE: Final = "dev-api-key"  # written by `jobline dev` into its data dir
 

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from jobline.core import topics
+from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
 from jobline.core.messages import OutboxMessage
 from jobline.pg.db import Conn
 from jobline.pg.queries import SQL
@@ -74,19 +76,29 @@ async def take(conn: Conn, limit: int) -> list[OutboxRow]:
     Only inside a transaction: its rollback puts the rows back.
     """
     records = await SQL.fetch(conn, "take_outbox", limit=limit)
-    rows = [
-        OutboxRow(
-            id=r["id"],
-            job_id=r["job_id"],
-            key=r["key"],
-            available_at=r["available_at"],
-            due_attempt=r["due_attempt"],
-            messages=tuple(zip(r["topics"], map(bytes, r["payloads"]), strict=True)),
+    rows = []
+    for r in records:
+        messages = tuple(zip(r["topics"], map(bytes, r["payloads"]), strict=True))
+        due_attempt = r["due_attempt"]
+        if r["legacy"]:
+            due_attempt = _legacy_due_attempt(messages)
+        rows.append(
+            OutboxRow(r["id"], r["job_id"], r["key"], r["available_at"], due_attempt, messages)
         )
-        for r in records
-    ]
     rows.sort(key=lambda row: (row.available_at, row.id))
     return rows
+
+
+def _legacy_due_attempt(messages: tuple[tuple[str, bytes], ...]) -> int | None:
+    """A row of the previous version carries no ``due_attempt``: a work message may make its
+    job due, as that version's relay decided (the state machine's ``Due`` refuses it if not)."""
+    (logical, value), *_ = messages
+    if not topics.is_work(logical):
+        return None
+    try:
+        return WorkEnvelope.decode(value).attempt
+    except InvalidEnvelope:
+        return None
 
 
 async def backlog(conn: Conn) -> tuple[int, float]:

@@ -290,10 +290,20 @@ outbox: Final = Table(
     _created_at(),
     # The messages of one transition that fall due together, in order: logical topics
     # ("events", "jobs.<queue>", "jobs.dlq") and their values, one each.
-    Column("topics", ARRAY(Text), nullable=False),
-    Column("payloads", ARRAY(LargeBinary), nullable=False),
+    Column("topics", ARRAY(Text)),
+    Column("payloads", ARRAY(LargeBinary)),
     # A delayed work message for this attempt: publishing it makes the job queued.
     Column("due_attempt", Integer),
+    # The one-message form written before migration 0003 (kept until no process of that
+    # version is left; the relay publishes both forms).
+    Column("topic", Text),
+    Column("value", LargeBinary),
+    Column("headers", JSONB, nullable=False, server_default=_EMPTY_OBJECT),
+    CheckConstraint(
+        "(topics IS NOT NULL AND payloads IS NOT NULL)"
+        " OR (topic IS NOT NULL AND value IS NOT NULL)",
+        name="one_form",
+    ),
     # The relay's claim: WHERE available_at <= now() ORDER BY available_at, id LIMIT n
     # FOR UPDATE SKIP LOCKED. The index yields rows in claim order, so the scan stops after
     # n unlocked due rows instead of sorting the whole backlog.

@@ -4,16 +4,18 @@
   ``payloads``: a submission's "queued" event and its work message are one row), and
   ``due_attempt`` marks a delayed work message whose publication makes its job ``queued``.
   ``ix_outbox_job_id_id`` serves the relay's rule that a job's row waits for its older due
-  rows (per-job order across relays). Rows already waiting are converted in place.
+  rows (per-job order across relays).
 - The outbox trigger notifies with an empty payload when a row is due now, and with the
   epoch of the earliest future ``available_at`` when rows wait: an idle relay sleeps until
   exactly then.
 - ``api_keys`` and ``job_type_policies`` notify ``jobline_catalog`` on every change, so the
   gateways' in-memory copies are dropped at once.
 
-Not expand/contract: relays of the previous version cannot read the new rows. Stop the
-relays, migrate, start the new ones (workers and gateways may keep running meanwhile; the
-outbox simply waits).
+Expand only: the one-message columns (``topic``, ``value``, ``headers``) stay, nullable, so
+gateways and workers of the previous version keep writing rows while the new version rolls
+out, and the new relay publishes both kinds. Roll out the relays first (an old relay cannot
+read the new rows; meanwhile they simply wait), then the rest. A later migration drops the
+old columns (contract) once no previous-version process is left.
 
 Revision ID: 0003
 Revises: 0002
@@ -79,22 +81,14 @@ def upgrade() -> None:
     op.add_column("outbox", sa.Column("topics", pg.ARRAY(sa.Text()), nullable=True))
     op.add_column("outbox", sa.Column("payloads", pg.ARRAY(sa.LargeBinary()), nullable=True))
     op.add_column("outbox", sa.Column("due_attempt", sa.Integer(), nullable=True))
-    # Rows written by the previous version: one message each. A work row whose job still
-    # waits (scheduled | retrying) makes it due when published, as the old relay did.
-    op.execute(
-        """
-        UPDATE outbox SET topics = ARRAY[topic], payloads = ARRAY[value],
-            due_attempt = CASE WHEN topic LIKE 'jobs.%' AND topic <> 'jobs.dlq' THEN (
-                SELECT j.attempt + 1 FROM jobs j
-                WHERE j.id = outbox.job_id AND j.state IN ('scheduled', 'retrying')
-            ) END
-        """
+    op.alter_column("outbox", "topic", nullable=True)
+    op.alter_column("outbox", "value", nullable=True)
+    op.create_check_constraint(
+        op.f("ck_outbox_one_form"),
+        "outbox",
+        "(topics IS NOT NULL AND payloads IS NOT NULL)"
+        " OR (topic IS NOT NULL AND value IS NOT NULL)",
     )
-    op.alter_column("outbox", "topics", nullable=False)
-    op.alter_column("outbox", "payloads", nullable=False)
-    op.drop_column("outbox", "topic")
-    op.drop_column("outbox", "value")
-    op.drop_column("outbox", "headers")
     op.create_index("ix_outbox_job_id_id", "outbox", ["job_id", "id"])
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute(OUTBOX_NOTIFY_FUNCTION)
@@ -110,25 +104,18 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS jobline_catalog_notify()")
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.drop_index("ix_outbox_job_id_id", table_name="outbox")
-    op.add_column("outbox", sa.Column("topic", sa.Text(), nullable=True))
-    op.add_column("outbox", sa.Column("value", sa.LargeBinary(), nullable=True))
-    op.add_column(
-        "outbox",
-        sa.Column("headers", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
-    )
     # A row of several messages becomes one row per message, in order.
     op.execute(
         """
-        INSERT INTO outbox (topic, value, available_at, created_at, job_id, key, topics,
-                            payloads)
-        SELECT m.topic, m.payload, o.available_at, o.created_at, o.job_id, o.key,
-               ARRAY[m.topic], ARRAY[m.payload]
+        INSERT INTO outbox (topic, value, available_at, created_at, job_id, key)
+        SELECT m.topic, m.payload, o.available_at, o.created_at, o.job_id, o.key
         FROM outbox o, unnest(o.topics, o.payloads) WITH ORDINALITY AS m(topic, payload, n)
-        WHERE o.topic IS NULL
+        WHERE o.topics IS NOT NULL
         ORDER BY o.id, m.n
         """
     )
-    op.execute("DELETE FROM outbox WHERE topic IS NULL")
+    op.execute("DELETE FROM outbox WHERE topics IS NOT NULL")
+    op.drop_constraint(op.f("ck_outbox_one_form"), "outbox", type_="check")
     op.alter_column("outbox", "topic", nullable=False)
     op.alter_column("outbox", "value", nullable=False)
     op.drop_column("outbox", "due_attempt")
