@@ -1,0 +1,389 @@
+"""The detector core: a seasonal, robust, calibrated streaming scorer (pure: no I/O, no clock).
+
+Per point, in O(1) time and bounded state:
+
+1. **Baseline** — robust Holt-Winters (Gelper, Fried & Croux, 2010): a slow level plus a
+   daily and a weekly seasonal profile indexed by time of day and of week (irregular sampling
+   and gaps are fine), updated with residuals clipped at ``clip`` scales, so an anomaly barely
+   moves them. Three experts — level, level + daily, level + daily + weekly — are ranked by
+   their recent absolute error and the best one predicts: seasonality is learned online, not
+   assumed, and a profile is only trusted once it has seen a full period.
+2. **Residuals** — a spike residual against a fast level (it whitens slow wander) and a shift
+   residual against the slow level. Scales are mean absolute errors floored at half the
+   series' quantum (its smallest step), so a quantised or flat series never yields z = 22.
+3. **Evidence** — |spike z| and two EWMA charts (Roberts, 1959) of the shift z, a fast one for
+   level shifts and a slow one for drifts, which accumulate long before one point stands out.
+4. **Calibration** — each statistic's tail on *this* series is fitted online: peaks over a
+   running (1 - q) quantile with an exponential tail (SPOT, Siffer et al., 2017, with the GPD
+   shape fixed at 0), floored at Gaussian values. p is the Bonferroni minimum over the three;
+   ``score = -log10(p) / 8`` in [0, 1], so a threshold means the same on every series.
+5. **Episodes** — flag at onset (p < ``flag_p``) and again only on a far stronger point (no
+   cooldown that hides it); clear after ``clear`` quiet points; every ``accept_after`` points of
+   an episode the new level is taken as normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, NamedTuple
+
+Transform = Literal["none", "log", "sqrt"]
+Direction = Literal["both", "up", "down"]
+Evidence = Literal["spike", "shift", "drift"]
+EVIDENCE: tuple[Evidence, ...] = ("spike", "shift", "drift")
+
+DAY, WEEK = 86400.0, 604800.0
+MAX_DAY_BINS, WEEK_BINS = 288, 168
+SCORE_DECADES = 8.0  # score 1 = p of 1e-8
+T_MIN, SIGMA_MIN = 2.0, 0.4  # Gaussian-like floors of the tail: never trust a thinner one
+AC_RATE = 0.01  # memory of the autocorrelation estimate: about 100 points
+ESCALATE = 1e-3  # a point flags again inside an episode when its p is this much smaller
+MEAN_ABS_TO_SD = 1.2533  # sd / mean absolute deviation of a normal
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Tuning of the core; the defaults suit 5-minute series like NAB's."""
+
+    step_seconds: float = 0.0  # sampling interval; 0 estimates it from the first points
+    warmup: int = 750  # points before any flag
+    init_points: int = 20
+    transform: Transform = "none"
+    direction: Direction = "both"
+    level_half_life: float = 1000.0  # points
+    fast_alpha: float = 0.5
+    season_gamma: float = 0.25  # weight of a new visit to a seasonal bin
+    error_half_life: float = 1000.0  # memory of the scales
+    rank_half_life: float = 288.0  # memory of the experts' errors
+    clip: float = 3.0
+    shift_alpha: float = 0.3
+    drift_alpha: float = 0.0115  # a half-life of 60 points
+    tail_q: float = 0.02
+    tail_rate: float = 0.02  # weight of a new exceedance in the tail's scale
+    flag_p: float = 1e-4
+    clear: int = 30
+    accept_after: int = 200
+    min_effect: float = 0.0  # recent mean shift (transformed units) needed to flag
+
+
+@dataclass(slots=True)
+class Tail:
+    """Exponential tail of one statistic above its running (1 - q) quantile."""
+
+    t: float = 2.33
+    sigma: float = 0.5
+
+    def p(self, x: float, q: float) -> float:
+        """Tail probability of ``x`` (q at the threshold, 1 far below it)."""
+        return min(1.0, q * math.exp((self.t - x) / self.sigma))
+
+    def learn(self, x: float, q: float, rate: float, weight: float) -> None:
+        """Robbins-Monro step of the quantile; a winsorised excess updates the scale."""
+        above = x > self.t
+        if above:
+            excess = min(x - self.t, 3.0 * self.sigma)
+            self.sigma = max(SIGMA_MIN, self.sigma + weight * rate * (excess - self.sigma))
+        self.t = max(T_MIN, self.t + weight * 0.02 * self.sigma * (above - q))
+
+
+class Event(NamedTuple):
+    """What one point means for its episode."""
+
+    onset: bool
+    escalation: bool
+
+
+@dataclass(slots=True)
+class Episode:
+    """An anomaly in progress: flagged once, re-flagged only when far stronger."""
+
+    active: bool = False
+    quiet: int = 0
+    length: int = 0
+    peak: float = 1.0
+
+    def step(self, p: float, flag_p: float, clear: int) -> Event:
+        """Advance one point with its p-value."""
+        if not self.active:
+            if p < flag_p:
+                self.active, self.quiet, self.length, self.peak = True, 0, 0, p
+                return Event(True, False)
+            return Event(False, False)
+        self.length += 1
+        self.quiet = 0 if p < flag_p else self.quiet + 1
+        if self.quiet >= clear:
+            self.active = False
+        elif p < self.peak * ESCALATE and self.peak < 1.0:
+            self.peak = 1.0  # once per episode: the strong point is shown, not every step
+            return Event(False, True)
+        return Event(False, False)
+
+
+class Point(NamedTuple):
+    """One scored point."""
+
+    score: float
+    p: float
+    flagged: bool
+    onset: bool
+    evidence: Evidence
+    expected: float
+
+
+QUIET = Point(0.0, 1.0, False, False, "spike", math.nan)
+
+
+@dataclass(slots=True)
+class _State:
+    n: int = 0
+    last_t: float | None = None
+    last_x: float | None = None
+    step: float = 0.0
+    gaps: list[float] = field(default_factory=list)
+    init: list[float] = field(default_factory=list)
+    level: float = 0.0
+    fast: float = 0.0  # fast EWMA of the shift residual: the spike residual's baseline
+    daily: list[float | None] = field(default_factory=list)
+    weekly: list[float | None] = field(default_factory=list)
+    seen: list[int] = field(default_factory=lambda: [0, 0, 0])
+    err: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # experts' mean |error|
+    shift_err: float = 0.0  # robust (clipped) mean |shift residual| of the chosen expert
+    spike_err: float = 0.0
+    quantum: float = math.inf
+    m_shift: float = 0.0
+    m_drift: float = 0.0
+    m_raw: float = 0.0
+    ac: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # lag-1 product, square, last
+    tails: list[Tail] = field(default_factory=lambda: [Tail(), Tail(), Tail()])
+    episode: Episode = field(default_factory=Episode)
+
+
+class Detector:
+    """Streaming scorer of one series: ``update(seconds, value)`` in time order."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.s = _State()
+        cfg = self.config
+        self._every = (1, round(1 / cfg.shift_alpha), round(1 / cfg.drift_alpha))
+
+    @property
+    def active(self) -> bool:
+        """Whether an anomaly episode is in progress."""
+        return self.s.episode.active
+
+    def _x(self, y: float) -> float:
+        kind = self.config.transform
+        if kind == "log":
+            return math.log(max(y, 1e-3))
+        if kind == "sqrt":
+            return math.sqrt(max(y, 0.0))
+        return y
+
+    def _y(self, x: float) -> float:
+        kind = self.config.transform
+        if kind == "log":
+            return math.exp(x)
+        if kind == "sqrt":
+            return x * x
+        return x
+
+    def _dir(self, z: float) -> float:
+        d = self.config.direction
+        return abs(z) if d == "both" else max(z, 0.0) if d == "up" else max(-z, 0.0)
+
+    def update(self, t: float, y: float) -> Point:
+        """Score one point at ``t`` seconds (any epoch) and learn from it."""
+        s, cfg = self.s, self.config
+        if not math.isfinite(y) or not math.isfinite(t):
+            return QUIET
+        x = self._x(y)
+        if s.last_x is not None:
+            d = abs(x - s.last_x)
+            if d > 1e-9 * max(1.0, abs(x)):
+                s.quantum = min(s.quantum, d)
+        if s.last_t is not None and t > s.last_t and len(s.gaps) < cfg.init_points:
+            s.gaps.append(t - s.last_t)
+        s.last_t, s.last_x = t, x
+        s.n += 1
+        if len(s.init) < cfg.init_points:
+            s.init.append(x)
+            if len(s.init) == cfg.init_points:
+                self._start()
+            return QUIET
+        return self._score(t, x)
+
+    def _start(self) -> None:
+        s, cfg = self.s, self.config
+        values = sorted(s.init)
+        s.level = values[len(values) // 2]
+        spread = sum(abs(v - s.level) for v in values) / len(values)
+        s.err = [spread] * 3
+        s.shift_err = s.spike_err = spread
+        gaps = sorted(s.gaps)
+        s.step = cfg.step_seconds or (gaps[len(gaps) // 2] if gaps else 0.0)
+        if 0 < s.step <= DAY / 8:
+            s.daily = [None] * min(MAX_DAY_BINS, max(8, round(DAY / s.step)))
+        if 0 < s.step <= 3600:
+            s.weekly = [None] * WEEK_BINS
+
+    def _period(self, k: int) -> float:
+        """Points in expert k's period (0 for the plain level)."""
+        step = self.s.step
+        return 0.0 if not k or not step else (DAY if k == 1 else WEEK) / step
+
+    def _floor(self) -> float:
+        s = self.s
+        quantum = 0.5 * s.quantum if math.isfinite(s.quantum) else 0.0
+        return max(quantum, 1e-3 * abs(s.level), 1e-9)
+
+    def _score(self, t: float, x: float) -> Point:
+        s, cfg = self.s, self.config
+        nd, nw = len(s.daily), len(s.weekly)
+        bd = int(t % DAY / DAY * nd) if nd else 0
+        bw = int(t % WEEK / WEEK * nw) if nw else 0
+        sd = s.daily[bd] if nd else None
+        sw = s.weekly[bw] if nw else None
+        offsets = [0.0, sd, None if sd is None or sw is None else sd + sw]
+        # A seasonal expert is judged from its second period on: in its first, each bin has
+        # just been set from the very points it predicts. It starts level with the plain level
+        # (ties go to the simpler expert) and must then earn its place.
+        ok = [0] + [k for k in (1, 2) if offsets[k] is not None and s.seen[k] > self._period(k)]
+        best = min(ok, key=lambda k: s.err[k] * (1.0 + 0.05 * k))
+        season = offsets[best] or 0.0
+        floor = self._floor()
+        scale = max(s.shift_err * MEAN_ABS_TO_SD, floor)
+        spike_scale = max(s.spike_err * MEAN_ABS_TO_SD, floor)
+        r_shift = x - s.level - season
+        r_spike = r_shift - s.fast
+        z_shift, z_spike = r_shift / scale, r_spike / spike_scale
+        zc = _clip(z_shift, 6.0)
+        s.m_shift += cfg.shift_alpha * (zc - s.m_shift)
+        s.m_drift += cfg.drift_alpha * (zc - s.m_drift)
+        s.m_raw += cfg.shift_alpha * (zc * scale - s.m_raw)
+        phi = min(0.99, max(0.0, s.ac[0] / s.ac[1])) if s.ac[1] > 0 else 0.0
+        stats = (
+            self._dir(z_spike),
+            self._dir(s.m_shift / _ewma_sd(cfg.shift_alpha, phi)),
+            self._dir(s.m_drift / _ewma_sd(cfg.drift_alpha, phi)),
+        )
+        ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
+        worst = min(range(3), key=ps.__getitem__)
+        p = min(1.0, 3.0 * ps[worst])
+        score = min(1.0, -math.log10(max(p, 1e-300)) / SCORE_DECADES)
+        expected = self._y(s.level + season)
+
+        event = Event(False, False)
+        if s.n > cfg.warmup:
+            strong = self._dir(s.m_raw) >= cfg.min_effect
+            event = s.episode.step(p if strong else 1.0, cfg.flag_p, cfg.clear)
+        ep = s.episode
+        # The tails learn once the scales and the autocorrelation have settled, and little
+        # from inside an episode.
+        # A chart learns once per its memory (about 1/alpha points): its values in between are
+        # near copies, and a slow drift must not teach it, point by point, that drift is normal.
+        weight = 0.0 if s.n < 15 * cfg.init_points else 0.1 if ep.active else 1.0
+        for k, (tail, v) in enumerate(zip(s.tails, stats, strict=True)):
+            if s.n % self._every[k] == 0:
+                tail.learn(v, cfg.tail_q, cfg.tail_rate, weight)
+        self._rank(x, offsets)
+        if ep.active and ep.length and ep.length % cfg.accept_after == 0:
+            self._accept(scale)
+        elif not ep.active or ep.length > cfg.accept_after:
+            self._learn(x, bd, bw, offsets, r_shift, r_spike, scale, spike_scale)
+        flagged = event.onset or event.escalation
+        return Point(score, p, flagged, event.onset, EVIDENCE[worst], expected)
+
+    def _rank(self, x: float, offsets: list[float | None]) -> None:
+        # Ranked on unclipped errors, even inside an episode: a clipped error could not see
+        # that the plain level misses a two-level day by 40 scales every morning.
+        s = self.s
+        rank = math.log(2) / self.config.rank_half_life
+        for k, off in enumerate(offsets):
+            if off is None:
+                continue
+            if k and s.seen[k] == int(self._period(k)) and self._per_bin(k) > 1.5:
+                # A wide bin was set from the first points of the very visits it predicted
+                # in its first period: forget those flattering errors.
+                s.err[k] = s.err[0]
+            s.err[k] += rank * (abs(x - s.level - off) - s.err[k])
+            s.seen[k] += 1
+
+    def _per_bin(self, k: int) -> float:
+        bins = len(self.s.daily if k == 1 else self.s.weekly)
+        return self._period(k) / bins if bins else 0.0
+
+    def _accept(self, scale: float) -> None:
+        # The episode has lasted: its mean level is the new normal (a deploy, a migration).
+        s = self.s
+        s.level += s.m_drift * scale
+        s.fast = s.m_shift = s.m_drift = s.m_raw = 0.0
+
+    def _learn(
+        self,
+        x: float,
+        bd: int,
+        bw: int,
+        offsets: list[float | None],
+        r_shift: float,
+        r_spike: float,
+        scale: float,
+        spike_scale: float,
+    ) -> None:
+        s, cfg = self.s, self.config
+        c = cfg.clip
+        beta = math.log(2) / cfg.error_half_life
+        floor = self._floor()
+        level = s.level
+        s.level += math.log(2) / cfg.level_half_life * max(-c * scale, min(c * scale, r_shift))
+        s.fast += cfg.fast_alpha * max(-c * spike_scale, min(c * spike_scale, r_spike))
+        s.spike_err += beta * (min(abs(r_spike), c * spike_scale) - s.spike_err)
+        s.shift_err += beta * (min(abs(r_shift), c * scale) - s.shift_err)
+        # Lag-1 autocorrelation of the shift z around its slow mean: it widens the charts'
+        # null spread, so a series that wanders is not read as drifting.
+        zc = _clip(r_shift / scale, c) - s.m_drift
+        s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
+        s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
+        s.ac[2] = zc
+        # One visit to a bin (all its points) moves it by about gamma, however many points
+        # it holds; otherwise a wide bin would chase the noise like a fast level.
+        sd = offsets[1]
+        if s.daily:
+            base = x - level
+            cd = c * scale
+            g = cfg.season_gamma * min(1.0, s.step * len(s.daily) / DAY)
+            s.daily[bd] = base if sd is None else sd + g * _clip(base - sd, cd)
+        if s.weekly and sd is not None:
+            base = x - level - sd
+            sw = s.weekly[bw]
+            cw = c * scale
+            g = cfg.season_gamma * min(1.0, s.step * len(s.weekly) / WEEK)
+            s.weekly[bw] = base if sw is None else sw + g * _clip(base - sw, cw)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-compatible checkpoint (infinity is stored as None)."""
+        state = asdict(self.s)
+        state["quantum"] = None if math.isinf(self.s.quantum) else self.s.quantum
+        return {"config": asdict(self.config), "state": state}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Detector:
+        """Restore from :meth:`to_state` output."""
+        det = cls(Config(**data["config"]))
+        st = dict(data["state"])
+        st["quantum"] = math.inf if st["quantum"] is None else float(st["quantum"])
+        st["tails"] = [Tail(**t) for t in st["tails"]]
+        st["episode"] = Episode(**st["episode"])
+        det.s = _State(**st)
+        return det
+
+
+def _ewma_sd(alpha: float, phi: float) -> float:
+    """Standard deviation of an EWMA of a unit-variance AR(1) with coefficient ``phi``."""
+    r = phi * (1 - alpha)
+    return math.sqrt(alpha / (2 - alpha) * (1 + r) / (1 - r))
+
+
+def _clip(value: float, limit: float) -> float:
+    return max(-limit, min(limit, value))
