@@ -38,6 +38,8 @@ MAX_DAY_BINS, WEEK_BINS = 288, 168
 SCORE_DECADES = 8.0  # score 1 = p of 1e-8
 T_MIN, SIGMA_MIN = 2.0, 0.4  # Gaussian-like floors of the tail: never trust a thinner one
 AC_RATE = 0.01  # memory of the autocorrelation estimate: about 100 points
+GUARD_ALPHA = 0.1  # memory of the effect-size guard: about 10 points
+BIAS_ALPHA = 0.1
 ESCALATE = 1e-3  # a point flags again inside an episode when its p is this much smaller
 MEAN_ABS_TO_SD = 1.2533  # sd / mean absolute deviation of a normal
 
@@ -103,8 +105,8 @@ class Episode:
     length: int = 0
     peak: float = 1.0
 
-    def step(self, p: float, flag_p: float, clear: int) -> Event:
-        """Advance one point with its p-value."""
+    def step(self, p: float, flag_p: float, clear: int, spike: bool = True) -> Event:
+        """Advance one point with its p-value; only a spike may escalate (charts grow)."""
         if not self.active:
             if p < flag_p:
                 self.active, self.quiet, self.length, self.peak = True, 0, 0, p
@@ -114,7 +116,7 @@ class Episode:
         self.quiet = 0 if p < flag_p else self.quiet + 1
         if self.quiet >= clear:
             self.active = False
-        elif p < self.peak * ESCALATE and self.peak < 1.0:
+        elif spike and p < self.peak * ESCALATE and self.peak < 1.0:
             self.peak = 1.0  # once per episode: the strong point is shown, not every step
             return Event(False, True)
         return Event(False, False)
@@ -146,8 +148,13 @@ class _State:
     fast: float = 0.0  # fast EWMA of the shift residual: the spike residual's baseline
     daily: list[float | None] = field(default_factory=list)
     weekly: list[float | None] = field(default_factory=list)
+    daily_n: list[int] = field(default_factory=list)  # points each bin has learned from
+    weekly_n: list[int] = field(default_factory=list)
     seen: list[int] = field(default_factory=lambda: [0, 0, 0])
-    err: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # experts' mean |error|
+    best: int = 0
+    offset: float = 0.0
+    err: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # experts' mean |bias|
+    bias: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # their smoothed errors
     shift_err: float = 0.0  # robust (clipped) mean |shift residual| of the chosen expert
     spike_err: float = 0.0
     quantum: float = math.inf
@@ -193,8 +200,12 @@ class Detector:
         d = self.config.direction
         return abs(z) if d == "both" else max(z, 0.0) if d == "up" else max(-z, 0.0)
 
-    def update(self, t: float, y: float) -> Point:
-        """Score one point at ``t`` seconds (any epoch) and learn from it."""
+    def update(self, t: float, y: float, weight: float = 1.0) -> Point:
+        """Score one point at ``t`` seconds (any epoch) and learn from it.
+
+        ``weight`` is the point's precision relative to a typical one (a median of 4n jobs
+        has weight 4: half the noise); residuals are read against ``scale / sqrt(weight)``.
+        """
         s, cfg = self.s, self.config
         if not math.isfinite(y) or not math.isfinite(t):
             return QUIET
@@ -212,7 +223,7 @@ class Detector:
             if len(s.init) == cfg.init_points:
                 self._start()
             return QUIET
-        return self._score(t, x)
+        return self._score(t, x, math.sqrt(min(max(weight, 0.05), 20.0)))
 
     def _start(self) -> None:
         s, cfg = self.s, self.config
@@ -225,8 +236,10 @@ class Detector:
         s.step = cfg.step_seconds or (gaps[len(gaps) // 2] if gaps else 0.0)
         if 0 < s.step <= DAY / 8:
             s.daily = [None] * min(MAX_DAY_BINS, max(8, round(DAY / s.step)))
+            s.daily_n = [0] * len(s.daily)
         if 0 < s.step <= 3600:
             s.weekly = [None] * WEEK_BINS
+            s.weekly_n = [0] * WEEK_BINS
 
     def _period(self, k: int) -> float:
         """Points in expert k's period (0 for the plain level)."""
@@ -238,7 +251,7 @@ class Detector:
         quantum = 0.5 * s.quantum if math.isfinite(s.quantum) else 0.0
         return max(quantum, 1e-3 * abs(s.level), 1e-9)
 
-    def _score(self, t: float, x: float) -> Point:
+    def _score(self, t: float, x: float, root: float) -> Point:
         s, cfg = self.s, self.config
         nd, nw = len(s.daily), len(s.weekly)
         bd = int(t % DAY / DAY * nd) if nd else 0
@@ -252,16 +265,22 @@ class Detector:
         ok = [0] + [k for k in (1, 2) if offsets[k] is not None and s.seen[k] > self._period(k)]
         best = min(ok, key=lambda k: s.err[k] * (1.0 + 0.05 * k))
         season = offsets[best] or 0.0
+        if best != s.best:
+            # Another expert takes over: move the fast deviation with it, so the switch is
+            # not read as a spike.
+            s.fast += s.offset - season
+            s.best = best
+        s.offset = season
         floor = self._floor()
-        scale = max(s.shift_err * MEAN_ABS_TO_SD, floor)
-        spike_scale = max(s.spike_err * MEAN_ABS_TO_SD, floor)
+        scale = max(s.shift_err * MEAN_ABS_TO_SD / root, floor)
+        spike_scale = max(s.spike_err * MEAN_ABS_TO_SD / root, floor)
         r_shift = x - s.level - season
         r_spike = r_shift - s.fast
         z_shift, z_spike = r_shift / scale, r_spike / spike_scale
         zc = _clip(z_shift, 6.0)
         s.m_shift += cfg.shift_alpha * (zc - s.m_shift)
         s.m_drift += cfg.drift_alpha * (zc - s.m_drift)
-        s.m_raw += cfg.shift_alpha * (zc * scale - s.m_raw)
+        s.m_raw += GUARD_ALPHA * (zc * scale - s.m_raw)
         phi = min(0.99, max(0.0, s.ac[0] / s.ac[1])) if s.ac[1] > 0 else 0.0
         stats = (
             self._dir(z_spike),
@@ -277,7 +296,7 @@ class Detector:
         event = Event(False, False)
         if s.n > cfg.warmup:
             strong = self._dir(s.m_raw) >= cfg.min_effect
-            event = s.episode.step(p if strong else 1.0, cfg.flag_p, cfg.clear)
+            event = s.episode.step(p if strong else 1.0, cfg.flag_p, cfg.clear, worst == 0)
         ep = s.episode
         # The tails learn once the scales and the autocorrelation have settled, and little
         # from inside an episode.
@@ -291,7 +310,7 @@ class Detector:
         if ep.active and ep.length and ep.length % cfg.accept_after == 0:
             self._accept(scale)
         elif not ep.active or ep.length > cfg.accept_after:
-            self._learn(x, bd, bw, offsets, r_shift, r_spike, scale, spike_scale)
+            self._learn(x, bd, bw, offsets, (r_shift, r_spike), (scale, spike_scale), root)
         flagged = event.onset or event.escalation
         return Point(score, p, flagged, event.onset, EVIDENCE[worst], expected)
 
@@ -307,7 +326,10 @@ class Detector:
                 # A wide bin was set from the first points of the very visits it predicted
                 # in its first period: forget those flattering errors.
                 s.err[k] = s.err[0]
-            s.err[k] += rank * (abs(x - s.level - off) - s.err[k])
+            # Ranked on the smoothed error (its bias): per-point noise is the same for every
+            # expert and would drown a seasonal swing smaller than the noise.
+            s.bias[k] += BIAS_ALPHA * (x - s.level - off - s.bias[k])
+            s.err[k] += rank * (abs(s.bias[k]) - s.err[k])
             s.seen[k] += 1
 
     def _per_bin(self, k: int) -> float:
@@ -326,40 +348,50 @@ class Detector:
         bd: int,
         bw: int,
         offsets: list[float | None],
-        r_shift: float,
-        r_spike: float,
-        scale: float,
-        spike_scale: float,
+        residuals: tuple[float, float],
+        scales: tuple[float, float],
+        root: float,
     ) -> None:
         s, cfg = self.s, self.config
+        (r_shift, r_spike), (scale, spike_scale) = residuals, scales
         c = cfg.clip
         beta = math.log(2) / cfg.error_half_life
         floor = self._floor()
         level = s.level
         s.level += math.log(2) / cfg.level_half_life * max(-c * scale, min(c * scale, r_shift))
         s.fast += cfg.fast_alpha * max(-c * spike_scale, min(c * spike_scale, r_spike))
-        s.spike_err += beta * (min(abs(r_spike), c * spike_scale) - s.spike_err)
-        s.shift_err += beta * (min(abs(r_shift), c * scale) - s.shift_err)
+        s.spike_err += beta * (min(abs(r_spike), c * spike_scale) * root - s.spike_err)
+        s.shift_err += beta * (min(abs(r_shift), c * scale) * root - s.shift_err)
         # Lag-1 autocorrelation of the shift z around its slow mean: it widens the charts'
         # null spread, so a series that wanders is not read as drifting.
         zc = _clip(r_shift / scale, c) - s.m_drift
         s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
         s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
         s.ac[2] = zc
-        # One visit to a bin (all its points) moves it by about gamma, however many points
-        # it holds; otherwise a wide bin would chase the noise like a fast level.
+        # Backfitting: each profile learns what the other leaves, so the weekend does not drag
+        # the daily profile down and Monday does not start wrong.
         sd = offsets[1]
         if s.daily:
-            base = x - level
-            cd = c * scale
-            g = cfg.season_gamma * min(1.0, s.step * len(s.daily) / DAY)
-            s.daily[bd] = base if sd is None else sd + g * _clip(base - sd, cd)
+            sw = s.weekly[bw] if s.weekly and s.seen[2] > self._period(2) else None
+            base = x - level - (sw or 0.0)
+            self._season(s.daily, s.daily_n, bd, base, c * scale, self._per_bin(1))
         if s.weekly and sd is not None:
-            base = x - level - sd
-            sw = s.weekly[bw]
-            cw = c * scale
-            g = cfg.season_gamma * min(1.0, s.step * len(s.weekly) / WEEK)
-            s.weekly[bw] = base if sw is None else sw + g * _clip(base - sw, cw)
+            self._season(s.weekly, s.weekly_n, bw, x - level - sd, c * scale, self._per_bin(2))
+
+    def _season(
+        self, table: list[float | None], counts: list[int], b: int, base: float, limit: float,
+        per_bin: float,
+    ) -> None:  # fmt: skip
+        # A bin's first visit sets it to the mean of its points; each later visit moves it by
+        # about gamma in all, however many points a visit holds (or a wide bin would chase
+        # the noise like a fast level).
+        old = table[b]
+        if old is None or counts[b] < per_bin:
+            n = counts[b]
+            table[b] = base if old is None else old + _clip(base - old, limit) / (n + 1)
+            counts[b] = n + 1
+        else:
+            table[b] = old + self.config.season_gamma / max(per_bin, 1.0) * _clip(base - old, limit)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint (infinity is stored as None)."""
