@@ -322,7 +322,7 @@ class Detector:
         for k, off in enumerate(offsets):
             if off is None:
                 continue
-            if k and s.seen[k] == int(self._period(k)) and self._per_bin(k) > 1.5:
+            if k and s.seen[k] == int(self._period(k)) and self._per_bin(k) > 10:
                 # A wide bin was set from the first points of the very visits it predicted
                 # in its first period: forget those flattering errors.
                 s.err[k] = s.err[0]

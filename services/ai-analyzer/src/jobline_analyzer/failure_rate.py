@@ -1,9 +1,11 @@
 """Failure-rate spikes for one job type: the last few minutes against a decayed baseline.
 
-The evidence is the binomial z of the window's failures against the baseline rate. Failures
-are rarely independent (a flapping dependency fails a few jobs in a row), so that z is not
-read against a normal table but calibrated on this job type's own history with the core's
-tail (`core.Tail`): a type whose normal bursts reach z = 12 needs far more than 12 to be news.
+The evidence is the binomial z of the failures in the last 5 and the last 20 minutes against
+the baseline rate. Failures are rarely independent (a flapping dependency fails a few jobs in
+a row), so each z is not read against a normal table but calibrated on this job type's own
+history with the core's tail (`core.Tail`): a type whose normal bursts reach z = 12 needs far
+more to be news. Bursts that are normal for a type are short, so the 20-minute z tells an
+incident from them; the 5-minute z finds a spike on a steady type within minutes.
 The core's `Episode` reports a spike once, and the baseline stops learning while it lasts.
 A finding also needs a practical size: `min_failures` failures, and a rate at least
 `min_ratio` times and `min_delta` above the baseline.
@@ -26,6 +28,7 @@ class FailureRateConfig:
     """Tuning of the failure-rate detector; defaults suit per-minute rollups."""
 
     window_minutes: int = 5
+    long_window_minutes: int = 20
     half_life_minutes: float = 360.0
     min_failures: int = 3
     min_baseline_runs: float = 50.0
@@ -35,6 +38,7 @@ class FailureRateConfig:
     tail_q: float = 0.02
     tail_rate: float = 0.02
     flag_p: float = 1e-4
+    episode_weight: float = 1.0  # how much the tails learn from inside a spike
     clear_after_minutes: int = 10
 
 
@@ -49,7 +53,7 @@ class FailureRateDetector:
         self._base_ok = 0.0
         self._base_failed = 0.0
         self._last: datetime | None = None
-        self._tail = Tail()
+        self._tails = (Tail(), Tail())
         self._episode = Episode()
 
     def update(self, timestamp: datetime, successes: int, failures: int) -> Finding | None:
@@ -60,23 +64,30 @@ class FailureRateDetector:
         self._base_failed *= factor
         self._last = timestamp
         self._window.append((timestamp, successes, failures))
-        horizon = timestamp - timedelta(minutes=cfg.window_minutes)
+        horizon = timestamp - timedelta(minutes=cfg.long_window_minutes)
         while self._window and self._window[0][0] <= horizon:
             _, ok, failed = self._window.pop(0)
             if not self._episode.active:  # or a long spike would become normal
                 self._base_ok += ok
                 self._base_failed += failed
-        failed = sum(f for _, _, f in self._window)
-        runs = failed + sum(s for _, s, _ in self._window)
+        recent = timestamp - timedelta(minutes=cfg.window_minutes)
+        short = [(s, f) for t, s, f in self._window if t > recent]
+        failed = sum(f for _, f in short)
+        runs = failed + sum(s for s, _ in short)
         base_runs = self._base_ok + self._base_failed
         if runs == 0 or base_runs < cfg.min_baseline_runs:
             self._episode.step(1.0, cfg.flag_p, cfg.clear_after_minutes)
             return None
         baseline = self._base_failed / base_runs
         p0 = max(baseline, cfg.floor_rate)
-        z = max(0.0, (failed - runs * p0) / math.sqrt(runs * p0 * (1 - p0)))
-        p = min(1.0, self._tail.p(z, cfg.tail_q))
-        self._tail.learn(z, cfg.tail_q, cfg.tail_rate, 0.1 if self._episode.active else 1.0)
+        long_failed = sum(f for _, _, f in self._window)
+        long_runs = long_failed + sum(s for _, s, _ in self._window)
+        zs = (_z(failed, runs, p0), _z(long_failed, long_runs, p0))
+        p = min(1.0, 2 * min(t.p(z, cfg.tail_q) for t, z in zip(self._tails, zs, strict=True)))
+        weight = cfg.episode_weight if self._episode.active else 1.0
+        for tail, z in zip(self._tails, zs, strict=True):
+            tail.learn(z, cfg.tail_q, cfg.tail_rate, weight)
+        z = max(zs)
         observed = failed / runs
         big = (
             failed >= cfg.min_failures
@@ -92,7 +103,7 @@ class FailureRateDetector:
             job_type=self.job_type,
             kind="failure_rate_spike",
             severity=severity,
-            window_start=self._window[0][0],
+            window_start=recent + timedelta(minutes=1),
             window_end=timestamp,
             baseline=baseline,
             observed=observed,
@@ -121,7 +132,7 @@ class FailureRateDetector:
             "base_ok": self._base_ok,
             "base_failed": self._base_failed,
             "last": iso(self._last),
-            "tail": asdict(self._tail),
+            "tails": [asdict(t) for t in self._tails],
             "episode": asdict(self._episode),
         }
 
@@ -133,6 +144,11 @@ class FailureRateDetector:
         det._base_ok = float(state["base_ok"])
         det._base_failed = float(state["base_failed"])
         det._last = ts(state["last"])
-        det._tail = Tail(**state["tail"])
+        det._tails = (Tail(**state["tails"][0]), Tail(**state["tails"][1]))
         det._episode = Episode(**state["episode"])
         return det
+
+
+def _z(failed: int, runs: int, p0: float) -> float:
+    """One-sided binomial z of ``failed`` in ``runs`` against the rate ``p0``."""
+    return max(0.0, (failed - runs * p0) / math.sqrt(runs * p0 * (1 - p0))) if runs else 0.0
