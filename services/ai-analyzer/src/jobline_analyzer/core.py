@@ -309,8 +309,11 @@ class Detector:
         self._rank(x, offsets)
         if ep.active and ep.length and ep.length % cfg.accept_after == 0:
             self._accept(scale)
-        elif not ep.active or ep.length > cfg.accept_after:
-            self._learn(x, bd, bw, offsets, (r_shift, r_spike), (scale, spike_scale), root)
+        else:
+            # Inside a young episode only the seasonal profiles learn (clipped, so an
+            # incident barely moves them): the weekend must be learnt even while it surprises.
+            frozen = ep.active and ep.length <= cfg.accept_after
+            self._learn(x, (bd, bw), offsets, (r_shift, r_spike), (scale, spike_scale), root, frozen)
         flagged = event.onset or event.escalation
         return Point(score, p, flagged, event.onset, EVIDENCE[worst], expected)
 
@@ -345,18 +348,20 @@ class Detector:
     def _learn(
         self,
         x: float,
-        bd: int,
-        bw: int,
+        bins: tuple[int, int],
         offsets: list[float | None],
         residuals: tuple[float, float],
         scales: tuple[float, float],
         root: float,
+        frozen: bool,
     ) -> None:
         s, cfg = self.s, self.config
-        (r_shift, r_spike), (scale, spike_scale) = residuals, scales
+        (bd, bw), (r_shift, r_spike), (scale, spike_scale) = bins, residuals, scales
         c = cfg.clip
+        if frozen:
+            self._learn_season(x, s.level, bd, bw, offsets, c * scale)
+            return
         beta = math.log(2) / cfg.error_half_life
-        floor = self._floor()
         level = s.level
         s.level += math.log(2) / cfg.level_half_life * max(-c * scale, min(c * scale, r_shift))
         s.fast += cfg.fast_alpha * max(-c * spike_scale, min(c * spike_scale, r_spike))
@@ -368,15 +373,21 @@ class Detector:
         s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
         s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
         s.ac[2] = zc
+        self._learn_season(x, level, bd, bw, offsets, c * scale)
+
+    def _learn_season(
+        self, x: float, level: float, bd: int, bw: int, offsets: list[float | None], limit: float
+    ) -> None:
+        s = self.s
         # Backfitting: each profile learns what the other leaves, so the weekend does not drag
         # the daily profile down and Monday does not start wrong.
         sd = offsets[1]
         if s.daily:
             sw = s.weekly[bw] if s.weekly and s.seen[2] > self._period(2) else None
             base = x - level - (sw or 0.0)
-            self._season(s.daily, s.daily_n, bd, base, c * scale, self._per_bin(1))
+            self._season(s.daily, s.daily_n, bd, base, limit, self._per_bin(1))
         if s.weekly and sd is not None:
-            self._season(s.weekly, s.weekly_n, bw, x - level - sd, c * scale, self._per_bin(2))
+            self._season(s.weekly, s.weekly_n, bw, x - level - sd, limit, self._per_bin(2))
 
     def _season(
         self, table: list[float | None], counts: list[int], b: int, base: float, limit: float,

@@ -180,7 +180,7 @@ class SeriesDetectors:
             self.runtime.update(t, b.runtime_p50, b.completions),
             self.queue_wait.update(t, b.queue_wait_p50, b.started),
             self.throughput.update(t, b.arrivals, b.completions),
-            self.errors.update(t, b.errors),
+            self.errors.update(t, b.errors, b.completions),
         ]
         return [self._wall(f) for f in found if f is not None]
 
