@@ -312,8 +312,15 @@ class Detector:
         else:
             # Inside a young episode only the seasonal profiles learn (clipped, so an
             # incident barely moves them): the weekend must be learnt even while it surprises.
-            frozen = ep.active and ep.length <= cfg.accept_after
-            self._learn(x, (bd, bw), offsets, (r_shift, r_spike), (scale, spike_scale), root, frozen)
+            self._learn(
+                x,
+                offsets,
+                bins=(bd, bw),
+                residuals=(r_shift, r_spike),
+                scales=(scale, spike_scale),
+                root=root,
+                frozen=ep.active and ep.length <= cfg.accept_after,
+            )
         flagged = event.onset or event.escalation
         return Point(score, p, flagged, event.onset, EVIDENCE[worst], expected)
 
@@ -348,8 +355,9 @@ class Detector:
     def _learn(
         self,
         x: float,
-        bins: tuple[int, int],
         offsets: list[float | None],
+        *,
+        bins: tuple[int, int],
         residuals: tuple[float, float],
         scales: tuple[float, float],
         root: float,
@@ -359,7 +367,7 @@ class Detector:
         (bd, bw), (r_shift, r_spike), (scale, spike_scale) = bins, residuals, scales
         c = cfg.clip
         if frozen:
-            self._learn_season(x, s.level, bd, bw, offsets, c * scale)
+            self._learn_season(x, s.level, offsets, bins=(bd, bw), limit=c * scale)
             return
         beta = math.log(2) / cfg.error_half_life
         level = s.level
@@ -373,25 +381,28 @@ class Detector:
         s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
         s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
         s.ac[2] = zc
-        self._learn_season(x, level, bd, bw, offsets, c * scale)
+        self._learn_season(x, level, offsets, bins=(bd, bw), limit=c * scale)
 
     def _learn_season(
-        self, x: float, level: float, bd: int, bw: int, offsets: list[float | None], limit: float
-    ) -> None:
-        s = self.s
+        self, x: float, level: float, offsets: list[float | None], *, bins: tuple[int, int],
+        limit: float,
+    ) -> None:  # fmt: skip
+        s, (bd, bw) = self.s, bins
         # Backfitting: each profile learns what the other leaves, so the weekend does not drag
         # the daily profile down and Monday does not start wrong.
         sd = offsets[1]
         if s.daily:
             sw = s.weekly[bw] if s.weekly and s.seen[2] > self._period(2) else None
             base = x - level - (sw or 0.0)
-            self._season(s.daily, s.daily_n, bd, base, limit, self._per_bin(1))
+            per_bin = self._per_bin(1)
+            self._season(s.daily, s.daily_n, bd, base=base, limit=limit, per_bin=per_bin)
         if s.weekly and sd is not None:
-            self._season(s.weekly, s.weekly_n, bw, x - level - sd, limit, self._per_bin(2))
+            base, per_bin = x - level - sd, self._per_bin(2)
+            self._season(s.weekly, s.weekly_n, bw, base=base, limit=limit, per_bin=per_bin)
 
     def _season(
-        self, table: list[float | None], counts: list[int], b: int, base: float, limit: float,
-        per_bin: float,
+        self, table: list[float | None], counts: list[int], b: int, *, base: float,
+        limit: float, per_bin: float,
     ) -> None:  # fmt: skip
         # A bin's first visit sets it to the mean of its points; each later visit moves it by
         # about gamma in all, however many points a visit holds (or a wide bin would chase

@@ -139,7 +139,9 @@ def _job_type(
         if p.batch:
             rate = 30.0 if 120 <= tod < 180 else p.rate_per_min
         else:
-            rate = p.rate_per_min * (1 + 0.6 * math.sin(2 * math.pi * (tod / 1440 - 0.25 + p.phase)))
+            rate = p.rate_per_min * (
+                1 + 0.6 * math.sin(2 * math.pi * (tod / 1440 - 0.25 + p.phase))
+            )
         arrivals = int(rng.poisson(rate * weekend))
         slow = math.prod(f for s, f in zip(steps, step_factors, strict=True) if m >= s)
         if "latency_step" in active:

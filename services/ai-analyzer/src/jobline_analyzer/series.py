@@ -3,9 +3,9 @@
 This is the one wiring of the detectors: the live detection loop and the evaluation both call
 `SeriesDetectors.feed`. Run time and queue wait go through the detector core (seasonal,
 calibrated, one finding per episode); failures, stalls and new error classes have count
-detectors of their own. The detectors count in minutes. With the default one-minute buckets their clock is the wall
-clock; with shorter buckets (tests, demos) they run on a compressed clock where each bucket
-is one minute, and findings' windows are mapped back to wall-clock time.
+detectors of their own. The detectors count in minutes: with the default one-minute buckets
+their clock is the wall clock; with shorter buckets (tests, demos) they run on a compressed
+clock where each bucket is one minute, and findings' windows are mapped back to wall time.
 """
 
 from __future__ import annotations
