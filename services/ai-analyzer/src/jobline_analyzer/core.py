@@ -3,23 +3,24 @@
 Per point, in O(1) time and bounded state:
 
 1. **Baseline** — robust Holt-Winters (Gelper, Fried & Croux, 2010): a slow level plus a
-   daily and a weekly seasonal profile indexed by time of day and of week (irregular sampling
-   and gaps are fine), updated with residuals clipped at ``clip`` scales, so an anomaly barely
-   moves them. Three experts — level, level + daily, level + daily + weekly — are ranked by
-   their recent absolute error and the best one predicts: seasonality is learned online, not
-   assumed, and a profile is only trusted once it has seen a full period.
-2. **Residuals** — a spike residual against a fast level (it whitens slow wander) and a shift
-   residual against the slow level. Scales are mean absolute errors floored at half the
-   series' quantum (its smallest step), so a quantised or flat series never yields z = 22.
+   daily and a weekly profile indexed by time of day and of week (irregular sampling and gaps
+   are fine), learnt by backfitting from residuals clipped at ``clip`` scales, so an incident
+   barely moves them. Three experts — level, + daily, + daily + weekly — are ranked by the
+   size of their smoothed error (their bias, not the noise all share); seasonality is thus
+   chosen online, and a profile competes only once it has seen a full period.
+2. **Residuals** — a spike residual against a fast deviation (it whitens slow wander) and a
+   shift residual against the slow level. Scales are robust mean absolute errors floored at
+   half the series' quantum (its smallest step), so a quantised or flat series never yields
+   z = 22; a point may carry a weight (a median of more jobs is less noisy).
 3. **Evidence** — |spike z| and two EWMA charts (Roberts, 1959) of the shift z, a fast one for
-   level shifts and a slow one for drifts, which accumulate long before one point stands out.
-4. **Calibration** — each statistic's tail on *this* series is fitted online: peaks over a
-   running (1 - q) quantile with an exponential tail (SPOT, Siffer et al., 2017, with the GPD
-   shape fixed at 0), floored at Gaussian values. p is the Bonferroni minimum over the three;
-   ``score = -log10(p) / 8`` in [0, 1], so a threshold means the same on every series.
-5. **Episodes** — flag at onset (p < ``flag_p``) and again only on a far stronger point (no
-   cooldown that hides it); clear after ``clear`` quiet points; every ``accept_after`` points of
-   an episode the new level is taken as normal.
+   level shifts and a slow one for drifts. The charts' null spread is widened by the lag-1
+   autocorrelation of the residuals, so a wandering series is not read as drifting.
+4. **Calibration** — each statistic's tail on *this* series (`calibration.Tail`); p is the
+   Bonferroni minimum over the three; ``score = -log10(p) / 8`` in [0, 1], so a threshold
+   means the same on every series (0.5 is p = 1e-4).
+5. **Episodes** — `calibration.Episode` flags the onset and, once, a far stronger spike; while
+   young, an episode teaches only the seasonal profiles; every ``accept_after`` points its mean
+   level is taken as the new normal. A flag also needs ``min_effect`` (a practical size).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
+
+from jobline_analyzer.calibration import Episode, Event, Tail
 
 Transform = Literal["none", "log", "sqrt"]
 Direction = Literal["both", "up", "down"]
@@ -36,11 +39,9 @@ EVIDENCE: tuple[Evidence, ...] = ("spike", "shift", "drift")
 DAY, WEEK = 86400.0, 604800.0
 MAX_DAY_BINS, WEEK_BINS = 288, 168
 SCORE_DECADES = 8.0  # score 1 = p of 1e-8
-T_MIN, SIGMA_MIN = 2.0, 0.4  # Gaussian-like floors of the tail: never trust a thinner one
 AC_RATE = 0.01  # memory of the autocorrelation estimate: about 100 points
 GUARD_ALPHA = 0.1  # memory of the effect-size guard: about 10 points
 BIAS_ALPHA = 0.1
-ESCALATE = 1e-3  # a point flags again inside an episode when its p is this much smaller
 MEAN_ABS_TO_SD = 1.2533  # sd / mean absolute deviation of a normal
 
 
@@ -67,59 +68,6 @@ class Config:
     clear: int = 30
     accept_after: int = 200
     min_effect: float = 0.0  # recent mean shift (transformed units) needed to flag
-
-
-@dataclass(slots=True)
-class Tail:
-    """Exponential tail of one statistic above its running (1 - q) quantile."""
-
-    t: float = 2.33
-    sigma: float = 0.5
-
-    def p(self, x: float, q: float) -> float:
-        """Tail probability of ``x`` (q at the threshold, 1 far below it)."""
-        return min(1.0, q * math.exp((self.t - x) / self.sigma))
-
-    def learn(self, x: float, q: float, rate: float, weight: float) -> None:
-        """Robbins-Monro step of the quantile; a winsorised excess updates the scale."""
-        above = x > self.t
-        if above:
-            excess = min(x - self.t, 3.0 * self.sigma)
-            self.sigma = max(SIGMA_MIN, self.sigma + weight * rate * (excess - self.sigma))
-        self.t = max(T_MIN, self.t + weight * 0.02 * self.sigma * (above - q))
-
-
-class Event(NamedTuple):
-    """What one point means for its episode."""
-
-    onset: bool
-    escalation: bool
-
-
-@dataclass(slots=True)
-class Episode:
-    """An anomaly in progress: flagged once, re-flagged only when far stronger."""
-
-    active: bool = False
-    quiet: int = 0
-    length: int = 0
-    peak: float = 1.0
-
-    def step(self, p: float, flag_p: float, clear: int, spike: bool = True) -> Event:
-        """Advance one point with its p-value; only a spike may escalate (charts grow)."""
-        if not self.active:
-            if p < flag_p:
-                self.active, self.quiet, self.length, self.peak = True, 0, 0, p
-                return Event(True, False)
-            return Event(False, False)
-        self.length += 1
-        self.quiet = 0 if p < flag_p else self.quiet + 1
-        if self.quiet >= clear:
-            self.active = False
-        elif spike and p < self.peak * ESCALATE and self.peak < 1.0:
-            self.peak = 1.0  # once per episode: the strong point is shown, not every step
-            return Event(False, True)
-        return Event(False, False)
 
 
 class Point(NamedTuple):

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobline_analyzer.core import Episode, Tail
+from jobline_analyzer.calibration import Episode, Tail
 from jobline_analyzer.decay import decay_factor, iso, ts
 from jobline_analyzer.findings import Finding, Severity, percent
 
