@@ -65,7 +65,7 @@ class Episode:
         self.quiet = 0 if p < flag_p else self.quiet + 1
         if self.quiet >= clear:
             self.active = False
-        elif spike and p < self.peak * ESCALATE and self.peak < 1.0:
-            self.peak = 1.0  # once per episode: the strong point is shown, not every step
+        elif spike and p < self.peak * ESCALATE:
+            self.peak = p
             return Event(False, True)
         return Event(False, False)

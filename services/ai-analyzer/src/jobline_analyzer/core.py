@@ -207,10 +207,7 @@ class Detector:
         sd = s.daily[bd] if nd else None
         sw = s.weekly[bw] if nw else None
         offsets = [0.0, sd, None if sd is None or sw is None else sd + sw]
-        # A seasonal expert is judged from its second period on: in its first, each bin has
-        # just been set from the very points it predicts. It starts level with the plain level
-        # (ties go to the simpler expert) and must then earn its place.
-        ok = [0] + [k for k in (1, 2) if offsets[k] is not None and s.seen[k] > self._period(k)]
+        ok = [0] + [k for k in (1, 2) if offsets[k] is not None and self._trusted(k)]
         best = min(ok, key=lambda k: s.err[k] * (1.0 + 0.05 * k))
         season = offsets[best] or 0.0
         if best != s.best:
@@ -280,15 +277,25 @@ class Detector:
         for k, off in enumerate(offsets):
             if off is None:
                 continue
-            if k and s.seen[k] == int(self._period(k)) and self._per_bin(k) > 10:
-                # A wide bin was set from the first points of the very visits it predicted
-                # in its first period: forget those flattering errors.
+            if k and (not s.seen[k] or (s.seen[k] == int(self._period(k)) and self._wide(k))):
+                # A new expert starts as good as the plain level and must earn its place. A
+                # wide bin was set from the first points of the very visits it predicted in
+                # its first period: those flattering errors are forgotten after it.
                 s.err[k] = s.err[0]
             # Ranked on the smoothed error (its bias): per-point noise is the same for every
             # expert and would drown a seasonal swing smaller than the noise.
             s.bias[k] += BIAS_ALPHA * (x - s.level - off - s.bias[k])
             s.err[k] += rank * (abs(s.bias[k]) - s.err[k])
             s.seen[k] += 1
+
+    def _trusted(self, k: int) -> bool:
+        # A profile of narrow bins has honest errors from its first predictions (a quarter
+        # of a period is enough to rank it); a wide one only after its first period.
+        seen, period = self.s.seen[k], self._period(k)
+        return seen > period if self._wide(k) else seen > period / 4
+
+    def _wide(self, k: int) -> bool:
+        return self._per_bin(k) > 10
 
     def _per_bin(self, k: int) -> float:
         bins = len(self.s.daily if k == 1 else self.s.weekly)
@@ -317,9 +324,12 @@ class Detector:
         if frozen:
             self._learn_season(x, s.level, offsets, bins=(bd, bw), limit=c * scale)
             return
-        beta = math.log(2) / cfg.error_half_life
+        # Early on the averages are running means (weight 1/n), so the first points' level
+        # and scale are not carried for a thousand points.
+        warm = 1.0 / s.n
+        beta = max(math.log(2) / cfg.error_half_life, warm)
         level = s.level
-        s.level += math.log(2) / cfg.level_half_life * max(-c * scale, min(c * scale, r_shift))
+        s.level += max(math.log(2) / cfg.level_half_life, warm) * _clip(r_shift, c * scale)
         s.fast += cfg.fast_alpha * max(-c * spike_scale, min(c * spike_scale, r_spike))
         s.spike_err += beta * (min(abs(r_spike), c * spike_scale) * root - s.spike_err)
         s.shift_err += beta * (min(abs(r_shift), c * scale) * root - s.shift_err)

@@ -135,13 +135,22 @@ class MetricDetector:
 
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint."""
-        return {"core": self.core.to_state(), "typical": self.typical}
+        return {
+            "tenant": self.tenant,
+            "job_type": self.job_type,
+            "kind": self.rule.kind,
+            "core": self.core.to_state(),
+            "typical": self.typical,
+        }
 
-    def restore(self, state: dict[str, Any]) -> MetricDetector:
-        """This detector with its state restored from :meth:`to_state` output."""
-        self.core = Detector.from_state(state["core"])
-        self.typical = float(state["typical"])
-        return self
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MetricDetector:
+        """Restore from :meth:`to_state` output."""
+        rule = RUNTIME if state["kind"] == RUNTIME.kind else QUEUE_WAIT
+        det = cls(state["tenant"], state["job_type"], rule)
+        det.core = Detector.from_state(state["core"])
+        det.typical = float(state["typical"])
+        return det
 
 
 class SeriesDetectors:
@@ -218,8 +227,8 @@ class SeriesDetectors:
         """Restore from :meth:`to_state` output."""
         det = cls(state["tenant"], state["job_type"], int(state["bucket_seconds"]))
         det.failures = FailureRateDetector.from_state(state["failures"])
-        det.runtime.restore(state["runtime"])
-        det.queue_wait.restore(state["queue_wait"])
+        det.runtime = MetricDetector.from_state(state["runtime"])
+        det.queue_wait = MetricDetector.from_state(state["queue_wait"])
         det.throughput = ThroughputDetector.from_state(state["throughput"])
         det.errors = NewErrorClassDetector.from_state(state["errors"])
         return det
