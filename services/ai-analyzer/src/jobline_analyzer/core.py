@@ -158,20 +158,23 @@ class Detector:
         if not math.isfinite(y) or not math.isfinite(t):
             return QUIET
         x = self._x(y)
-        if s.last_x is not None:
-            d = abs(x - s.last_x)
-            if d > 1e-9 * max(1.0, abs(x)):
-                s.quantum = min(s.quantum, d)
         if s.last_t is not None and t > s.last_t and len(s.gaps) < cfg.init_points:
             s.gaps.append(t - s.last_t)
+        previous = s.last_x
         s.last_t, s.last_x = t, x
         s.n += 1
+        point = QUIET
         if len(s.init) < cfg.init_points:
             s.init.append(x)
             if len(s.init) == cfg.init_points:
                 self._start()
-            return QUIET
-        return self._score(t, x, math.sqrt(min(max(weight, 0.05), 20.0)))
+        else:
+            point = self._score(t, x, math.sqrt(min(max(weight, 0.05), 20.0)))
+        # The quantum learns after the point is scored: a flat series' first jump is news,
+        # not its own unit.
+        if previous is not None and abs(x - previous) > 1e-9 * max(1.0, abs(x)):
+            s.quantum = min(s.quantum, abs(x - previous))
+        return point
 
     def _start(self) -> None:
         s, cfg = self.s, self.config
