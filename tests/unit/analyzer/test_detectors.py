@@ -209,3 +209,13 @@ def test_finding_dict_roundtrip() -> None:
     [(_, finding)] = run_failures(failure_series(0, incident=True))
     data = json.loads(json.dumps(finding.to_dict()))
     assert Finding.from_dict(data) == finding
+
+
+def test_a_young_type_gets_its_spike_after_a_few_quiet_minutes() -> None:
+    # The baseline learns each minute as it leaves the 5-minute window, not the 20-minute one.
+    det = FailureRateDetector("acme", "flaky")
+    for m in range(8):
+        assert det.update(minute(m), 20, 0) is None
+    found = [m for m in range(8, 14) if det.update(minute(m), 8, 12)]
+    assert found
+    assert found[0] <= 9

@@ -53,6 +53,7 @@ class FailureRateDetector:
         self._base_ok = 0.0
         self._base_failed = 0.0
         self._last: datetime | None = None
+        self._learned: datetime | None = None
         self._tails = (Tail(), Tail())
         self._episode = Episode()
 
@@ -64,13 +65,17 @@ class FailureRateDetector:
         self._base_failed *= factor
         self._last = timestamp
         self._window.append((timestamp, successes, failures))
+        recent = timestamp - timedelta(minutes=cfg.window_minutes)
+        # A minute joins the baseline once it leaves the short window.
+        for t, ok, failed in self._window:
+            if t <= recent and (self._learned is None or t > self._learned):
+                self._learned = t
+                if not self._episode.active:  # or a long spike would become normal
+                    self._base_ok += ok
+                    self._base_failed += failed
         horizon = timestamp - timedelta(minutes=cfg.long_window_minutes)
         while self._window and self._window[0][0] <= horizon:
-            _, ok, failed = self._window.pop(0)
-            if not self._episode.active:  # or a long spike would become normal
-                self._base_ok += ok
-                self._base_failed += failed
-        recent = timestamp - timedelta(minutes=cfg.window_minutes)
+            self._window.pop(0)
         short = [(s, f) for t, s, f in self._window if t > recent]
         failed = sum(f for _, f in short)
         runs = failed + sum(s for s, _ in short)
@@ -132,6 +137,7 @@ class FailureRateDetector:
             "base_ok": self._base_ok,
             "base_failed": self._base_failed,
             "last": iso(self._last),
+            "learned": iso(self._learned),
             "tails": [asdict(t) for t in self._tails],
             "episode": asdict(self._episode),
         }
@@ -144,6 +150,7 @@ class FailureRateDetector:
         det._base_ok = float(state["base_ok"])
         det._base_failed = float(state["base_failed"])
         det._last = ts(state["last"])
+        det._learned = ts(state["learned"])
         det._tails = (Tail(**state["tails"][0]), Tail(**state["tails"][1]))
         det._episode = Episode(**state["episode"])
         return det
