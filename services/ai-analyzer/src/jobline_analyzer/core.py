@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple
 
 from jobline_analyzer.calibration import Episode, Event, Tail
 
-Transform = Literal["none", "log", "sqrt"]
+Transform = Literal["none", "log"]
 Direction = Literal["both", "up", "down"]
 Evidence = Literal["spike", "shift", "drift"]
 EVIDENCE: tuple[Evidence, ...] = ("spike", "shift", "drift")
@@ -129,20 +129,10 @@ class Detector:
         return self.s.episode.active
 
     def _x(self, y: float) -> float:
-        kind = self.config.transform
-        if kind == "log":
-            return math.log(max(y, 1e-3))
-        if kind == "sqrt":
-            return math.sqrt(max(y, 0.0))
-        return y
+        return math.log(max(y, 1e-3)) if self.config.transform == "log" else y
 
     def _y(self, x: float) -> float:
-        kind = self.config.transform
-        if kind == "log":
-            return math.exp(x)
-        if kind == "sqrt":
-            return x * x
-        return x
+        return math.exp(x) if self.config.transform == "log" else x
 
     def _dir(self, z: float) -> float:
         d = self.config.direction
