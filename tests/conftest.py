@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import jobline
-from jobline.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from jobline.errors import DependencyUnavailable
+from jobline.core.errors import DependencyUnavailable
+from jobline.dev.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from jobline.settings import DatabaseSettings, KafkaSettings, plain_url
 from tests.stack import Stack, running_stack
 
@@ -159,7 +159,7 @@ def _migrations_hash() -> str:
 
 
 async def _build_template(conn: asyncpg.Connection, server_url: str, template: str) -> None:
-    from jobline import migrate
+    from jobline.pg import migrate
 
     building = f"{template}_build"  # renamed when complete: a crash never leaves half a template
     await conn.execute(f"DROP DATABASE IF EXISTS {_ident(building)} WITH (FORCE)")
@@ -216,7 +216,7 @@ def db_settings(database_url: str) -> DatabaseSettings:
 
 @pytest.fixture(scope="session")
 async def engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
-    from jobline import db
+    from jobline.pg import db
 
     engine = db.create_engine(db_settings)
     yield engine
@@ -226,8 +226,8 @@ async def engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def make_api_key(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
     """``await make_api_key(scopes=..., tenant=...)``: a fresh tenant (unless given) and key."""
-    from jobline import db, keystore
-    from jobline.apikeys import ALL_SCOPES, parse_scopes
+    from jobline.core.apikeys import ALL_SCOPES, parse_scopes
+    from jobline.pg import db, keystore
 
     async def make(scopes: str | None = None, tenant: str | None = None) -> str:
         tenant = tenant or f"t-{uuid4().hex[:10]}"

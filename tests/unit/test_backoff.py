@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobline.backoff import (
+from jobline.core.backoff import (
     BackoffKind,
     BackoffPolicy,
     delay_seconds,

@@ -1,5 +1,5 @@
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.jobdefaults import JobDefaults, TypePolicy, resolve
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.jobdefaults import JobDefaults, TypePolicy, resolve
 from jobline.settings import JobDefaultsSettings, load
 
 DEFAULTS = JobDefaults(max_attempts=5, timeout_seconds=300.0, backoff=BackoffPolicy())

@@ -1,4 +1,4 @@
-from jobline import queries
+from jobline.pg import queries
 
 
 def test_named_blocks_are_split_with_their_sql():

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobline import events
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.envelope import WorkEnvelope
-from jobline.errors import IllegalTransition
-from jobline.states import (
+from jobline.core import cloudevent as events
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.envelope import WorkEnvelope
+from jobline.core.errors import IllegalTransition
+from jobline.core.states import (
     AttemptOutcome,
     Cancel,
     Cancelled,

@@ -1,6 +1,6 @@
 import pytest
 
-from jobline import topics
+from jobline.core import topics
 
 
 @pytest.mark.parametrize("name", ["default", "a", "emails_v2", "img-resize", "0", "x" * 64])

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.states import (
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.states import (
     EVENTS_TOPIC,
     Claim,
     Due,

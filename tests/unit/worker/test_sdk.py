@@ -9,9 +9,8 @@ from uuid import uuid4
 
 import pytest
 
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.logs import for_job
-from jobline.states import (
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.states import (
     AttemptOutcome,
     Cancelled,
     Claim,
@@ -22,6 +21,7 @@ from jobline.states import (
     Succeed,
     transition,
 )
+from jobline.observe.logs import for_job
 from jobline_worker import NonRetryable, Retry, Worker
 from jobline_worker.context import JobContext
 from jobline_worker.errors import AppNotFound, DuplicateHandler, PayloadInvalid, WorkerError

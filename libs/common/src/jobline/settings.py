@@ -13,9 +13,9 @@ from typing import Annotated, Any, Self, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.errors import ConfigError
-from jobline.jobdefaults import JobDefaults
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.errors import ConfigError
+from jobline.core.jobdefaults import JobDefaults
 
 PREFIX = "JOBLINE_"
 

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from jobline import db, problems, topics
-from jobline.kafka import ensure_topics, make_producer
-from jobline.service import add_standard_routes, dependency_checks
+from jobline.broker.kafka import ensure_topics, make_producer
+from jobline.core import topics
+from jobline.pg import db
+from jobline.web import problems
+from jobline.web.service import add_standard_routes, dependency_checks
 from jobline_analyzer import api
 from jobline_analyzer.detection import DetectionLoop
 from jobline_analyzer.ingest import Ingestor

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db, keystore
-from jobline.apikeys import Scope
-from jobline.keystore import KeyRecord
-from jobline.problems import ProblemError
+from jobline.core.apikeys import Scope
+from jobline.pg import db, keystore
+from jobline.pg.keystore import KeyRecord
+from jobline.web.problems import ProblemError
 from jobline_analyzer.settings import Settings
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobline"'}

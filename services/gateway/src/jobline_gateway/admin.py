@@ -12,9 +12,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from jobline import db, keystore
-from jobline.apikeys import TENANT_RE
-from jobline.problems import FieldError, ProblemError, responses
+from jobline.core.apikeys import TENANT_RE
+from jobline.pg import db, keystore
+from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway.deps import Engine, KnownQuery, Operator
 from jobline_gateway.schemas import KeyCreated, KeyIn, KeyList, KeyOut
 

@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from jobline import db, problems
-from jobline.service import add_standard_routes, dependency_checks
+from jobline.pg import db
+from jobline.web import problems
+from jobline.web.service import add_standard_routes, dependency_checks
 from jobline_gateway import admin, jobs, schedules, store
 from jobline_gateway.guard import BodyGuard
 from jobline_gateway.metrics import RequestMetrics

@@ -26,10 +26,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from jobline import keystore
-from jobline.apikeys import Scope
-from jobline.keystore import KeyRecord
-from jobline.problems import FieldError, ProblemError
+from jobline.core.apikeys import Scope
+from jobline.pg import keystore
+from jobline.pg.keystore import KeyRecord
+from jobline.web.problems import FieldError, ProblemError
 from jobline_gateway.ratelimit import TokenBuckets, retry_after_header
 from jobline_gateway.settings import Settings
 

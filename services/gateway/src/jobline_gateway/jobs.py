@@ -17,10 +17,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import jobstore
-from jobline.errors import IllegalTransition
-from jobline.problems import FieldError, ProblemError, responses
-from jobline.states import Cancel, Event, JobState, Redrive
+from jobline.core.errors import IllegalTransition
+from jobline.core.states import Cancel, Event, JobState, Redrive
+from jobline.pg import jobstore
+from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway import store, submission
 from jobline_gateway.deps import Conn, KnownQuery, ReaderTx, SettingsDep, WriterTx
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobline.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
+from jobline.core.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
 from jobline_gateway.schemas import (
     TYPE_PATTERN,
     BackoffIn,

@@ -30,17 +30,17 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import db, tables
-from jobline.errors import InvalidSchedule
-from jobline.jobstore import job_from_row
-from jobline.problems import FieldError, ProblemError, responses
-from jobline.schedules import (
+from jobline.core.errors import InvalidSchedule
+from jobline.core.schedules import (
     ScheduleSpec,
     next_fire,
     next_fires,
     resume_next_fire,
     spec_from_row,
 )
+from jobline.pg import db, tables
+from jobline.pg.jobstore import job_from_row
+from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
 from jobline_gateway.schedule_schemas import (
     MAX_PREVIEW,

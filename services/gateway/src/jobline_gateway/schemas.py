@@ -23,10 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from jobline.apikeys import TENANT_RE, Scope
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.keystore import KeyRecord
-from jobline.states import Job, JobState
+from jobline.core.apikeys import TENANT_RE, Scope
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.states import Job, JobState
+from jobline.pg.keystore import KeyRecord
 
 MAX_BATCH: Final = 1000
 MAX_JSON_DEPTH: Final = 32

@@ -20,11 +20,11 @@ from sqlalchemy import and_, bindparam, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import tables
-from jobline.backoff import BackoffPolicy
-from jobline.jobdefaults import TypePolicy
-from jobline.jobstore import job_from_row
-from jobline.states import Job
+from jobline.core.backoff import BackoffPolicy
+from jobline.core.jobdefaults import TypePolicy
+from jobline.core.states import Job
+from jobline.pg import tables
+from jobline.pg.jobstore import job_from_row
 
 jobs = tables.jobs
 

@@ -18,9 +18,10 @@ from uuid import uuid4
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline import jobdefaults, jobstore, states
-from jobline.problems import FieldError, ProblemError
-from jobline.states import Job, JobState, Transition
+from jobline.core import jobdefaults, states
+from jobline.core.states import Job, JobState, Transition
+from jobline.pg import jobstore
+from jobline.web.problems import FieldError, ProblemError
 from jobline_gateway import store
 from jobline_gateway.schemas import JobOut, JobSpec
 from jobline_gateway.settings import Settings

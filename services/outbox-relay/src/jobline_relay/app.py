@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from jobline import db
-from jobline.service import add_standard_routes, dependency_checks
+from jobline.pg import db
+from jobline.web.service import add_standard_routes, dependency_checks
 from jobline_relay.relay import Relay
 from jobline_relay.settings import Settings
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import jobstore
-from jobline.states import LeaseExpired
+from jobline.core.states import LeaseExpired
+from jobline.pg import jobstore
 from jobline_relay import metrics
 
 log = logging.getLogger(__name__)

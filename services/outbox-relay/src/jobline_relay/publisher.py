@@ -27,11 +27,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from jobline import jobstore, kafka, outbox, topics
-from jobline.envelope import InvalidEnvelope, WorkEnvelope
-from jobline.queries import q
+from jobline.broker import kafka
+from jobline.core import topics
+from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
+from jobline.core.states import Due, transition
+from jobline.pg import jobstore, outbox
+from jobline.pg.queries import q
 from jobline.settings import KafkaSettings
-from jobline.states import Due, transition
 from jobline_relay import metrics
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import kafka, outbox
-from jobline.backoff import BackoffKind, BackoffPolicy, delay_seconds
-from jobline.errors import DependencyUnavailable
-from jobline.queries import q
+from jobline.broker import kafka
+from jobline.core.backoff import BackoffKind, BackoffPolicy, delay_seconds
+from jobline.core.errors import DependencyUnavailable
+from jobline.pg import outbox
+from jobline.pg.queries import q
 from jobline_relay import lease_rescue, metrics
 from jobline_relay.publisher import Publisher
 from jobline_relay.scheduler import Scheduler

@@ -28,13 +28,14 @@ from uuid import UUID, uuid4
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from jobline import jobdefaults, jobstore, states
-from jobline.backoff import BackoffPolicy
-from jobline.errors import InvalidSchedule
-from jobline.jobdefaults import JobDefaults, TypePolicy
-from jobline.queries import q
-from jobline.schedules import FirePlan, OverlapPolicy, fire_key, plan_fires, spec_from_row
-from jobline.states import Job, JobState
+from jobline.core import jobdefaults, states
+from jobline.core.backoff import BackoffPolicy
+from jobline.core.errors import InvalidSchedule
+from jobline.core.jobdefaults import JobDefaults, TypePolicy
+from jobline.core.schedules import FirePlan, OverlapPolicy, fire_key, plan_fires, spec_from_row
+from jobline.core.states import Job, JobState
+from jobline.pg import jobstore
+from jobline.pg.queries import q
 from jobline_relay import metrics
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from jobline.backoff import BackoffKind, BackoffPolicy, delay_seconds
-from jobline.tables import OUTBOX_CHANNEL
+from jobline.core.backoff import BackoffKind, BackoffPolicy, delay_seconds
+from jobline.pg.tables import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from jobline.service import add_standard_routes, dependency_checks
+from jobline.web.service import add_standard_routes, dependency_checks
 from jobline_worker.runtime import Runtime
 from jobline_worker.settings import Settings
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
-from jobline.logs import JobLogger
+from jobline.observe.logs import JobLogger
 
 
 class CancelSignal:

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db
-from jobline.metrics import REGISTRY, Counter
+from jobline.observe.metrics import REGISTRY, Counter
+from jobline.pg import db
 from jobline_worker.context import JobContext
 from jobline_worker.errors import NonRetryable
 from jobline_worker.registry import Worker

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from jobline.backoff import delay_seconds
-from jobline.states import AttemptOutcome, Cancelled, Event, Fail, HandBack, Job, Succeed
+from jobline.core.backoff import delay_seconds
+from jobline.core.states import AttemptOutcome, Cancelled, Event, Fail, HandBack, Job, Succeed
 from jobline_worker.errors import (
     NonRetryable,
     ResultNotSerializable,

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from jobline import topics
-from jobline.backoff import BackoffPolicy
+from jobline.core import topics
+from jobline.core.backoff import BackoffPolicy
 from jobline_worker.errors import AppNotFound, DuplicateHandler
 
 Handler = Callable[..., Any]

@@ -44,9 +44,10 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db, jobstore, kafka, logs, topics
-from jobline.envelope import InvalidEnvelope, WorkEnvelope
-from jobline.states import (
+from jobline.broker import kafka
+from jobline.core import topics
+from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
+from jobline.core.states import (
     Cancelled,
     Claim,
     Event,
@@ -57,6 +58,8 @@ from jobline.states import (
     Succeed,
     transition,
 )
+from jobline.observe import logs
+from jobline.pg import db, jobstore
 from jobline_worker import metrics, outcomes
 from jobline_worker.context import JobContext
 from jobline_worker.errors import PayloadInvalid, UnknownJobType
