@@ -64,7 +64,10 @@ def score_series(
 
 
 def read_series(stream: TextIO) -> list[tuple[str, float]]:
-    """Read a `timestamp,value` CSV with a header; unparsable values become NaN."""
+    """Read a `timestamp,value` CSV with a header; unparsable values become NaN.
+
+    Every timestamp is checked here, so a bad file fails before any output is written.
+    """
     reader = csv.DictReader(stream)
     fields = [f.strip().lower() for f in reader.fieldnames or []]
     if "timestamp" not in fields or "value" not in fields:
@@ -77,6 +80,7 @@ def read_series(stream: TextIO) -> list[tuple[str, float]]:
             value = float(row[value_key])
         except (TypeError, ValueError):
             value = float("nan")
+        seconds(row[ts_key])
         rows.append((row[ts_key], value))
     return rows
 
