@@ -19,6 +19,7 @@ from jobline.core import apikeys, topics
 from jobline.core.errors import ConfigError, JoblineError
 from jobline.dev import devstack
 from jobline.pg import db, keystore, migrate
+from jobline.pg.db import Database
 from jobline.settings import DatabaseSettings, KafkaSettings, RuntimeSettings, load
 
 T = TypeVar("T")
@@ -127,14 +128,13 @@ def keys_create(
         raise _fail(str(exc), 2) from None
 
     async def create() -> tuple[keystore.KeyRecord, str]:
-        engine = db.create_engine(DatabaseSettings(database_url=_database_url()))
-        try:
-            async with db.transaction(engine) as conn:
-                return await keystore.create_key(
-                    conn, tenant_id=tenant, name=name, scopes=parsed, expires_at=expires_at
-                )
-        finally:
-            await engine.dispose()
+        async with (
+            Database(DatabaseSettings(database_url=_database_url())) as database,
+            database.transaction() as conn,
+        ):
+            return await keystore.create_key(
+                conn, tenant_id=tenant, name=name, scopes=parsed, expires_at=expires_at
+            )
 
     record, plaintext = _run(create())
     typer.echo(plaintext)
@@ -152,12 +152,11 @@ def keys_list(
     """List API keys (never their secrets)."""
 
     async def fetch() -> list[keystore.KeyRecord]:
-        engine = db.create_engine(DatabaseSettings(database_url=_database_url()))
-        try:
-            async with db.transaction(engine) as conn:
-                return await keystore.list_keys(conn, tenant)
-        finally:
-            await engine.dispose()
+        async with (
+            Database(DatabaseSettings(database_url=_database_url())) as database,
+            database.connection() as conn,
+        ):
+            return await keystore.list_keys(conn, tenant)
 
     for record in _run(fetch()):
         status = "revoked" if record.revoked_at else "active"
@@ -172,12 +171,11 @@ def keys_revoke(key_id: Annotated[UUID, typer.Argument(help="The key's id.")]) -
     """Revoke an API key; it stops working on the next request."""
 
     async def revoke() -> keystore.KeyRecord | None:
-        engine = db.create_engine(DatabaseSettings(database_url=_database_url()))
-        try:
-            async with db.transaction(engine) as conn:
-                return await keystore.revoke_key(conn, key_id)
-        finally:
-            await engine.dispose()
+        async with (
+            Database(DatabaseSettings(database_url=_database_url())) as database,
+            database.connection() as conn,
+        ):
+            return await keystore.revoke_key(conn, key_id)
 
     if _run(revoke()) is None:
         raise _fail(f"no key {key_id}")
