@@ -57,7 +57,7 @@ lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 bench: $(STAMP) ## print benchmark figures as JSON
 	@$(PY) -m bench
 
-eval-analyzer: $(STAMP) ## replay a simulated day with injected incidents; print precision/recall/delay
+eval-analyzer: $(STAMP) ## score the detectors on the labelled corpus (tuning + held-out): precision, recall, delay per kind
 	@$(PY) -m jobline_analyzer.evaluation
 
 clean: ## remove the virtual environment, caches and local dev data

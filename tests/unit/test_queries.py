@@ -51,7 +51,5 @@ def test_every_named_statement_is_used_by_its_package(package, filename):
     source = "\n".join(
         path.read_text() for folder in FILES[package, filename] for path in folder.rglob("*.py")
     )
-    unused = [
-        name for name in statements.names() if not re.search(rf"[\"']{name}[\"']", source)
-    ]
+    unused = [name for name in statements.names() if not re.search(rf"[\"']{name}[\"']", source)]
     assert unused == [], f"dead statements in {package}/{filename}: {unused}"

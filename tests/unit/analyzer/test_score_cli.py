@@ -56,3 +56,17 @@ def test_serve_without_configuration_fails_with_one_line(
     assert len(err.splitlines()) == 1
     assert "JOBLINE_DATABASE_URL" in err
     assert "JOBLINE_KAFKA_BOOTSTRAP" in err
+
+
+def test_score_rejects_a_bad_file_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,reading\n2014-04-01 00:00:00,1\n")
+    assert main(["score", str(bad)]) == 2
+    assert "'timestamp' and 'value'" in capsys.readouterr().err
+    odd = tmp_path / "odd.csv"
+    odd.write_text("timestamp,value\nyesterday,1\n")
+    assert main(["score", str(odd)]) == 2
+    assert "unreadable timestamp 'yesterday'" in capsys.readouterr().err
+    assert main(["score", str(tmp_path / "missing.csv")]) == 2

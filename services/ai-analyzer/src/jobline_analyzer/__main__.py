@@ -8,10 +8,14 @@ from collections.abc import Sequence
 
 
 def _score(args: argparse.Namespace) -> int:
-    from jobline_analyzer.score import read_series, score_series, write_scores
+    from jobline_analyzer.score import InvalidSeries, read_series, score_series, write_scores
 
-    with open(args.file, newline="") as f:
-        rows = read_series(f)
+    try:
+        with open(args.file, newline="") as f:
+            rows = read_series(f)
+    except (OSError, InvalidSeries) as exc:
+        print(f"jobline-analyzer score: {exc}", file=sys.stderr)
+        return 2
     points = score_series(rows, len(rows))
     if args.output in (None, "-"):
         write_scores(points, sys.stdout)

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Query
 
 from jobline.pg import engine as db
 from jobline.web.problems import ProblemError
-from jobline_analyzer import store
 from jobline_analyzer.advice import advise
 from jobline_analyzer.deps import Admin, AppSettings, Engine, Reader
 from jobline_analyzer.findings import KINDS, Kind
+from jobline_analyzer.store import findings as finding_store
+from jobline_analyzer.store import recommendations as advice_store
 
 router = APIRouter(prefix="/v1/insights", tags=["insights"])
 
@@ -52,7 +53,7 @@ async def list_anomalies(
         since = since.replace(tzinfo=UTC)
     before = decode_cursor(cursor) if cursor else None
     async with db.transaction(engine) as conn:
-        page = await store.list_findings(
+        page = await finding_store.list_findings(
             conn,
             key.tenant_id,
             job_type=type,
@@ -83,9 +84,11 @@ async def list_recommendations(
     since = now - timedelta(days=settings.analyzer_history_days)
     items = []
     async with db.transaction(engine) as conn:
-        types = [type] if type is not None else await store.job_types(conn, key.tenant_id, since)
+        types = (
+            [type] if type is not None else await advice_store.job_types(conn, key.tenant_id, since)
+        )
         for job_type in types:
-            history = await store.type_history(
+            history = await advice_store.type_history(
                 conn, key.tenant_id, job_type, since, settings.analyzer_history_jobs
             )
             if not history.histories:
@@ -97,7 +100,7 @@ async def list_recommendations(
                 now,
                 current_max_attempts=history.current_max_attempts,
             )
-            applied = await store.save_recommendation(
+            applied = await advice_store.save_recommendation(
                 conn,
                 rec_id=advice.id,
                 tenant=key.tenant_id,
@@ -118,11 +121,13 @@ async def apply_recommendation(
 ) -> dict[str, Any]:
     """Write a recommended policy as the job type's default (scope admin)."""
     async with db.transaction(engine) as conn:
-        found = await store.load_recommendation(conn, recommendation_id, key.tenant_id)
+        found = await advice_store.load_recommendation(conn, recommendation_id, key.tenant_id)
         if found is None:
             raise ProblemError(404, f"no recommendation {recommendation_id} for this tenant")
         job_type, policy = found
-        updated = await store.apply_policy(conn, recommendation_id, key.tenant_id, job_type, policy)
+        updated = await advice_store.apply_policy(
+            conn, recommendation_id, key.tenant_id, job_type, policy
+        )
     return {
         "id": str(recommendation_id),
         "job_type": job_type,

@@ -26,11 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobline.core import cloudevent as events
 from jobline.core import topics
 from jobline.pg import engine as db
-from jobline_analyzer import histogram, metrics, store
+from jobline_analyzer import histogram, metrics
 from jobline_analyzer.findings import Finding
 from jobline_analyzer.rollup import bucket_of
 from jobline_analyzer.series import BucketInput, SeriesDetectors
 from jobline_analyzer.settings import Settings
+from jobline_analyzer.store import findings as finding_store
+from jobline_analyzer.store import rollups as rollup_store
+from jobline_analyzer.store import state as state_store
 
 log = logging.getLogger("jobline.analyzer.detection")
 
@@ -38,7 +41,7 @@ ANOMALY_EVENT = events.INSIGHT_EVENT_PREFIX + "anomaly"
 PUBLISH_BATCH = 100
 
 
-def to_input(row: store.RollupRow) -> BucketInput:
+def to_input(row: rollup_store.RollupRow) -> BucketInput:
     """A stored bucket as the detectors see it (medians from the histograms)."""
     return BucketInput(
         bucket=row.bucket,
@@ -53,7 +56,7 @@ def to_input(row: store.RollupRow) -> BucketInput:
     )
 
 
-def anomaly_event(stored: store.StoredFinding) -> bytes:
+def anomaly_event(stored: finding_store.StoredFinding) -> bytes:
     """The CloudEvent of a stored finding."""
     f = stored.finding
     event = events.build(
@@ -110,8 +113,8 @@ class DetectionLoop:
             now = min(now, caught_up)
         since = now - timedelta(hours=self.settings.analyzer_new_series_lookback_hours)
         async with db.transaction(self.engine) as conn:
-            series = set(await store.series_with_state(conn))
-            series |= set(await store.recent_series(conn, since))
+            series = set(await state_store.series_with_state(conn))
+            series |= set(await rollup_store.recent_series(conn, since))
         found: list[Finding] = []
         for tenant, job_type in sorted(series):
             found += await self.feed_series(tenant, job_type, now)
@@ -119,7 +122,7 @@ class DetectionLoop:
             await self.publish()
         retention = timedelta(days=self.settings.analyzer_seen_retention_days)
         async with db.transaction(self.engine) as conn:
-            await store.prune_seen(conn, now - retention)
+            await rollup_store.prune_seen(conn, now - retention)
         return found
 
     async def feed_series(self, tenant: str, job_type: str, now: datetime) -> list[Finding]:
@@ -127,16 +130,16 @@ class DetectionLoop:
         until = self.last_closed(now)
         size = self.settings.analyzer_bucket_seconds
         async with db.transaction(self.engine) as conn:
-            if not await store.try_lock_series(conn, tenant, job_type):
+            if not await state_store.try_lock_series(conn, tenant, job_type):
                 return []  # another replica is on it
-            saved = await store.load_state(conn, tenant, job_type)
+            saved = await state_store.load_state(conn, tenant, job_type)
             detectors: SeriesDetectors | None = None
             if saved is not None and saved[1].get("bucket_seconds") == size:
                 last = saved[0]
                 detectors = SeriesDetectors.from_state(saved[1])
             else:
                 since = now - timedelta(hours=self.settings.analyzer_new_series_lookback_hours)
-                first = await store.first_bucket(conn, tenant, job_type, since)
+                first = await rollup_store.first_bucket(conn, tenant, job_type, since)
                 if first is None:
                     return []
                 last = first - self.bucket
@@ -148,7 +151,7 @@ class DetectionLoop:
             until = min(until, limit)
             rows = {
                 r.bucket: r
-                for r in await store.rollups_between(conn, tenant, job_type, last, until)
+                for r in await rollup_store.rollups_between(conn, tenant, job_type, last, until)
             }
             found: list[Finding] = []
             t = last + self.bucket
@@ -156,8 +159,8 @@ class DetectionLoop:
                 row = rows.get(t)
                 found += detectors.feed(to_input(row) if row else BucketInput(bucket=t))
                 t += self.bucket
-            await store.insert_findings(conn, found)
-            await store.save_state(conn, tenant, job_type, until, detectors.to_state())
+            await finding_store.insert_findings(conn, found)
+            await state_store.save_state(conn, tenant, job_type, until, detectors.to_state())
         for f in found:
             metrics.FINDINGS.labels(f.kind).inc()
             log.info("anomaly: %s", f.explanation, extra={"tenant": tenant, "kind": f.kind})
@@ -176,7 +179,7 @@ class DetectionLoop:
         total = 0
         while True:
             async with db.transaction(self.engine) as conn:
-                batch = await store.claim_unpublished(conn, PUBLISH_BATCH)
+                batch = await finding_store.claim_unpublished(conn, PUBLISH_BATCH)
                 if not batch:
                     return total
                 sent = [
@@ -188,7 +191,7 @@ class DetectionLoop:
                     for s in batch
                 ]
                 await asyncio.gather(*sent)  # every ack before marking
-                await store.mark_published(conn, [s.id for s in batch])
+                await finding_store.mark_published(conn, [s.id for s in batch])
             metrics.PUBLISHED.inc(len(batch))
             total += len(batch)
             if len(batch) < PUBLISH_BATCH:

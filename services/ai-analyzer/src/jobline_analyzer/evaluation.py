@@ -1,147 +1,265 @@
-"""Replay simulated days through the detectors and score them against the ground truth.
+"""Score the detectors on the corpus: precision, recall and delay per kind, tuning vs held out.
 
-Run `python -m jobline_analyzer.evaluation [--seeds N]`; prints JSON. Matching rules:
-- an incident is *detected* when a finding of one of its primary kinds (`PRIMARY`) for its job
-  type ends within [start, end + grace]; its delay is that finding's end minus the start;
-- a finding is *true* when some incident of its job type that `EXPLAINS` its kind covers its
-  end time (with the same grace); otherwise it is a false alarm.
-Precision per incident kind counts the findings of that kind's primary kinds.
+`python -m jobline_analyzer.evaluation [--split all|in-sample|held-out] [--json]`.
+
+- **jobs**: each job type's week goes through `SeriesDetectors.feed`, the wiring the live
+  detection loop uses. An incident is *detected* when a finding of one of its primary kinds
+  (`PRIMARY`) for its type ends within [start, end + GRACE]; its delay is that finding's end
+  minus the start. A finding is *true* when an incident of its type that `EXPLAINS` its kind
+  covers its end (a slow job backs its queue up: not a false alarm).
+- **series**: each generic series goes through `score.score_series`, what `jobline-analyzer
+  score` runs. A window is detected when a point inside it is flagged; a flag is true when it
+  lies in a window; the delay is the first flag minus the anomaly's start, in points.
+- **public**: labelled public series (see `data/README.md`), held out, scored like `series`.
+
+The last line is the CPU time of `jobline-analyzer score` over a 365,000-point CSV.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from importlib import resources
+from pathlib import Path
 
-from jobline_analyzer.drift import DriftDetector
-from jobline_analyzer.failure_rate import FailureRateDetector
+import numpy as np
+
+from jobline_analyzer import corpus
 from jobline_analyzer.findings import Finding, Kind
-from jobline_analyzer.new_error_class import NewErrorClassDetector
-from jobline_analyzer.simulate import INCIDENT_KINDS, Day, Incident, IncidentKind, simulate_day
-from jobline_analyzer.throughput import ThroughputDetector
+from jobline_analyzer.score import score_series
+from jobline_analyzer.series import BucketInput, SeriesDetectors
 
-GRACE = timedelta(minutes=15)
-PRIMARY: dict[IncidentKind, frozenset[Kind]] = {
+GRACE = timedelta(minutes=30)
+PRIMARY: dict[corpus.IncidentKind, frozenset[Kind]] = {
     "failure_burst": frozenset({"failure_rate_spike"}),
-    "latency_shift": frozenset({"runtime_drift"}),
+    "latency_step": frozenset({"runtime_drift"}),
+    "slow_leak": frozenset({"runtime_drift"}),
     "stall": frozenset({"stall", "throughput_drop"}),
     "new_error_class": frozenset({"new_error_class"}),
 }
-# Secondary effects that are real, not false alarms: slower jobs back the queue up; a stall
+# Real secondary effects: slower jobs back the queue up and finish fewer per minute; a stall
 # leaves a backlog that waits; a new error class raises the failure rate.
-EXPLAINS: dict[IncidentKind, frozenset[Kind]] = {
+_SLOW: frozenset[Kind] = frozenset({"queue_wait_drift", "throughput_drop"})
+EXPLAINS: dict[corpus.IncidentKind, frozenset[Kind]] = {
     "failure_burst": PRIMARY["failure_burst"],
-    "latency_shift": PRIMARY["latency_shift"] | {"queue_wait_drift", "throughput_drop"},
+    "latency_step": PRIMARY["latency_step"] | _SLOW,
+    "slow_leak": PRIMARY["slow_leak"] | _SLOW,
     "stall": PRIMARY["stall"] | {"queue_wait_drift"},
     "new_error_class": PRIMARY["new_error_class"] | {"failure_rate_spike"},
 }
+PUBLIC = ("kdd_tsad_135_internal_bleeding16.csv", "ecg_diff_count_3.csv")
+TIMING_POINTS = 365_000
 
 
 @dataclass(slots=True)
-class _Detectors:
-    failures: FailureRateDetector
-    runtime: DriftDetector
-    queue_wait: DriftDetector
-    throughput: ThroughputDetector
-    errors: NewErrorClassDetector
+class Row:
+    """One line of the table: a split, a family and a kind."""
+
+    split: str
+    family: str
+    kind: str
+    incidents: int = 0
+    detected: int = 0
+    true: int = 0
+    false: int = 0
+    points: int = 0
+    delays: list[float] | None = None
+
+    def out(self) -> dict[str, object]:
+        """The row as printed."""
+        d = self.delays or []
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "delays"},
+            "recall": round(self.detected / self.incidents, 3) if self.incidents else None,
+            "precision": round(self.true / (self.true + self.false), 3)
+            if self.true + self.false
+            else None,
+            "false_per_10k": round(1e4 * self.false / self.points, 2) if self.points else None,
+            "median_delay": statistics.median(d) if d else None,
+        }
 
 
-def run_detectors(day: Day) -> list[Finding]:
-    """Feed every rollup of the day through a fresh set of detectors per job type."""
-    detectors: dict[str, _Detectors] = {}
-    findings: list[Finding] = []
-    for r in day.rollups:
-        d = detectors.get(r.job_type)
-        if d is None:
-            d = detectors[r.job_type] = _Detectors(
-                FailureRateDetector(r.tenant, r.job_type),
-                DriftDetector(r.tenant, r.job_type, "runtime_drift"),
-                DriftDetector(r.tenant, r.job_type, "queue_wait_drift"),
-                ThroughputDetector(r.tenant, r.job_type),
-                NewErrorClassDetector(r.tenant, r.job_type),
-            )
-        done = r.succeeded + r.failed
-        for found in (
-            d.failures.update(r.minute, r.succeeded, r.failed),
-            d.runtime.update(r.minute, r.runtime_p50),
-            d.queue_wait.update(r.minute, r.queue_wait_p50, done),
-            d.throughput.update(r.minute, r.arrivals, done),
-            d.errors.update(r.minute, r.errors),
-        ):
-            if found is not None:
-                findings.append(found)
-    return findings
+def run_job_type(job_type: str, buckets: Iterable[BucketInput]) -> list[Finding]:
+    """Feed one job type's buckets through the live wiring."""
+    detectors = SeriesDetectors("acme", job_type)
+    return [f for b in buckets for f in detectors.feed(b)]
 
 
-def _covers(incident: Incident, finding: Finding) -> bool:
-    return (
-        incident.job_type == finding.job_type
-        and incident.start <= finding.window_end <= incident.end + GRACE
+def _covers(inc: corpus.Incident, f: Finding) -> bool:
+    return inc.job_type == f.job_type and inc.start <= f.window_end <= inc.end + GRACE
+
+
+def eval_jobs(split: str, seeds: Sequence[int]) -> list[Row]:
+    """Rows per incident kind for the job-metric weeks of these seeds."""
+    rows = {k: Row(split, "jobs", k, delays=[]) for k in corpus.INCIDENT_KINDS}
+    quiet = Row(split, "jobs", "(no incident)")
+    for seed in seeds:
+        week = corpus.job_week(seed)
+        for job_type, buckets in week.buckets.items():
+            found = run_job_type(job_type, buckets)
+            mine = [i for i in week.incidents if i.job_type == job_type]
+            if not mine:
+                quiet.points += len(buckets)
+                quiet.false += len(found)
+            for inc in mine:
+                row = rows[inc.kind]
+                row.incidents += 1
+                hits = [f for f in found if f.kind in PRIMARY[inc.kind] and _covers(inc, f)]
+                if hits:
+                    row.detected += 1
+                    first = min(f.window_end for f in hits)
+                    assert row.delays is not None
+                    row.delays.append((first - inc.start).total_seconds() / 60)
+            for f in found:
+                true = any(f.kind in EXPLAINS[i.kind] and _covers(i, f) for i in mine)
+                for kind, primary in PRIMARY.items():
+                    if f.kind in primary:
+                        if true:
+                            rows[kind].true += 1
+                        else:
+                            rows[kind].false += 1
+            for row in rows.values():
+                row.points += len(buckets)
+    return [*rows.values(), quiet]
+
+
+def score_labelled(s: corpus.Labelled, row: Row) -> None:
+    """Add one scored series to a row."""
+    rows = list(zip(s.timestamps, s.values, strict=True))
+    flags = [i for i, p in enumerate(score_series(rows, len(rows))) if p.is_anomaly]
+    row.points += len(rows)
+    row.incidents += len(s.windows)
+    inside = [any(a <= i < b for a, b in s.windows) for i in flags]
+    row.true += sum(inside)
+    row.false += len(flags) - sum(inside)
+    for (a, b), (start, _) in zip(s.windows, s.anomalies, strict=True):
+        hits = [i for i in flags if a <= i < b]
+        if hits:
+            row.detected += 1
+            assert row.delays is not None
+            row.delays.append(float(hits[0] - start))
+
+
+def eval_series(split: str, seeds: Sequence[int]) -> list[Row]:
+    """Rows per generic series kind for these seeds."""
+    out = []
+    for kind in corpus.SERIES_KINDS:
+        row = Row(split, "series", kind, delays=[])
+        for seed in seeds:
+            score_labelled(corpus.generic_series(kind, seed), row)
+        out.append(row)
+    return out
+
+
+def load_public(name: str) -> corpus.Labelled:
+    """A labelled public series shipped in `data/`, with one-second timestamps."""
+    text = resources.files("jobline_analyzer").joinpath("data", name).read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    labels = [int(r["is_anomaly"]) for r in rows]
+    anomalies, start = [], None
+    for i, v in enumerate([*labels, 0]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            anomalies.append((start, i))
+            start = None
+    n = len(rows)
+    stamps = corpus.timestamps(n, step=timedelta(seconds=1))
+    return corpus.Labelled(
+        name=name,
+        kind=name.removesuffix(".csv"),
+        timestamps=tuple(stamps),
+        values=tuple(float(r["value"]) for r in rows),
+        anomalies=tuple(anomalies),
+        windows=tuple(corpus.windows_for(anomalies, n)),
     )
 
 
-def evaluate(seeds: Sequence[int]) -> dict[str, Any]:
-    """Precision, recall and median delay per incident kind over the given seeds."""
-    started = time.perf_counter()
-    delays: dict[str, list[float]] = {k: [] for k in INCIDENT_KINDS}
-    totals = dict.fromkeys(INCIDENT_KINDS, 0)
-    by_kind_true: dict[str, int] = {}
-    by_kind_false: dict[str, int] = {}
-    quiet_alarms = 0
-    for seed in seeds:
-        day = simulate_day(seed)
-        findings = run_detectors(day)
-        for inc in day.incidents:
-            totals[inc.kind] += 1
-            hits = [f for f in findings if f.kind in PRIMARY[inc.kind] and _covers(inc, f)]
-            if hits:
-                first = min(f.window_end for f in hits)
-                delays[inc.kind].append((first - inc.start).total_seconds() / 60)
-        for f in findings:
-            true = any(f.kind in EXPLAINS[i.kind] and _covers(i, f) for i in day.incidents)
-            bucket = by_kind_true if true else by_kind_false
-            bucket[f.kind] = bucket.get(f.kind, 0) + 1
-            incident_types = {i.job_type for i in day.incidents}
-            quiet_alarms += f.job_type not in incident_types
-    per_incident: dict[str, Any] = {}
-    for kind in INCIDENT_KINDS:
-        tp = sum(by_kind_true.get(k, 0) for k in PRIMARY[kind])
-        fp = sum(by_kind_false.get(k, 0) for k in PRIMARY[kind])
-        found = len(delays[kind])
-        per_incident[kind] = {
-            "incidents": totals[kind],
-            "detected": found,
-            "recall": round(found / totals[kind], 3) if totals[kind] else None,
-            "precision": round(tp / (tp + fp), 3) if tp + fp else None,
-            "findings_true": tp,
-            "findings_false": fp,
-            "median_delay_min": statistics.median(delays[kind]) if delays[kind] else None,
-        }
-    kinds = sorted(set(by_kind_true) | set(by_kind_false))
-    return {
-        "seeds": list(seeds),
-        "job_type_days": len(seeds) * 6,
-        "per_incident_kind": per_incident,
-        "findings_by_kind": {
-            k: {"true": by_kind_true.get(k, 0), "false": by_kind_false.get(k, 0)} for k in kinds
-        },
-        "false_alarms_on_quiet_type": quiet_alarms,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+def eval_public() -> list[Row]:
+    """Rows for the public series (held out)."""
+    out = []
+    for name in PUBLIC:
+        row = Row("held-out", "public", name.removesuffix(".csv"), delays=[])
+        score_labelled(load_public(name), row)
+        out.append(row)
+    return out
+
+
+def score_cpu_seconds(n: int = TIMING_POINTS) -> float:
+    """CPU seconds of `jobline-analyzer score` (read, score, write) over an n-point CSV."""
+    from jobline_analyzer.__main__ import main
+
+    rng = np.random.default_rng(7)
+    values = 100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 288) + rng.normal(0, 2, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.csv", Path(tmp) / "out.csv"
+        with src.open("w") as f:
+            f.write("timestamp,value\n")
+            for ts, v in zip(corpus.timestamps(n), values, strict=True):
+                f.write(f"{ts},{v:.4f}\n")
+        started = time.process_time()
+        main(["score", str(src), "--output", str(dst)])
+        return time.process_time() - started
+
+
+def evaluate(split: str = "all", timing: bool = True) -> dict[str, object]:
+    """Every row of the table, and the timing figure."""
+    rows: list[Row] = []
+    if split in ("all", "in-sample"):
+        rows += eval_jobs("in-sample", corpus.TUNING_SEEDS)
+        rows += eval_series("in-sample", corpus.TUNING_SEEDS)
+    if split in ("all", "held-out"):
+        rows += eval_jobs("held-out", corpus.HELD_OUT_SEEDS)
+        rows += eval_series("held-out", corpus.HELD_OUT_SEEDS)
+        rows += eval_public()
+    result: dict[str, object] = {"rows": [r.out() for r in rows]}
+    if timing:
+        result["score_cpu_seconds_365k"] = round(score_cpu_seconds(), 2)
+    return result
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def table(result: dict[str, object]) -> str:
+    """The result as a fixed-width table."""
+    cols = ("split", "family", "kind", "incidents", "detected", "recall", "true", "false",
+            "precision", "false_per_10k", "median_delay")  # fmt: skip
+    heads = ("split", "family", "kind", "n", "found", "recall", "true", "false", "prec",
+             "fp/10k", "delay")  # fmt: skip
+    rows = result["rows"]
+    assert isinstance(rows, list)
+    lines = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(heads)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
+    out += ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)) for line in lines]
+    out.append("delay: minutes (jobs), points (series, public); fp/10k: false per 10,000 points")
+    if "score_cpu_seconds_365k" in result:
+        out.append(f"score CPU for {TIMING_POINTS:,} points: {result['score_cpu_seconds_365k']} s")
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Print the evaluation as JSON."""
+    """Print the evaluation table (or JSON)."""
     parser = argparse.ArgumentParser(prog="python -m jobline_analyzer.evaluation")
-    parser.add_argument("--seeds", type=int, default=3, help="number of simulated days")
+    parser.add_argument("--split", choices=("all", "in-sample", "held-out"), default="all")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--no-timing", action="store_true", help="skip the 365k-point timing")
     args = parser.parse_args(argv)
-    print(json.dumps(evaluate(range(args.seeds)), indent=2))
+    result = evaluate(args.split, timing=not args.no_timing)
+    print(json.dumps(result, indent=2) if args.json else table(result))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,26 @@
 """Failure-rate spikes for one job type: the last few minutes against a decayed baseline.
 
-Method: Wilson score intervals on both sides. The current window's failure rate must have a
-99% Wilson *lower* bound above a threshold built from the baseline (its 99% Wilson *upper*
-bound, a relative factor and an absolute margin), with at least `min_failures` failures.
-Wilson is chosen over a beta-binomial model because it is closed-form, needs only two counts
-of state, and is honest at small n: 1 failure in 2 runs has a 99% lower bound of 6%, which the
-`min_failures` floor and the margin reject, while 17 of 50 is flagged at once. Bounding the
-baseline from above covers its own uncertainty for a young or low-volume job type, which is
-the main thing a beta-binomial would add here.
+The evidence is the binomial z of the failures in the last 5 and the last 20 minutes against
+the baseline rate. Failures are rarely independent (a flapping dependency fails a few jobs in
+a row), so each z is not read against a normal table but calibrated on this job type's own
+history with the core's tail (`core.Tail`): a type whose normal bursts reach z = 12 needs far
+more to be news. Bursts that are normal for a type are short, so the 20-minute z tells an
+incident from them; the 5-minute z finds a spike on a steady type within minutes.
+The core's `Episode` reports a spike once, and the baseline stops learning while it lasts.
+A finding also needs a practical size: `min_failures` failures, and a rate at least
+`min_ratio` times and `min_delta` above the baseline.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobline_analyzer.calibration import Episode, Tail
 from jobline_analyzer.decay import decay_factor, iso, ts
 from jobline_analyzer.findings import Finding, Severity, percent
-from jobline_analyzer.intervals import wilson_interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,19 +28,22 @@ class FailureRateConfig:
     """Tuning of the failure-rate detector; defaults suit per-minute rollups."""
 
     window_minutes: int = 5
+    long_window_minutes: int = 20
     half_life_minutes: float = 360.0
-    confidence: float = 0.99
     min_failures: int = 3
     min_baseline_runs: float = 50.0
     min_ratio: float = 2.0
     min_delta: float = 0.05
+    floor_rate: float = 0.002
+    tail_q: float = 0.02
+    tail_rate: float = 0.02
+    flag_p: float = 1e-4
+    episode_weight: float = 1.0  # how much the tails learn from inside a spike
     clear_after_minutes: int = 10
 
 
 class FailureRateDetector:
     """Streaming detector; feed it one `update` per minute rollup, in time order."""
-
-    kind = "failure_rate_spike"
 
     def __init__(self, tenant: str, job_type: str, config: FailureRateConfig | None = None) -> None:
         self.tenant = tenant
@@ -48,8 +53,9 @@ class FailureRateDetector:
         self._base_ok = 0.0
         self._base_failed = 0.0
         self._last: datetime | None = None
-        self._active = False
-        self._quiet = 0
+        self._learned: datetime | None = None
+        self._tails = (Tail(), Tail())
+        self._episode = Episode()
 
     def update(self, timestamp: datetime, successes: int, failures: int) -> Finding | None:
         """Add one minute's finished runs; return a finding when a spike starts."""
@@ -59,63 +65,67 @@ class FailureRateDetector:
         self._base_failed *= factor
         self._last = timestamp
         self._window.append((timestamp, successes, failures))
-        horizon = timestamp - timedelta(minutes=cfg.window_minutes)
+        recent = timestamp - timedelta(minutes=cfg.window_minutes)
+        # A minute joins the baseline once it leaves the short window.
+        for t, ok, failed in self._window:
+            if t <= recent and (self._learned is None or t > self._learned):
+                self._learned = t
+                if not self._episode.active:  # or a long spike would become normal
+                    self._base_ok += ok
+                    self._base_failed += failed
+        horizon = timestamp - timedelta(minutes=cfg.long_window_minutes)
         while self._window and self._window[0][0] <= horizon:
-            _, ok, failed = self._window.pop(0)
-            # During an incident the baseline stops learning, or a long spike becomes normal.
-            if not self._active:
-                self._base_ok += ok
-                self._base_failed += failed
-
-        failed = sum(f for _, _, f in self._window)
-        runs = failed + sum(s for _, s, _ in self._window)
+            self._window.pop(0)
+        short = [(s, f) for t, s, f in self._window if t > recent]
+        failed = sum(f for _, f in short)
+        runs = failed + sum(s for s, _ in short)
         base_runs = self._base_ok + self._base_failed
         if runs == 0 or base_runs < cfg.min_baseline_runs:
-            self._quiet_minute()
+            self._episode.step(1.0, cfg.flag_p, cfg.clear_after_minutes)
             return None
         baseline = self._base_failed / base_runs
-        _, base_high = wilson_interval(self._base_failed, base_runs, cfg.confidence)
-        threshold = max(base_high, baseline * cfg.min_ratio, baseline + cfg.min_delta)
-        low, _ = wilson_interval(failed, runs, cfg.confidence)
-        if failed < cfg.min_failures or low <= threshold:
-            self._quiet_minute()
-            return None
-        self._quiet = 0
-        if self._active:
-            return None
-        self._active = True
+        p0 = max(baseline, cfg.floor_rate)
+        long_failed = sum(f for _, _, f in self._window)
+        long_runs = long_failed + sum(s for _, s, _ in self._window)
+        zs = (_z(failed, runs, p0), _z(long_failed, long_runs, p0))
+        p = min(1.0, 2 * min(t.p(z, cfg.tail_q) for t, z in zip(self._tails, zs, strict=True)))
+        weight = cfg.episode_weight if self._episode.active else 1.0
+        for tail, z in zip(self._tails, zs, strict=True):
+            tail.learn(z, cfg.tail_q, cfg.tail_rate, weight)
+        z = max(zs)
         observed = failed / runs
-        severity: Severity = "critical" if observed >= 0.5 or low >= 5 * threshold else "warning"
-        pct = round(cfg.confidence * 100)
+        big = (
+            failed >= cfg.min_failures
+            and observed >= baseline * cfg.min_ratio
+            and observed >= baseline + cfg.min_delta
+        )
+        event = self._episode.step(p if big else 1.0, cfg.flag_p, cfg.clear_after_minutes)
+        if not event.onset:
+            return None
+        severity: Severity = "critical" if observed >= 0.5 or p < 1e-8 else "warning"
         return Finding(
             tenant=self.tenant,
             job_type=self.job_type,
             kind="failure_rate_spike",
             severity=severity,
-            window_start=self._window[0][0],
+            window_start=recent + timedelta(minutes=1),
             window_end=timestamp,
             baseline=baseline,
             observed=observed,
-            score=1.0 - threshold / low,
+            score=min(1.0, -math.log10(max(p, 1e-300)) / 8),
             explanation=(
                 f"{self.job_type} failed {percent(observed)} of runs ({failed} of {runs}) in the "
                 f"last {cfg.window_minutes} min against a {percent(baseline)} baseline "
-                f"(Wilson {pct}% lower bound {percent(low)}); check the dependencies it calls "
-                f"and recent deploys, and the DLQ for the failing error."
+                f"(z = {z:.1f}, a tail probability of {p:.0e} for this type's own bursts); "
+                f"check the dependencies it calls and recent deploys, and the DLQ for the "
+                f"failing error."
             ),
         )
-
-    def _quiet_minute(self) -> None:
-        if self._active:
-            self._quiet += 1
-            if self._quiet >= self.config.clear_after_minutes:
-                self._active = False
-                self._quiet = 0
 
     @property
     def active(self) -> bool:
         """Whether a spike is in progress (already reported)."""
-        return self._active
+        return self._episode.active
 
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint."""
@@ -127,8 +137,9 @@ class FailureRateDetector:
             "base_ok": self._base_ok,
             "base_failed": self._base_failed,
             "last": iso(self._last),
-            "active": self._active,
-            "quiet": self._quiet,
+            "learned": iso(self._learned),
+            "tails": [asdict(t) for t in self._tails],
+            "episode": asdict(self._episode),
         }
 
     @classmethod
@@ -139,6 +150,12 @@ class FailureRateDetector:
         det._base_ok = float(state["base_ok"])
         det._base_failed = float(state["base_failed"])
         det._last = ts(state["last"])
-        det._active = bool(state["active"])
-        det._quiet = int(state["quiet"])
+        det._learned = ts(state["learned"])
+        det._tails = (Tail(**state["tails"][0]), Tail(**state["tails"][1]))
+        det._episode = Episode(**state["episode"])
         return det
+
+
+def _z(failed: int, runs: int, p0: float) -> float:
+    """One-sided binomial z of ``failed`` in ``runs`` against the rate ``p0``."""
+    return max(0.0, (failed - runs * p0) / math.sqrt(runs * p0 * (1 - p0))) if runs else 0.0

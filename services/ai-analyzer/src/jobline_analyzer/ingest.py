@@ -30,8 +30,9 @@ from jobline.core import cloudevent as events
 from jobline.core import topics
 from jobline.core.errors import InvalidEvent
 from jobline.pg import engine as db
-from jobline_analyzer import metrics, rollup, store
+from jobline_analyzer import metrics, rollup
 from jobline_analyzer.settings import Settings
+from jobline_analyzer.store import rollups as rollup_store
 
 log = logging.getLogger("jobline.analyzer.ingest")
 
@@ -55,10 +56,10 @@ async def ingest_events(
     """Add events to the rollups in one transaction; return how many were new."""
     unique = list({e.id: e for e in batch_events}.values())
     async with db.transaction(engine) as conn:
-        new_ids = await store.mark_seen(conn, [e.id for e in unique])
+        new_ids = await rollup_store.mark_seen(conn, [e.id for e in unique])
         fresh = [e for e in unique if e.id in new_ids]
         if fresh:
-            await store.write_batch(conn, rollup.aggregate(fresh, bucket_seconds))
+            await rollup_store.write_batch(conn, rollup.aggregate(fresh, bucket_seconds))
     metrics.EVENTS.labels("counted").inc(len(fresh))
     metrics.EVENTS.labels("duplicate").inc(len(batch_events) - len(fresh))
     return len(fresh)

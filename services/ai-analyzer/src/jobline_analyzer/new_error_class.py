@@ -33,6 +33,7 @@ class NewErrorClassConfig:
     alpha: float = 1e-4
     floor_per_day: float = 1.0
     warmup_minutes: int = 60
+    warmup_runs: int = 1000  # a type with less history has no "usual" errors yet
     max_classes: int = 500
     clear_after_minutes: int = 30
 
@@ -51,16 +52,20 @@ class NewErrorClassDetector:
         self._first_seen: dict[str, datetime] = {}
         self._active: dict[str, int] = {}  # class -> quiet minutes since it last surged
         self._started: datetime | None = None
+        self._runs = 0
         self._last: datetime | None = None
 
-    def update(self, timestamp: datetime, errors: Mapping[str, int]) -> Finding | None:
-        """Add one minute's failures by error class; return a finding for the worst new surge."""
+    def update(
+        self, timestamp: datetime, errors: Mapping[str, int], runs: int = 0
+    ) -> Finding | None:
+        """Add one minute's failures by class and finished runs; a finding for the worst surge."""
         cfg = self.config
         factor = decay_factor(self._last, timestamp, cfg.half_life_minutes)
         if factor != 1.0:
             self._known = {c: n * factor for c, n in self._known.items() if n * factor > 1e-3}
         self._last = timestamp
         self._started = self._started or timestamp
+        self._runs += runs
         counts = {c: int(n) for c, n in errors.items() if n > 0}
         for cls in counts:
             self._first_seen.setdefault(cls, timestamp)
@@ -97,7 +102,8 @@ class NewErrorClassDetector:
                 if self._active[cls] >= cfg.clear_after_minutes:
                     del self._active[cls]
 
-        warm = (timestamp - self._started).total_seconds() / 60 >= cfg.warmup_minutes
+        minutes = (timestamp - self._started).total_seconds() / 60
+        warm = minutes >= cfg.warmup_minutes and self._runs >= cfg.warmup_runs
         if best is None or not warm:
             return None
         p, cls, count, expected = best
@@ -149,6 +155,7 @@ class NewErrorClassDetector:
             "first_seen": {c: t.isoformat() for c, t in self._first_seen.items()},
             "active": dict(self._active),
             "started": iso(self._started),
+            "runs": self._runs,
             "last": iso(self._last),
         }
 
@@ -164,5 +171,6 @@ class NewErrorClassDetector:
         det._first_seen = {c: datetime.fromisoformat(t) for c, t in state["first_seen"].items()}
         det._active = {c: int(n) for c, n in state["active"].items()}
         det._started = ts(state["started"])
+        det._runs = int(state["runs"])
         det._last = ts(state["last"])
         return det

@@ -1,8 +1,9 @@
-"""Score a `timestamp,value` series (NAB format) with the generic detector.
+"""Score a `timestamp,value` series (NAB format) with the detector core.
 
-Output rows are `timestamp,value,score,is_anomaly`: score in [0, 1], is_anomaly 0/1. The first
-`probation` fraction of the series (15%, as in NAB) only trains the detector and is never
-flagged. Streaming, no look-ahead: each score uses only earlier points.
+Output rows are `timestamp,value,score,is_anomaly`: the score is the core's calibrated
+`-log10(p) / 8` in [0, 1] (0.5 is p = 1e-4 on every series), is_anomaly marks an episode's
+onset or a far stronger point inside it. The warm-up is bounded: 15% of the series, at most
+750 points (NAB's probation rule), and only trains the detector. Streaming, no look-ahead.
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TextIO
 
-from jobline_analyzer.univariate import UnivariateConfig, UnivariateDetector
+from jobline_analyzer.core import Config, Detector
 
 PROBATION_FRACTION = 0.15
+MAX_WARMUP = 750
+
+
+class InvalidSeries(ValueError):
+    """The input is not a `timestamp,value` CSV."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,34 +34,44 @@ class ScoredPoint:
     is_anomaly: bool
 
 
-def config_for(length: int, probation_fraction: float = PROBATION_FRACTION) -> UnivariateConfig:
-    """Detector settings scaled to the series: window = probation, cooldown = 1/5 of it."""
-    probation = int(length * probation_fraction)
-    window = min(max(probation, 50), 1000)
-    return UnivariateConfig(
-        window=window,
-        probation=probation,
-        min_points=min(20, max(probation, 5)),
-        cooldown=max(5, probation // 5),
-    )
+def warmup_for(length: int) -> int:
+    """Points that only train: 15% of the series, capped at 750."""
+    return min(int(length * PROBATION_FRACTION), MAX_WARMUP)
+
+
+def seconds(timestamp: str) -> float:
+    """A timestamp as seconds: ISO date-times (naive ones read as UTC) or plain numbers."""
+    try:
+        t = datetime.fromisoformat(timestamp.strip())
+    except ValueError:
+        try:
+            return float(timestamp)
+        except ValueError:
+            raise InvalidSeries(f"unreadable timestamp {timestamp!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def score_series(
-    rows: Iterable[tuple[str, float]], length: int, config: UnivariateConfig | None = None
+    rows: Iterable[tuple[str, float]], length: int, config: Config | None = None
 ) -> Iterator[ScoredPoint]:
-    """Score `(timestamp, value)` rows in order; `length` sizes the probation period."""
-    detector = UnivariateDetector(config or config_for(length))
-    for timestamp, value in rows:
-        score, flagged = detector.step(value)
-        yield ScoredPoint(timestamp, value, score, flagged)
+    """Score `(timestamp, value)` rows in order; `length` sizes the warm-up."""
+    cfg = config or Config(warmup=warmup_for(length))
+    detector = Detector(cfg)
+    for i, (timestamp, value) in enumerate(rows):
+        point = detector.update(seconds(timestamp), value)
+        score = point.score if i >= cfg.warmup else 0.0
+        yield ScoredPoint(timestamp, value, score, point.flagged)
 
 
 def read_series(stream: TextIO) -> list[tuple[str, float]]:
-    """Read a `timestamp,value` CSV with a header; unparsable values become NaN."""
+    """Read a `timestamp,value` CSV with a header; unparsable values become NaN.
+
+    Every timestamp is checked here, so a bad file fails before any output is written.
+    """
     reader = csv.DictReader(stream)
     fields = [f.strip().lower() for f in reader.fieldnames or []]
     if "timestamp" not in fields or "value" not in fields:
-        raise ValueError("expected a CSV with 'timestamp' and 'value' columns")
+        raise InvalidSeries("expected a CSV with 'timestamp' and 'value' columns")
     ts_key = (reader.fieldnames or [])[fields.index("timestamp")]
     value_key = (reader.fieldnames or [])[fields.index("value")]
     rows: list[tuple[str, float]] = []
@@ -63,6 +80,7 @@ def read_series(stream: TextIO) -> list[tuple[str, float]]:
             value = float(row[value_key])
         except (TypeError, ValueError):
             value = float("nan")
+        seconds(row[ts_key])
         rows.append((row[ts_key], value))
     return rows
 

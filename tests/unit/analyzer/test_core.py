@@ -1,0 +1,180 @@
+"""The detector core against each failure mode of issue 17, and its invariants."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobline_analyzer.calibration import Episode, Tail
+from jobline_analyzer.core import Config, Detector, Point
+from jobline_analyzer.score import score_series, warmup_for
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+STEP = 300.0  # five-minute points, as in NAB
+DAY = 288
+
+
+def run(values: np.ndarray, config: Config | None = None) -> list[Point]:
+    det = Detector(config or Config())
+    return [det.update(T0.timestamp() + i * STEP, float(v)) for i, v in enumerate(values)]
+
+
+def flags(points: list[Point]) -> list[int]:
+    return [i for i, p in enumerate(points) if p.flagged]
+
+
+def ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
+    e = rng.normal(0, math.sqrt(1 - phi * phi), n)
+    out, acc = np.empty(n), 0.0
+    for i in range(n):
+        acc = phi * acc + e[i]
+        out[i] = acc
+    return out
+
+
+def two_level_day(rng: np.random.Generator, days: int) -> np.ndarray:
+    hour = (np.arange(days * DAY) % DAY) / 12
+    return np.where((hour >= 9) & (hour < 17), 60.0, 20.0) + rng.normal(0, 1, days * DAY)
+
+
+def test_a_seasonal_series_with_no_anomaly_stays_quiet() -> None:
+    # The old detector flagged the 09:00 and 17:00 steps every day.
+    values = two_level_day(np.random.default_rng(1), days=10)
+    assert flags(run(values)) == []
+
+
+def test_the_same_step_at_an_unusual_hour_is_flagged() -> None:
+    # Quiet above is learnt seasonality, not blindness: the high level at 03:00 is news.
+    values = two_level_day(np.random.default_rng(1), days=10)
+    at = 8 * DAY + 3 * 12
+    values[at : at + 24] = 60.0
+    found = flags(run(values))
+    assert found
+    assert at <= found[0] <= at + 3
+
+
+def test_a_slow_ramp_is_caught_before_it_ends() -> None:
+    rng = np.random.default_rng(3)
+    n, start, length = 6000, 3000, 600
+    values = 70 + ar1(rng, n, 0.9)
+    values[start : start + length] += np.linspace(0, 6, length)  # 6 sd over two days
+    found = flags(run(values))
+    assert found
+    assert start < found[0] < start + 0.7 * length
+    assert all(i >= start for i in found)
+
+
+def test_a_long_series_is_scored_after_a_bounded_warmup() -> None:
+    assert warmup_for(1000) == 150
+    assert warmup_for(20_000) == 750  # not 3,000: NAB scores from point 750
+    rng = np.random.default_rng(4)
+    n, at = 20_000, 1200
+    values = 100 + 5 * np.sin(np.arange(n) * 2 * np.pi / DAY) + ar1(rng, n, 0.6)
+    values[at : at + 6] += 15
+    rows = [(str(T0 + timedelta(seconds=i * STEP)), float(v)) for i, v in enumerate(values)]
+    scored = list(score_series(rows, n))
+    assert all(p.score == 0.0 for p in scored[:750])
+    found = [i for i, p in enumerate(scored) if p.is_anomaly]
+    assert found
+    assert found[0] == at
+
+
+def test_a_quantised_flat_series_with_one_blip_flags_once() -> None:
+    rng = np.random.default_rng(5)
+    n, q, at = 4000, 0.134, 2500
+    steps = rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.01, 0.98, 0.01])
+    steps[at] = 8.0
+    values = 2.0 + q * steps
+    points = run(values, Config(warmup=600))
+    assert flags(points) == [at]
+    # A one-quantum flicker is not news: the scale is floored at half the quantum.
+    flicker = [p.score for i, p in enumerate(points) if i > 600 and steps[i] == 1.0]
+    assert max(flicker) < 0.5
+
+
+def test_a_weak_flag_does_not_hide_the_strong_point_after_it() -> None:
+    # The old cooldown halved every score for a while after a flag.
+    rng = np.random.default_rng(6)
+    values = 50 + rng.normal(0, 1, 3000)
+    values[2000] += 6.5
+    values[2010] += 40
+    found = flags(run(values, Config(warmup=500)))
+    assert 2010 in found
+
+
+def test_level_shift_is_flagged_once_and_then_accepted() -> None:
+    rng = np.random.default_rng(7)
+    values = 30 + rng.normal(0, 1, 5000)
+    values[2500:] += 5
+    found = flags(run(values, Config(warmup=500)))
+    assert len(found) == 1
+    assert 2500 <= found[0] <= 2505
+
+
+def test_checkpoint_round_trip_resumes_identically() -> None:
+    rng = np.random.default_rng(8)
+    values = two_level_day(rng, days=4)
+    values[900] += 30
+    straight = run(values)
+    det = Detector()
+    resumed = []
+    for i, v in enumerate(values):
+        if i in (10, 400, 901):
+            det = Detector.from_state(json.loads(json.dumps(det.to_state())))
+        resumed.append(det.update(T0.timestamp() + i * STEP, float(v)))
+    assert [(p.score, p.flagged) for p in resumed] == [(p.score, p.flagged) for p in straight]
+    assert straight[900].flagged
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.floats(1e-3, 1e6),
+    offset=st.floats(-1e6, 1e6),
+)
+def test_scores_are_in_range_and_gaussian_noise_rarely_flags(
+    seed: int, scale: float, offset: float
+) -> None:
+    values = offset + scale * np.random.default_rng(seed).normal(0, 1, 2000)
+    points = run(values, Config(warmup=300))
+    assert all(0.0 <= p.score <= 1.0 for p in points)
+    assert len(flags(points)) <= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), factor=st.floats(1e-2, 1e4))
+def test_scores_do_not_depend_on_the_unit(seed: int, factor: float) -> None:
+    # Calibrated on the series itself: the same series in other units scores the same.
+    values = 10 + two_level_day(np.random.default_rng(seed), days=3)
+    base = [p.score for p in run(values)]
+    scaled = [p.score for p in run(values * factor)]
+    assert np.allclose(base, scaled, atol=1e-6)
+
+
+def test_the_tail_learns_a_heavier_tail_and_keeps_its_floors() -> None:
+    tail, prior = Tail(), Tail()
+    assert tail.p(tail.t, 0.02) == 0.02
+    rng = np.random.default_rng(9)
+    for x in rng.exponential(3.0, 20_000):
+        tail.learn(float(x), 0.02, 0.02, 1.0)
+    assert tail.p(12.0, 0.02) > 100 * prior.p(12.0, 0.02)
+    thin = Tail()
+    for _ in range(20_000):
+        thin.learn(0.0, 0.02, 0.02, 1.0)
+    assert (thin.t, thin.sigma) >= (2.0, 0.4)
+
+
+def test_an_episode_flags_onset_and_a_far_stronger_spike_then_clears() -> None:
+    ep = Episode()
+    assert ep.step(1e-5, 1e-4, 3).onset
+    assert ep.step(1e-6, 1e-4, 3) == (False, False)  # stronger, but not 1000x
+    assert ep.step(1e-9, 1e-4, 3).escalation
+    assert ep.step(1e-20, 1e-4, 3, spike=False) == (False, False)  # charts only grow
+    for _ in range(3):
+        ep.step(0.5, 1e-4, 3)
+    assert not ep.active
