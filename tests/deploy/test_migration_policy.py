@@ -54,9 +54,8 @@ def destructive_steps(source: str) -> list[str]:
             column = node.args[1]
             if isinstance(column, ast.Call):
                 kw = {k.arg: k.value for k in column.keywords}
-                not_null = isinstance(kw.get("nullable"), ast.Constant) and (
-                    kw["nullable"].value is False  # type: ignore[union-attr]
-                )
+                flag = kw.get("nullable")
+                not_null = isinstance(flag, ast.Constant) and flag.value is False
                 if not_null and "server_default" not in kw:
                     found.append(f"op.add_column(NOT NULL, no default) (line {node.lineno})")
         elif name == "execute":
