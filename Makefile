@@ -61,8 +61,9 @@ HELM_VALUES ?= deploy/helm/jobline/ci/keda-values.yaml
 helm-template: $(STAMP) ## print the chart's manifests for HELM_VALUES (Helm's engine, no cluster)
 	@$(PY) -m tests.deploy.manifests $(HELM_VALUES)
 
+SCALE_JOBS ?= 50000
 test-scale: $(STAMP) ## 2 gateways, 3 relays, 4 workers, 50,000 jobs: each once, shares, order, rate
-	@$(PY) -m pytest tests/e2e/test_multi_replica.py -s $(PYTEST_ARGS)
+	@JOBLINE_SCALE_JOBS=$(SCALE_JOBS) $(PY) -m pytest tests/e2e/test_multi_replica.py -s $(PYTEST_ARGS)
 
 test-upgrade: $(STAMP) ## the previous migration's worker against a new gateway on the new schema
 	@$(PY) -m pytest tests/e2e/test_upgrade.py -s $(PYTEST_ARGS)

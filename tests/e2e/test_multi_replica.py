@@ -1,5 +1,7 @@
 """Many replicas on one machine: 2 gateways, 3 relays and 4 workers against one PostgreSQL and
-one broker, 50,000 jobs (``make test-scale``; JOBLINE_SCALE_JOBS overrides the count).
+one broker. ``make test-scale`` runs it with 50,000 jobs (JOBLINE_SCALE_JOBS=50000, about
+2.5 minutes on two cores); ``make test`` runs the same test with 10,000 jobs, which keeps every
+property below under watch for about 40 seconds of the suite's 15-minute budget.
 
 What must hold, whatever the interleaving:
 - every job succeeded, and its effect (the example ``send-email`` handler's row, keyed by the
@@ -20,11 +22,18 @@ import os
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
+import asyncpg
+import pytest
 from sqlalchemy import text
 
-from jobline import db, topics
+from jobline import db, keystore, migrate, topics
+from jobline.apikeys import ALL_SCOPES
+from jobline.settings import DatabaseSettings, KafkaSettings
+from tests.conftest import with_database
 from tests.integration.worker.support import (
     GATEWAY_ENV,
     RELAY_ENV,
@@ -35,8 +44,9 @@ from tests.integration.worker.support import (
     event_data,
     metric_value,
 )
+from tests.stack import Stack, running_stack
 
-JOBS = int(os.environ.get("JOBLINE_SCALE_JOBS", "50000"))
+JOBS = int(os.environ.get("JOBLINE_SCALE_JOBS", "10000"))
 GATEWAYS, RELAYS, WORKERS = 2, 3, 4
 BATCH = 500
 CLIENTS_PER_GATEWAY = 4
@@ -85,9 +95,7 @@ async def _submit_all(apis: list[Api]) -> dict[int, list[str]]:
             )
             accepted[index] += [j["id"] for j in jobs]
 
-    await asyncio.gather(
-        *(client(g) for g in range(len(apis)) for _ in range(CLIENTS_PER_GATEWAY))
-    )
+    await asyncio.gather(*(client(g) for g in range(len(apis)) for _ in range(CLIENTS_PER_GATEWAY)))
     return accepted
 
 
@@ -109,75 +117,138 @@ async def _wait_done(engine: Any, tenant_ids: list[str]) -> dict[str, int]:
     raise AssertionError(f"jobs not all succeeded: {counts}")
 
 
-async def test_two_gateways_three_relays_four_workers_fifty_thousand_jobs(
-    stack, make_api_key, engine, kafka_settings
-) -> None:
+def _start_replicas(stack: Any) -> tuple[list[Any], list[Any], list[Any]]:
     env_common = {**POOL, "JOBLINE_LOG_LEVEL": "WARNING"}
     gateways = [stack.start("gateway", env={**GATEWAY_ENV, **env_common}) for _ in range(GATEWAYS)]
     relays = [stack.start("relay", env={**RELAY_ENV, **env_common}) for _ in range(RELAYS)]
+    worker_args = ("--app", "jobline_worker.examples:worker", "--queues", "emails")
     workers = [
         stack.start(
             "worker",
-            "--app",
-            "jobline_worker.examples:worker",
-            "--queues",
-            "emails",
+            *worker_args,
             "--concurrency",
             str(CONCURRENCY),
             env={**WORKER_ENV, **env_common, **LEASE, "JOBLINE_WORKER_ID": f"worker-{i}"},
         )
         for i in range(WORKERS)
     ]
-    key = await make_api_key()
-    apis = [Api(g.url, key) for g in gateways]
-    events_topic = topics.events_topic(kafka_settings.topic_prefix)
+    return gateways, relays, workers
+
+
+async def _events_per_job(reader: TopicReader, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every lifecycle event of ``ids`` on the events topic, per job, in topic order."""
+    wanted = set(ids)
+    per_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    position = 0
+
+    def complete(records: list[Any]) -> bool:
+        nonlocal position
+        for data in event_data(records[position:]):
+            if data["job_id"] in wanted:
+                per_job[data["job_id"]].append(data)
+        position = len(records)
+        return len(per_job) == len(wanted) and all(len(v) >= 3 for v in per_job.values())
+
+    await reader.until(complete, timeout=300)
+    # Anything published after the third event would be a duplicate or a re-run.
+    await asyncio.sleep(1.0)
+    await reader.poll()
+    complete(reader.records)
+    return per_job
+
+
+async def _attempts_per_worker(engine: Any, ids: list[str]) -> dict[str, int]:
+    """worker id -> attempts it ran; fails unless every job ran exactly one attempt."""
+    async with db.transaction(engine) as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT worker_id, count(*) AS n, max(attempt) AS a FROM job_attempts"
+                " WHERE job_id = ANY(:ids) GROUP BY worker_id"
+            ),
+            {"ids": ids},
+        )
+        attempts = {str(r.worker_id): (int(r.n), int(r.a)) for r in rows}
+    assert sum(n for n, _ in attempts.values()) == len(ids)  # one attempt per job
+    assert {a for _, a in attempts.values()} == {1}
+    return {worker: n for worker, (n, _) in attempts.items()}
+
+
+@dataclass
+class Isolated:
+    """A database and topic prefix of this test alone: the relays' published count and the
+    workers' queue then hold this test's messages only, whatever ran before in the session."""
+
+    engine: Any
+    kafka_settings: KafkaSettings
+    stack: Stack
+    key: str
+
+
+@pytest.fixture
+async def isolated(pg_server_url, kafka_bootstrap, topic_prefix, tmp_path) -> Any:
+    name = f"jobline_scale_{uuid4().hex[:10]}"
+    await db.create_database(pg_server_url, name)
+    url = with_database(pg_server_url, name)
+    await asyncio.to_thread(migrate.upgrade, url)
+    prefix = f"{topic_prefix}scale"
+    env = {
+        "JOBLINE_DATABASE_URL": url,
+        "JOBLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "JOBLINE_TOPIC_PREFIX": prefix,
+        "JOBLINE_ENV": "test",
+    }
+    engine = db.create_engine(DatabaseSettings(database_url=url, db_pool_size=4))
     try:
-        async with TopicReader(kafka_settings, events_topic) as reader:
+        async with db.transaction(engine) as conn:
+            _, key = await keystore.create_key(
+                conn, tenant_id="scale", name="scale", scopes=ALL_SCOPES
+            )
+        with running_stack(env, tmp_path) as stack:
+            yield Isolated(
+                engine,
+                KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix),
+                stack,
+                key,
+            )
+    finally:
+        await engine.dispose()
+        conn = await asyncpg.connect(pg_server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def test_gateways_relays_and_workers_share_the_work_and_run_each_job_once(
+    isolated: Isolated,
+) -> None:
+    engine, kafka_settings = isolated.engine, isolated.kafka_settings
+    gateways, relays, workers = _start_replicas(isolated.stack)
+    apis = [Api(g.url, isolated.key) for g in gateways]
+    try:
+        events = topics.events_topic(kafka_settings.topic_prefix)
+        async with TopicReader(kafka_settings, events) as reader:
             started = time.monotonic()
             accepted = await _submit_all(apis)
             submitted = time.monotonic()
             ids = [i for batch in accepted.values() for i in batch]
             assert len(ids) == len(set(ids)) == JOBS
-            states = await _wait_done(engine, ids)
+            assert await _wait_done(engine, ids) == {"succeeded": JOBS}
             done = time.monotonic()
-
-            wanted = set(ids)
-            per_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            position = 0
-
-            def complete(records: list[Any]) -> bool:
-                nonlocal position
-                for data in event_data(records[position:]):
-                    if data["job_id"] in wanted:
-                        per_job[data["job_id"]].append(data)
-                position = len(records)
-                return len(per_job) == JOBS and all(len(v) >= 3 for v in per_job.values())
-
-            await reader.until(complete, timeout=300)
-            # Anything published after the third event would be a duplicate or a re-run.
-            await asyncio.sleep(1.0)
-            await reader.poll()
-            complete(reader.records)
+            per_job = await _events_per_job(reader, ids)
     finally:
         for api in apis:
             await api.close()
 
-    # Every job done, its effect recorded exactly once.
-    assert states == {"succeeded": JOBS}
+    # Every job's effect recorded exactly once, by exactly one attempt.
     effects = await email_effects(engine, ids)
-    assert len(effects) == JOBS
     assert Counter(effects.values()) == {1: JOBS}
-    async with db.transaction(engine) as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT worker_id, count(*) AS n, count(DISTINCT job_id) AS jobs, max(attempt) AS a"
-                " FROM job_attempts WHERE job_id = ANY(:ids) GROUP BY worker_id"
-            ),
-            {"ids": ids},
+    worker_counts = await _attempts_per_worker(engine, ids)
+    for worker in workers:
+        duplicates = metric_value(
+            _metrics(worker), "jobline_examples_email_duplicate_effects_total"
         )
-        attempts = {str(r.worker_id): (int(r.n), int(r.jobs), int(r.a)) for r in rows}
-    assert sum(n for n, _, _ in attempts.values()) == JOBS  # one attempt per job
-    assert {a for _, _, a in attempts.values()} == {1}
+        assert duplicates == 0
 
     # Events: per job exactly queued, running, succeeded, in sequence order.
     out_of_order = {
@@ -197,19 +268,15 @@ async def test_two_gateways_three_relays_four_workers_fifty_thousand_jobs(
         f"relay-{r}": int(metric_value(_metrics(relay), "jobline_relay_published_messages_total"))
         for r, relay in enumerate(relays)
     }
-    worker_counts = {w: n for w, (n, _, _) in attempts.items()}
-    for name, counts in (
-        ("gateway", gateway_counts),
-        ("relay", relay_counts),
-        ("worker", worker_counts),
-    ):
-        assert len(counts) == {"gateway": GATEWAYS, "relay": RELAYS, "worker": WORKERS}[name]
-        assert all(n > 0 for n in counts.values()), (name, counts)
     # Published: one work message and three events per job, and nothing else of this run.
     assert sum(relay_counts.values()) == 4 * JOBS
-    for worker in workers:
-        text_ = _metrics(worker)
-        assert metric_value(text_, "jobline_examples_email_duplicate_effects_total") == 0
+    for counts, replicas in (
+        (gateway_counts, GATEWAYS),
+        (relay_counts, RELAYS),
+        (worker_counts, WORKERS),
+    ):
+        assert len(counts) == replicas
+        assert all(n > 0 for n in counts.values()), counts
 
     figures = {
         "jobs": JOBS,
