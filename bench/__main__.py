@@ -1,48 +1,96 @@
-"""``python -m bench [name ...]``: run the benchmarks, print one JSON object of figures.
+"""``python -m bench``: the speed workloads A1, A2, B, C; one JSON object and a table.
 
-Each module in BENCHMARKS exposes ``run(env: BenchEnv) -> dict`` and gets a fresh database
-and topic prefix. Figures are measurements of this machine at this moment, nothing else.
+Figures are measurements of this machine at this moment, nothing else: compare runs from
+one sitting. ``python -m bench --only a1,b`` runs a subset (B needs A2's published jobs).
 """
 
 from __future__ import annotations
 
-import importlib
+import argparse
+import asyncio
 import json
 import os
 import platform
 import sys
 import time
+from typing import Any
 
-from bench.env import bench_env
+from bench import workloads
+from bench.servers import GATEWAY_ENV, Bench, bench
 
-# name -> module; each module's run(env) returns a dict of figures.
-BENCHMARKS: dict[str, str] = {
-    "gateway": "bench.gateway",
-    "relay": "bench.relay",
-    "worker": "bench.worker",
-}
+ALL = ("a1", "a2", "b", "c")
+PROCESSES = ("gateway", "relay", "worker", "postgres", "broker", "servers", "client")
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-        return 2
-    report: dict[str, object] = {
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated: a1,a2,b,c")
+    args = parser.parse_args(argv)
+    wanted = [w for w in args.only.split(",") if w]
+    if unknown := set(wanted) - set(ALL):
+        parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    if "b" in wanted and "a2" not in wanted:
+        parser.error("b drains the jobs a2 submits: run a2 too")
+    report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "jobs_per_workload": workloads.N,
     }
-    with bench_env() as base:
-        for name in names:
-            module = importlib.import_module(BENCHMARKS[name])
-            started = time.monotonic()
-            figures = module.run(base.fresh())
-            figures["wall_seconds"] = round(time.monotonic() - started, 1)
-            report[name] = figures
-            print(json.dumps({name: figures}), file=sys.stderr, flush=True)
+    started = time.monotonic()
+    with bench() as run:
+        report |= asyncio.run(_run(run, wanted))
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(report, indent=2))
+    print(table(report), file=sys.stderr)
     return 0
+
+
+async def _run(run: Bench, wanted: list[str]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    await asyncio.to_thread(run.start, "gateway", "gateway", extra=GATEWAY_ENV)
+    await asyncio.to_thread(run.start, "relay", "relay")
+    if "a1" in wanted:
+        figures["A1_enqueue_one_by_one"] = await workloads.enqueue_one_by_one(run, "a1")
+        _progress("A1", figures["A1_enqueue_one_by_one"])
+    if "a2" in wanted:
+        figures["A2_enqueue_bulk"] = await workloads.enqueue_bulk(run, "a2")
+        _progress("A2", figures["A2_enqueue_bulk"])
+    if "b" in wanted:
+        figures["B_drain"] = await workloads.drain(run, "a2")
+        _progress("B", figures["B_drain"])
+    if "c" in wanted:
+        args = (*workloads.WORKER_ARGS, "--queues", "c")
+        await asyncio.to_thread(run.start, "worker", "worker", *args)
+        await workloads.warm_up(run, "c")
+        figures["C_latency_500"] = await workloads.latency(run, "c", rate=500, clients=1)
+        _progress("C500", figures["C_latency_500"])
+        figures["C_latency_2000"] = await workloads.latency(run, "c", rate=2000, clients=4)
+        _progress("C2000", figures["C_latency_2000"])
+    return figures
+
+
+def _progress(name: str, figures: dict[str, Any]) -> None:
+    print(f"{name}: {json.dumps(figures)}", file=sys.stderr, flush=True)
+
+
+def table(report: dict[str, Any]) -> str:
+    """The figures as a plain-text table: rate/latency, then CPU ms per job by process."""
+    head = f"{'workload':<24}{'jobs/s':>10}{'p50 ms':>9}{'p99 ms':>9}  " + "".join(
+        f"{p:>9}" for p in PROCESSES
+    )
+    lines = [head, "-" * len(head)]
+    for name, figures in report.items():
+        if not isinstance(figures, dict) or "cpu_ms_per_job" not in figures:
+            continue
+        rate = figures.get("jobs_per_second", figures.get("achieved_per_second"))
+        cpu = figures["cpu_ms_per_job"]
+        lines.append(
+            f"{name:<24}{rate!s:>10}{figures.get('p50_ms', '')!s:>9}"
+            f"{figures.get('p99_ms', '')!s:>9}  "
+            + "".join(f"{cpu.get(p, 0):>9.3f}" for p in PROCESSES)
+        )
+    lines.append("(CPU columns: milliseconds of CPU per job; 'servers' sums all but the client)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

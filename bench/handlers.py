@@ -1,0 +1,22 @@
+"""The benchmark's worker app: one no-op handler that records when it started.
+
+The start time is the handler's own ``time.time()`` (the same wall clock the load generator
+reads on this machine), returned as the job's result so the harness reads it afterwards
+without adding work to the run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobline_worker.context import JobContext
+from jobline_worker.registry import Worker
+
+worker = Worker()
+
+
+@worker.job("bench.noop")
+async def noop(ctx: JobContext, payload: Any) -> dict[str, float]:
+    """Does nothing; answers its start time."""
+    return {"t": time.time()}

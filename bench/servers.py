@@ -1,0 +1,152 @@
+"""What a benchmark runs against: PostgreSQL and the broker, a database, a key, the services.
+
+The embedded servers are started exactly as ``make run`` starts them (PostgreSQL with its
+default, durable settings: fsync and synchronous commit on), unless JOBLINE_BENCH_DATABASE_URL
+(a server URL) and JOBLINE_BENCH_KAFKA_BOOTSTRAP point at running ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import text
+
+from jobline import db, keystore, migrate
+from jobline.apikeys import ALL_SCOPES
+from jobline.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from jobline.settings import DatabaseSettings
+from tests.stack import ServiceProcess
+
+# The benchmark measures the platform, not the gateway's per-key rate limit.
+GATEWAY_ENV = {
+    "JOBLINE_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
+    "JOBLINE_GATEWAY_RATE_LIMIT_BURST": "1000000",
+}
+
+
+@dataclass
+class Bench:
+    """One run's servers, database and services; ``pids`` names what CPU is counted for."""
+
+    database_url: str
+    kafka_bootstrap: str
+    work_dir: Path
+    postgres_pid: int | None
+    broker_pid: int | None
+    topic_prefix: str = field(default_factory=lambda: f"bench{uuid4().hex[:8]}")
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    api_key: str = ""
+
+    def env(self) -> dict[str, str]:
+        return {
+            "JOBLINE_DATABASE_URL": self.database_url,
+            "JOBLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "JOBLINE_TOPIC_PREFIX": self.topic_prefix,
+            "JOBLINE_ENV": "test",
+            "JOBLINE_LOG_LEVEL": "WARNING",
+        }
+
+    def start(self, name: str, kind: str, *args: str, extra: dict[str, str] | None = None) -> None:
+        service = ServiceProcess(
+            kind=kind,
+            env={**self.env(), **(extra or {})},
+            log_path=self.work_dir / f"{name}.log",
+            args=args,
+        )
+        self.services[name] = service
+        service.start()
+
+    def stop(self, name: str) -> None:
+        service = self.services.pop(name)
+        if service.alive:
+            service.terminate(30)
+
+    def pids(self) -> dict[str, int | None]:
+        def pid(name: str) -> int | None:
+            service = self.services.get(name)
+            return service.proc.pid if service and service.proc and service.alive else None
+
+        return {
+            "gateway": pid("gateway"),
+            "relay": pid("relay"),
+            "worker": pid("worker"),
+            "postgres": self.postgres_pid,
+            "broker": self.broker_pid,
+            "client": os.getpid(),
+        }
+
+    async def fetch(self, sql: str, **params: Any) -> list[Any]:
+        engine = db.create_engine(DatabaseSettings(database_url=self.database_url))
+        try:
+            async with engine.connect() as conn:
+                return list(await conn.execute(text(sql), params))
+        finally:
+            await engine.dispose()
+
+    async def wait_outbox_empty(self, timeout: float = 120.0) -> None:  # noqa: ASYNC109
+        """Until the relay has published every due outbox row."""
+        engine = db.create_engine(DatabaseSettings(database_url=self.database_url))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while loop.time() < deadline:
+                async with engine.connect() as conn:
+                    left = await conn.scalar(text("SELECT count(*) FROM outbox"))
+                if not left:
+                    return
+                await asyncio.sleep(0.2)
+        finally:
+            await engine.dispose()
+        raise TimeoutError(f"the outbox still holds rows after {timeout}s")
+
+
+@contextmanager
+def bench() -> Iterator[Bench]:
+    """Servers, a fresh migrated database and an API key; every service stopped at the end."""
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jobline-bench-")))
+        server_url = os.environ.get("JOBLINE_BENCH_DATABASE_URL")
+        postgres_pid = broker_pid = None
+        if not server_url:
+            pg = EmbeddedPostgres(work / "pg", free_port())
+            pg.start()
+            stack.callback(pg.stop)
+            server_url, postgres_pid = pg.url, pg.running_pid()
+        bootstrap = os.environ.get("JOBLINE_BENCH_KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            broker = EmbeddedBroker(free_port(), work / "broker.log")
+            broker.start()
+            stack.callback(broker.stop)
+            bootstrap, broker_pid = broker.bootstrap, broker.pid
+        name = f"bench_{uuid4().hex[:10]}"
+        asyncio.run(db.create_database(server_url, name))
+        url = db.database_url(server_url, name)
+        migrate.upgrade(url)
+        run = Bench(url, bootstrap, work, postgres_pid, broker_pid)
+        run.api_key = asyncio.run(_api_key(url))
+        try:
+            yield run
+        finally:
+            for service in list(run.services.values()):
+                if service.alive:
+                    service.terminate(30)
+
+
+async def _api_key(url: str) -> str:
+    engine = db.create_engine(DatabaseSettings(database_url=url))
+    try:
+        async with db.transaction(engine) as conn:
+            _, plaintext = await keystore.create_key(
+                conn, tenant_id="bench", name="bench", scopes=ALL_SCOPES
+            )
+    finally:
+        await engine.dispose()
+    return plaintext
