@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from jobline import events, topics
+from jobline.core import cloudevent as events
+from jobline.core import topics
 from tests.integration.worker.support import GATEWAY_ENV, RELAY_ENV, Api, TopicReader, start_worker
 
 ANALYZER_ENV = {

@@ -6,10 +6,11 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from jobline import db, jobstore, topics
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.envelope import WorkEnvelope
-from jobline.states import Claim, JobState
+from jobline.core import topics
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.envelope import WorkEnvelope
+from jobline.core.states import Claim, JobState
+from jobline.pg import db, jobstore
 from tests.integration.relay.helpers import (
     TopicReader,
     fresh_queue,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobline import topics
+from jobline.core import topics
 from tests.integration.worker.support import (
     GATEWAY_ENV,
     RELAY_ENV,

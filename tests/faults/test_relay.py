@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobline.embedded import EmbeddedBroker, free_port
+from jobline.dev.embedded import EmbeddedBroker, free_port
 from jobline.settings import KafkaSettings
 from tests.integration.relay.helpers import (
     TopicReader,

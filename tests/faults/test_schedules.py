@@ -6,7 +6,7 @@ import asyncio
 import urllib.request
 from datetime import timedelta
 
-from jobline.schedules import fire_key
+from jobline.core.schedules import fire_key
 from tests.integration.schedules.helpers import (
     S,
     delete_schedules_since,

@@ -7,7 +7,8 @@ from uuid import uuid4
 
 import pytest
 
-from jobline import kafka, topics
+from jobline.broker import kafka
+from jobline.core import topics
 from tests.integration.worker.support import (
     GATEWAY_ENV,
     RELAY_ENV,

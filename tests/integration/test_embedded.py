@@ -4,8 +4,8 @@ import socket
 import asyncpg
 import pytest
 
-from jobline.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_open
-from jobline.errors import DependencyUnavailable
+from jobline.core.errors import DependencyUnavailable
+from jobline.dev.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_open
 
 
 async def _query(url: str, sql: str) -> object:

@@ -8,12 +8,10 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import text
 
-from jobline import db, jobstore, outbox
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.envelope import WorkEnvelope
-from jobline.errors import IllegalTransition
-from jobline.keystore import ensure_tenant
-from jobline.states import (
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.envelope import WorkEnvelope
+from jobline.core.errors import IllegalTransition
+from jobline.core.states import (
     Cancel,
     Claim,
     Due,
@@ -25,6 +23,8 @@ from jobline.states import (
     submit,
     transition,
 )
+from jobline.pg import db, jobstore, outbox
+from jobline.pg.keystore import ensure_tenant
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from jobline import topics
-from jobline.embedded import free_port
-from jobline.errors import DependencyUnavailable
-from jobline.kafka import check_broker, ensure_topics, make_consumer, make_producer
+from jobline.broker.kafka import check_broker, ensure_topics, make_consumer, make_producer
+from jobline.core import topics
+from jobline.core.errors import DependencyUnavailable
+from jobline.dev.embedded import free_port
 from jobline.settings import KafkaSettings
 
 

@@ -19,8 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobline import db, migrate, tables
-from jobline.errors import DependencyUnavailable
+from jobline.core.errors import DependencyUnavailable
+from jobline.pg import db, migrate, tables
 from jobline.settings import asyncpg_url
 
 JOBLINE_TABLES = {table.name for table in tables.ALL_TABLES}
@@ -364,7 +364,7 @@ async def test_concurrent_upgrades_from_threads(empty_db: str) -> None:
 async def test_concurrent_upgrades_from_processes(empty_db: str) -> None:
     # Replicas starting together. Without env.py's advisory lock all but one fail on
     # "relation already exists" (or a duplicate alembic_version row).
-    code = "import sys; from jobline import migrate; migrate.upgrade(sys.argv[1])"
+    code = "import sys; from jobline.pg import migrate; migrate.upgrade(sys.argv[1])"
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobline import apikeys
-from jobline.apikeys import InvalidScope, MalformedKey, Scope
-from jobline.errors import JoblineError
+from jobline.core import apikeys
+from jobline.core.apikeys import InvalidScope, MalformedKey, Scope
+from jobline.core.errors import JoblineError
 
 
 def test_generated_keys_verify_and_carry_their_prefix():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobline.metrics import REGISTRY
+from jobline.observe.metrics import REGISTRY
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC_MODULES = (

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobline.envelope import InvalidEnvelope, WorkEnvelope
+from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),

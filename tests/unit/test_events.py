@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobline import events
-from jobline.errors import InvalidEvent
+from jobline.core import cloudevent as events
+from jobline.core.errors import InvalidEvent
 
 NOW = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 

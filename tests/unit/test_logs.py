@@ -1,7 +1,7 @@
 import json
 import logging
 
-from jobline import logs
+from jobline.observe import logs
 
 
 def test_json_lines_carry_service_and_job_id(capsys):

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobline.cron import parse_cron
-from jobline.errors import InvalidSchedule, JoblineError
-from jobline.schedules import (
+from jobline.core.cron import parse_cron
+from jobline.core.errors import InvalidSchedule, JoblineError
+from jobline.core.schedules import (
     FirePlan,
     MisfirePolicy,
     OverlapPolicy,

@@ -1,6 +1,6 @@
 import pytest
 
-from jobline.errors import ConfigError
+from jobline.core.errors import ConfigError
 from jobline.settings import DatabaseSettings, KafkaSettings, asyncpg_url, load, plain_url
 
 

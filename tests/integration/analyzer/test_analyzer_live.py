@@ -18,8 +18,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import events, topics
-from jobline.kafka import ensure_topics, make_consumer, make_producer
+from jobline.broker.kafka import ensure_topics, make_consumer, make_producer
+from jobline.core import cloudevent as events
+from jobline.core import topics
 from jobline.settings import KafkaSettings
 from jobline_analyzer.app import create_app
 from jobline_analyzer.detection import DetectionLoop

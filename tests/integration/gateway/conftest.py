@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from jobline import db
+from jobline.pg import db
 from jobline_gateway.app import create_app
 from jobline_gateway.settings import Settings
 

@@ -8,8 +8,8 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import text
 
-from jobline import db, keystore
-from jobline.apikeys import Scope
+from jobline.core.apikeys import Scope
+from jobline.pg import db, keystore
 from tests.integration.gateway.conftest import bearer, job_body
 
 MISSING = "00000000-0000-4000-8000-000000000000"

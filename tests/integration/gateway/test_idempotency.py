@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import text
 
-from jobline import db
+from jobline.pg import db
 from tests.integration.gateway.conftest import bearer, count_jobs, job_body, tenant_of
 
 REPLAYED = "idempotent-replayed"

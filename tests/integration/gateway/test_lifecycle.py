@@ -7,8 +7,8 @@ from uuid import UUID
 
 from sqlalchemy import text
 
-from jobline import db, jobstore
-from jobline.states import Claim, Fail
+from jobline.core.states import Claim, Fail
+from jobline.pg import db, jobstore
 from tests.integration.gateway.conftest import bearer, job_body, tenant_of
 
 

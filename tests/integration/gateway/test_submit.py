@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from jobline import db
-from jobline.envelope import WorkEnvelope
+from jobline.core.envelope import WorkEnvelope
+from jobline.pg import db
 from tests.integration.gateway.conftest import bearer, count_jobs, job_body, tenant_of
 
 

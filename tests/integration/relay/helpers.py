@@ -19,12 +19,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db, jobstore, topics
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.kafka import ensure_topics, make_consumer
-from jobline.keystore import ensure_tenant
+from jobline.broker.kafka import ensure_topics, make_consumer
+from jobline.core import topics
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.states import Job, JobState, submit
+from jobline.pg import db, jobstore
+from jobline.pg.keystore import ensure_tenant
 from jobline.settings import KafkaSettings
-from jobline.states import Job, JobState, submit
 
 INSERT_BATCH = 1000
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from jobline import db, jobstore
-from jobline.states import Claim, JobState
+from jobline.core.states import Claim, JobState
+from jobline.pg import db, jobstore
 from jobline_relay import lease_rescue, metrics
 from tests.integration.relay.helpers import fresh_queue, insert_jobs, job_state, new_tenant
 

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from jobline import db, events
-from jobline.envelope import WorkEnvelope
-from jobline.kafka import make_producer
-from jobline.states import JobState
+from jobline.broker.kafka import make_producer
+from jobline.core import cloudevent as events
+from jobline.core.envelope import WorkEnvelope
+from jobline.core.states import JobState
+from jobline.pg import db
 from jobline_relay.publisher import Publisher
 from tests.integration.relay.helpers import (
     TopicReader,

@@ -11,8 +11,8 @@ from uuid import UUID, uuid4
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db
-from jobline.keystore import ensure_tenant
+from jobline.pg import db
+from jobline.pg.keystore import ensure_tenant
 
 S = timedelta(seconds=1)
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 
-from jobline import db
+from jobline.pg import db
 from jobline_relay.scheduler import fire_due
 from tests.integration.gateway.conftest import bearer
 from tests.integration.schedules.conftest import schedule_body

@@ -10,9 +10,9 @@ from uuid import UUID
 
 from sqlalchemy import text
 
-from jobline import db, jobstore
-from jobline.schedules import fire_key
-from jobline.states import Cancel
+from jobline.core.schedules import fire_key
+from jobline.core.states import Cancel
+from jobline.pg import db, jobstore
 from jobline_relay.scheduler import fire_due
 from tests.integration.schedules.helpers import S, fire_times, new_schedule, schedule_row
 

@@ -16,11 +16,14 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db, events, jobstore, kafka, outbox, topics
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.keystore import ensure_tenant
+from jobline.broker import kafka
+from jobline.core import cloudevent as events
+from jobline.core import topics
+from jobline.core.backoff import BackoffKind, BackoffPolicy
+from jobline.core.states import Due, Job, JobState, submit
+from jobline.pg import db, jobstore, outbox
+from jobline.pg.keystore import ensure_tenant
 from jobline.settings import KafkaSettings
-from jobline.states import Due, Job, JobState, submit
 
 
 async def new_tenant(engine: AsyncEngine) -> str:

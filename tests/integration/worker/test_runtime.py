@@ -20,8 +20,10 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from jobline import db, jobstore, kafka, topics
-from jobline.states import Cancel, JobState
+from jobline.broker import kafka
+from jobline.core import topics
+from jobline.core.states import Cancel, JobState
+from jobline.pg import db, jobstore
 from jobline_worker import NonRetryable, Retry, Worker
 from jobline_worker.context import JobContext
 from jobline_worker.runtime import Runtime

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from jobline import events
-from jobline.backoff import BackoffPolicy
+from jobline.core import cloudevent as events
+from jobline.core.backoff import BackoffPolicy
 from jobline_analyzer import histogram
 from jobline_analyzer.advice import advise
 from jobline_analyzer.recovery import Attempt, JobHistory

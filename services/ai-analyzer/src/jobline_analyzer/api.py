@@ -10,8 +10,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from jobline import db
-from jobline.problems import ProblemError
+from jobline.pg import db
+from jobline.web.problems import ProblemError
 from jobline_analyzer import store
 from jobline_analyzer.advice import advise
 from jobline_analyzer.deps import Admin, AppSettings, Engine, Reader

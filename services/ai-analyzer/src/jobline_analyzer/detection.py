@@ -23,7 +23,9 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db, events, topics
+from jobline.core import cloudevent as events
+from jobline.core import topics
+from jobline.pg import db
 from jobline_analyzer import histogram, metrics, store
 from jobline_analyzer.findings import Finding
 from jobline_analyzer.rollup import bucket_of

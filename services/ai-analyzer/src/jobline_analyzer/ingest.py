@@ -25,9 +25,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobline import db, events, topics
-from jobline.errors import InvalidEvent
-from jobline.kafka import make_consumer
+from jobline.broker.kafka import make_consumer
+from jobline.core import cloudevent as events
+from jobline.core import topics
+from jobline.core.errors import InvalidEvent
+from jobline.pg import db
 from jobline_analyzer import metrics, rollup, store
 from jobline_analyzer.settings import Settings
 

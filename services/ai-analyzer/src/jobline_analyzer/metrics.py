@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobline.metrics import REGISTRY, Counter, Gauge
+from jobline.observe.metrics import REGISTRY, Counter, Gauge
 
 EVENTS = Counter(
     "jobline_analyzer_events_total",

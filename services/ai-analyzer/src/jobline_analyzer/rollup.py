@@ -21,8 +21,8 @@ from uuid import UUID
 
 from cloudevents.core.base import BaseCloudEvent
 
-from jobline import events
-from jobline.errors import InvalidEvent
+from jobline.core import cloudevent as events
+from jobline.core.errors import InvalidEvent
 from jobline_analyzer import histogram
 from jobline_analyzer.fingerprint import error_class, fingerprint
 

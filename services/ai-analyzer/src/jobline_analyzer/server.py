@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobline import service
+from jobline.web import service
 from jobline_analyzer.app import create_app
 from jobline_analyzer.settings import Settings
 

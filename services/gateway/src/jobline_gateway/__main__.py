@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobline import service
+from jobline.web import service
 from jobline_gateway.app import create_app
 from jobline_gateway.settings import Settings
 

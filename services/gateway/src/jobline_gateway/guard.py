@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobline.problems import FieldError, problem_response
+from jobline.web.problems import FieldError, problem_response
 
 
 def _no_constants(name: str) -> NoReturn:

@@ -7,7 +7,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobline.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Histogram
+from jobline.observe.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Histogram
 
 REQUESTS: Final = Counter(
     "jobline_gateway_requests_total",

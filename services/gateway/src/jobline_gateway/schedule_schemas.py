@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobline.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
+from jobline.core.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
 from jobline_gateway.schemas import (
     TYPE_PATTERN,
     BackoffIn,
@@ -81,7 +81,7 @@ class JobTemplate(_Request):
         """The template as kept in ``schedules.job_template`` (what the relay fires)."""
         body = self.model_dump(mode="json", exclude_none=True)
         if self.backoff is not None:
-            body["backoff"] = self.backoff.policy().to_dict()
+            body["backoff"] = self.backoff.given()
         return body
 
 

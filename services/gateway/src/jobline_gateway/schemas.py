@@ -23,10 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from jobline.apikeys import TENANT_RE, Scope
-from jobline.backoff import BackoffKind, BackoffPolicy
-from jobline.keystore import KeyRecord
-from jobline.states import Job, JobState
+from jobline.core.apikeys import TENANT_RE, Scope
+from jobline.core.backoff import BackoffKind
+from jobline.core.job import Job, JobState
+from jobline.pg.keystore import KeyRecord
 
 MAX_BATCH: Final = 1000
 MAX_JSON_DEPTH: Final = 32
@@ -119,20 +119,26 @@ class _Request(BaseModel):
 
 
 class BackoffIn(_Request):
-    """Retry backoff; missing fields take the platform defaults."""
+    """Retry backoff; a missing field takes the value of the policy that applies otherwise
+    (the tenant's policy for the job type, else the platform defaults)."""
 
-    kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
-    base_seconds: Annotated[float, Field(ge=0, le=86400)] = 1.0
-    max_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 300.0
+    kind: BackoffKind | None = None
+    base_seconds: Annotated[float, Field(ge=0, le=86400)] | None = None
+    max_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> BackoffIn:
-        if self.max_seconds < self.base_seconds:
+        if (
+            self.max_seconds is not None
+            and self.base_seconds is not None
+            and self.max_seconds < self.base_seconds
+        ):
             raise PydanticCustomError("backoff_order", "max_seconds must be >= base_seconds")
         return self
 
-    def policy(self) -> BackoffPolicy:
-        return BackoffPolicy(self.kind, self.base_seconds, self.max_seconds)
+    def given(self) -> dict[str, Any]:
+        """The fields the request set."""
+        return self.model_dump(exclude_none=True)
 
 
 class JobSpec(_Request):

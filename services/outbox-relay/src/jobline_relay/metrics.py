@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from jobline import topics
-from jobline.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Gauge, Histogram
+from jobline.core import topics
+from jobline.observe.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Gauge, Histogram
 
 BATCH_BUCKETS: Final = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 

@@ -1,6 +1,6 @@
 """Jobline worker SDK: declare handlers on a :class:`Worker`, run them with ``jobline-worker``."""
 
-from jobline.backoff import BackoffKind, BackoffPolicy
+from jobline.core.backoff import BackoffKind, BackoffPolicy
 from jobline_worker.context import CancelSignal, JobContext
 from jobline_worker.errors import NonRetryable, Retry, WorkerError
 from jobline_worker.registry import JobSpec, Worker

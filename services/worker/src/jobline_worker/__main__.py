@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobline import logs
-from jobline.errors import ConfigError
-from jobline.service import fail_fast, serve
+from jobline.core.errors import ConfigError
+from jobline.observe import logs
 from jobline.settings import load
+from jobline.web.service import fail_fast, serve
 from jobline_worker.app import create_app
 from jobline_worker.errors import AppNotFound
 from jobline_worker.registry import load_app

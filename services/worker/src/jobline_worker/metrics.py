@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from jobline.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Gauge, Histogram
+from jobline.observe.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Gauge, Histogram
 
 # Run times and queue waits run longer than request latencies: extend the buckets.
 RUN_BUCKETS: Final = (*LATENCY_BUCKETS, 120.0, 300.0, 900.0, 3600.0)

@@ -1,0 +1,80 @@
+"""Topic names, the one place they are written. Pure: no I/O.
+
+The state machine speaks in *logical* names (:func:`work` "jobs.<queue>", :data:`DLQ`,
+:data:`EVENTS`, :data:`INSIGHTS`); the edge that publishes (the outbox relay) turns them into
+the deployment's topic names with :func:`resolve` (``<prefix>.<logical>``), so the prefix
+never leaks into the domain. The ``*_topic(prefix, ...)`` helpers are the resolved names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+WORK_PREFIX = "jobs."
+"""Logical names of work topics start with this; the rest is the queue name."""
+
+DLQ = "jobs.dlq"
+EVENTS = "events"
+INSIGHTS = "insights"
+
+_QUEUE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+_RESERVED_QUEUES = frozenset({"dlq"})
+
+
+def validate_queue_name(name: str) -> str:
+    """Return ``name`` if it is a valid queue name, else raise ``ValueError``."""
+    if not _QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"invalid queue name {name!r}: use 1-64 of a-z, 0-9, '_' and '-'")
+    if name in _RESERVED_QUEUES:
+        raise ValueError(f"invalid queue name {name!r}: reserved")
+    return name
+
+
+def work(queue: str) -> str:
+    """The logical name of ``queue``'s work topic, as the state machine emits it."""
+    return WORK_PREFIX + validate_queue_name(queue)
+
+
+def is_work(logical: str) -> bool:
+    """Whether ``logical`` names a work topic (the dead-letter topic is not one)."""
+    return logical.startswith(WORK_PREFIX) and logical != DLQ
+
+
+def work_topic(prefix: str, queue: str) -> str:
+    """The topic that carries ``queue``'s jobs."""
+    return f"{prefix}.jobs.{validate_queue_name(queue)}"
+
+
+def dlq_topic(prefix: str) -> str:
+    """The dead-letter topic shared by every queue."""
+    return f"{prefix}.jobs.dlq"
+
+
+def events_topic(prefix: str) -> str:
+    """The topic of lifecycle CloudEvents."""
+    return f"{prefix}.events"
+
+
+def insights_topic(prefix: str) -> str:
+    """The topic of analyzer findings."""
+    return f"{prefix}.insights"
+
+
+def resolve(prefix: str, logical: str) -> str:
+    """Turn a logical topic name into the deployment's topic name."""
+    if logical == DLQ:
+        return dlq_topic(prefix)
+    if logical == EVENTS:
+        return events_topic(prefix)
+    if logical == INSIGHTS:
+        return insights_topic(prefix)
+    if logical.startswith(WORK_PREFIX):
+        return work_topic(prefix, logical[len(WORK_PREFIX) :])
+    raise ValueError(f"unknown logical topic {logical!r}")
+
+
+def core_topics(prefix: str, queues: Iterable[str]) -> list[str]:
+    """Every topic a deployment serving ``queues`` needs, without duplicates, in stable order."""
+    work = [work_topic(prefix, q) for q in dict.fromkeys(queues)]
+    return [*work, dlq_topic(prefix), events_topic(prefix), insights_topic(prefix)]

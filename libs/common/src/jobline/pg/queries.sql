@@ -1,0 +1,376 @@
+-- The shared statements of Jobline, by name (loaded by jobline/pg/queries.py: ":name"
+-- parameters become asyncpg's $n). Each block says why its locks and indexes are there.
+-- jsonb parameters and columns are Python objects (the codec in jobline/pg/db.py).
+
+-- ==== jobs: writes ======================================================================
+
+-- name: insert_jobs
+-- A submission in one statement (one round trip, its own transaction when run alone):
+-- the job rows, their outbox rows and, when given, the Idempotency-Key claim. Arrays in, one
+-- row per element (unnest), so the statement text is the same for 1 or 1,000 jobs and stays
+-- prepared once per connection.
+-- * api_key_id: the submitting key is checked here, in the statement that writes, so a key
+--   revoked after the gateway's cached lookup fails on its very next request (0 rows, 401).
+--   NULL for internal writers (the scheduler).
+-- * idempotency_key is recorded on the jobs either way (a schedule's fire key, too); it is
+--   claimed in idempotency_keys only when key_tenant is given (a client's Idempotency-Key).
+-- * The key claim races on the primary key (tenant_id, key), never check-then-insert: a
+--   second submission with the same key waits on the first one's uncommitted row, then sees
+--   the conflict, claims nothing, and so inserts no job (the caller replays). An expired row
+--   is overwritten in place (DO UPDATE ... WHERE expired).
+-- * Outbox rows come flat (one element per message, msg_rows says which outbox row each
+--   message belongs to) and are folded per row in SQL, because a multi-dimensional array
+--   parameter must be rectangular. WITH ORDINALITY + ORDER BY keep rows and messages in the
+--   order given: a job's events must leave the outbox in the order they were written.
+WITH auth AS (
+    SELECT CAST(:api_key_id AS uuid) IS NULL OR EXISTS (
+        SELECT 1 FROM api_keys
+        WHERE id = CAST(:api_key_id AS uuid) AND revoked_at IS NULL
+          AND (expires_at IS NULL OR expires_at > now())
+    ) AS ok
+),
+claimed_key AS (
+    INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_ids, response, expires_at)
+    SELECT CAST(:key_tenant AS text), CAST(:idempotency_key AS text),
+           CAST(:request_hash AS text), CAST(:ids AS uuid[]), CAST(:key_response AS jsonb),
+           CAST(:key_expires_at AS timestamptz)
+    FROM auth WHERE auth.ok AND CAST(:key_tenant AS text) IS NOT NULL
+    ON CONFLICT (tenant_id, key) DO UPDATE SET
+        request_hash = EXCLUDED.request_hash,
+        job_ids = EXCLUDED.job_ids,
+        response = EXCLUDED.response,
+        created_at = now(),
+        expires_at = EXCLUDED.expires_at
+    WHERE idempotency_keys.expires_at <= now()
+    RETURNING 1
+),
+go AS (
+    SELECT auth.ok AND (
+        CAST(:key_tenant AS text) IS NULL OR EXISTS (SELECT 1 FROM claimed_key)
+    ) AS ok
+    FROM auth
+),
+new_jobs AS (
+    INSERT INTO jobs (
+        id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
+        budget_start, backoff, timeout_seconds, run_at, created_at, updated_at, sequence,
+        schedule_id, fire_time, idempotency_key, traceparent
+    )
+    SELECT
+        v.id, v.tenant_id, v.type, v.queue, v.state, v.priority, v.payload, v.metadata,
+        v.attempt, v.max_attempts, v.budget_start, v.backoff, v.timeout_seconds, v.run_at,
+        v.created_at, v.created_at, v.sequence, CAST(:schedule_id AS uuid),
+        CAST(:fire_time AS timestamptz), CAST(:idempotency_key AS text), v.traceparent
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:tenant_ids AS text[]), CAST(:types AS text[]),
+        CAST(:queues AS text[]), CAST(:states AS text[]), CAST(:priorities AS smallint[]),
+        CAST(:payloads AS jsonb[]), CAST(:metadatas AS jsonb[]), CAST(:attempts AS int[]),
+        CAST(:max_attempts AS int[]), CAST(:budget_starts AS int[]),
+        CAST(:backoffs AS jsonb[]), CAST(:timeouts AS float8[]),
+        CAST(:run_ats AS timestamptz[]), CAST(:created_ats AS timestamptz[]),
+        CAST(:sequences AS int[]), CAST(:traceparents AS text[])
+    ) AS v(
+        id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
+        budget_start, backoff, timeout_seconds, run_at, created_at, sequence, traceparent
+    )
+    WHERE (SELECT ok FROM go)
+    RETURNING 1
+),
+new_outbox AS (
+    INSERT INTO outbox (job_id, key, available_at, due_attempt, topics, payloads)
+    SELECT r.job_id, r.key, r.available_at, r.due_attempt, m.topics, m.payloads
+    FROM unnest(
+        CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
+        CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[])
+    ) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, n)
+    JOIN (
+        SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
+               array_agg(msg.payload ORDER BY msg.n) AS payloads
+        FROM unnest(
+            CAST(:msg_rows AS int[]), CAST(:msg_topics AS text[]), CAST(:msg_payloads AS bytea[])
+        ) WITH ORDINALITY AS msg(row_n, topic, payload, n)
+        GROUP BY msg.row_n
+    ) AS m ON m.row_n = r.n
+    WHERE (SELECT ok FROM go)
+    ORDER BY r.n
+    RETURNING 1
+)
+SELECT (SELECT ok FROM auth) AS authorized, (SELECT ok FROM go) AS inserted,
+       (SELECT count(*) FROM new_jobs) AS jobs
+
+-- name: lock_jobs
+-- Every generic transition reads its rows under FOR UPDATE first: concurrent writers to one
+-- job (a worker finishing, a cancel, the lease rescuer, the relay's due flip) serialise here,
+-- and the pure state machine decides on the rows as they are now. ORDER BY id makes every
+-- batch take its locks in the same order (LockRows sits above the Sort), so two batches that
+-- share jobs queue behind each other instead of deadlocking. Plain FOR UPDATE, not SKIP
+-- LOCKED: the relay holds this lock while it publishes a delayed job's message, and a worker
+-- that received that message must wait the few milliseconds rather than drop it.
+-- tenant_id scopes the gateway's lookups (another tenant's job does not exist: 404).
+SELECT * FROM jobs
+WHERE id = ANY(CAST(:ids AS uuid[]))
+  AND (CAST(:tenant_id AS text) IS NULL OR tenant_id = CAST(:tenant_id AS text))
+ORDER BY id
+FOR UPDATE
+
+-- name: save_jobs
+-- The guarded write of any transitions, one row each, from arrays (unnest). A row is written
+-- only if the job is still in the state, attempt and sequence the transition was computed
+-- from; the caller compares the row count with the rows it sent and rolls back the whole
+-- batch on a mismatch (someone else moved a job). This is the durable twin of the state
+-- machine's own guards (jobline.core.states).
+UPDATE jobs AS j SET
+    state = v.state,
+    attempt = v.attempt,
+    budget_start = v.budget_start,
+    run_at = v.run_at,
+    updated_at = now(),
+    started_at = v.started_at,
+    finished_at = v.finished_at,
+    lease_owner = v.lease_owner,
+    lease_expires_at = v.lease_expires_at,
+    cancel_requested_at = v.cancel_requested_at,
+    sequence = v.sequence,
+    result = v.result,
+    last_error = v.last_error,
+    errors = v.errors,
+    purge_after = v.purge_after
+FROM unnest(
+    CAST(:ids AS uuid[]), CAST(:states AS text[]), CAST(:attempts AS int[]),
+    CAST(:budget_starts AS int[]), CAST(:run_ats AS timestamptz[]),
+    CAST(:started_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
+    CAST(:lease_owners AS text[]), CAST(:lease_expires_ats AS timestamptz[]),
+    CAST(:cancel_requested_ats AS timestamptz[]), CAST(:sequences AS int[]),
+    CAST(:results AS jsonb[]), CAST(:last_errors AS jsonb[]), CAST(:errors AS jsonb[]),
+    CAST(:purge_afters AS timestamptz[]), CAST(:expected_states AS text[]),
+    CAST(:expected_attempts AS int[]), CAST(:expected_sequences AS int[])
+) AS v(
+    id, state, attempt, budget_start, run_at, started_at, finished_at, lease_owner,
+    lease_expires_at, cancel_requested_at, sequence, result, last_error, errors, purge_after,
+    expected_state, expected_attempt, expected_sequence
+)
+WHERE j.id = v.id AND j.state = v.expected_state AND j.attempt = v.expected_attempt
+  AND j.sequence = v.expected_sequence
+
+-- name: claim_jobs
+-- The worker's claim of a fetched batch in one statement, without reading the rows first:
+-- each work message carries the job as it was written (its sequence included), the state
+-- machine decides the claim on that, and this writes the columns a claim changes (a unit
+-- test holds the list to the state machine) only where the job is still queued at that
+-- attempt and sequence. A job that changed since (a due flip, a hand-back, a duplicate of
+-- an older message) does not match; the worker then takes the locked path (lock_jobs) for
+-- it. The claim's attempt row and "started" event commit with it, only for rows claimed.
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
+        CAST(:expected_sequences AS int[]), CAST(:events AS bytea[])
+    ) WITH ORDINALITY AS v(id, attempt, sequence, expected_sequence, event, n)
+),
+claimed AS (
+    UPDATE jobs AS j SET
+        state = 'running',
+        attempt = v.attempt,
+        started_at = :now,
+        finished_at = NULL,
+        lease_owner = :worker_id,
+        lease_expires_at = :lease_expires_at,
+        sequence = v.sequence,
+        updated_at = now()
+    FROM v
+    WHERE j.id = v.id AND j.state = 'queued' AND j.attempt = v.attempt - 1
+      AND j.sequence = v.expected_sequence
+    RETURNING j.id
+),
+attempt_rows AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
+    SELECT v.id, v.attempt, :worker_id, :now FROM v JOIN claimed USING (id)
+    ON CONFLICT (job_id, attempt) DO NOTHING
+),
+events AS (
+    INSERT INTO outbox (job_id, key, available_at, topics, payloads)
+    SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
+    FROM v JOIN claimed USING (id)
+    ORDER BY v.n
+)
+SELECT id FROM claimed
+
+-- name: succeed_jobs
+-- The worker's record of succeeded attempts in one statement, decided on the job as the
+-- worker claimed it: written only where that attempt still runs under this worker's lease at
+-- the sequence of the claim (a rescued or handed-back job does not match and goes the locked
+-- way). A cancel request does not bump the sequence but cannot change a success. The
+-- "succeeded" event and the attempt's end commit with it.
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
+        CAST(:results AS jsonb[]), CAST(:events AS bytea[])
+    ) WITH ORDINALITY AS v(id, attempt, sequence, result, event, n)
+),
+done AS (
+    UPDATE jobs AS j SET
+        state = 'succeeded',
+        finished_at = :now,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        sequence = v.sequence,
+        result = v.result,
+        purge_after = :purge_after,
+        updated_at = now()
+    FROM v
+    WHERE j.id = v.id AND j.state = 'running' AND j.attempt = v.attempt
+      AND j.lease_owner = :worker_id AND j.sequence = v.sequence - 1
+    RETURNING j.id
+),
+attempt_ends AS (
+    UPDATE job_attempts AS a SET finished_at = :now, outcome = 'succeeded'
+    FROM v JOIN done USING (id)
+    WHERE a.job_id = v.id AND a.attempt = v.attempt AND a.finished_at IS NULL
+),
+events AS (
+    INSERT INTO outbox (job_id, key, available_at, topics, payloads)
+    SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
+    FROM v JOIN done USING (id)
+    ORDER BY v.n
+)
+SELECT id FROM done
+
+-- name: start_attempts
+-- One row per attempt; ON CONFLICT because a redelivered claim that lost its race must not
+-- fail the transaction of the one that won (the guard on jobs already decided).
+INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
+SELECT * FROM unnest(
+    CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
+    CAST(:started_ats AS timestamptz[])
+)
+ON CONFLICT (job_id, attempt) DO NOTHING
+
+-- name: finish_attempts
+UPDATE job_attempts AS a SET
+    finished_at = v.finished_at, outcome = v.outcome, error = v.error
+FROM unnest(
+    CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:finished_ats AS timestamptz[]),
+    CAST(:outcomes AS text[]), CAST(:errors AS jsonb[])
+) AS v(job_id, attempt, finished_at, outcome, error)
+WHERE a.job_id = v.job_id AND a.attempt = v.attempt AND a.finished_at IS NULL
+
+-- name: renew_leases
+-- The heartbeat of every attempt a worker runs, in one statement per round (the worker's
+-- lease keeper). Guarded on owner and attempt, so a worker whose job was rescued (its lease
+-- expired and another attempt started) learns it lost the job: that id is not returned.
+UPDATE jobs AS j SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[])) AS v(id, attempt)
+WHERE j.id = v.id AND j.state = 'running' AND j.attempt = v.attempt
+  AND j.lease_owner = :worker_id
+RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+
+-- name: record_progress
+-- A running attempt's progress in the job's metadata (GET /v1/jobs/{id} shows it). Guarded
+-- like renew_leases, so a worker that lost the job cannot overwrite the progress of the
+-- attempt that replaced it.
+UPDATE jobs SET
+    metadata = jsonb_set(metadata, '{progress}', CAST(:progress AS jsonb)),
+    updated_at = now()
+WHERE id = :id AND state = 'running' AND attempt = :attempt AND lease_owner = :worker_id
+
+-- name: expired_leases
+-- The lease rescuer's scan: ix_jobs_running_lease is partial on state = 'running', so this
+-- reads only running jobs. SKIP LOCKED: several relays rescue in parallel without waiting
+-- on each other or on a worker that is finishing the job right now.
+SELECT id FROM jobs
+WHERE state = 'running' AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+
+-- ==== outbox ===========================================================================
+
+-- name: insert_outbox
+-- Outbox rows of generic transitions (flat messages folded per row, as in insert_jobs).
+-- The statement-level trigger notifies the relays once per statement.
+INSERT INTO outbox (job_id, key, available_at, due_attempt, topics, payloads)
+SELECT r.job_id, r.key, r.available_at, r.due_attempt, m.topics, m.payloads
+FROM unnest(
+    CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
+    CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[])
+) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, n)
+JOIN (
+    SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
+           array_agg(msg.payload ORDER BY msg.n) AS payloads
+    FROM unnest(
+        CAST(:msg_rows AS int[]), CAST(:msg_topics AS text[]), CAST(:msg_payloads AS bytea[])
+    ) WITH ORDINALITY AS msg(row_n, topic, payload, n)
+    GROUP BY msg.row_n
+) AS m ON m.row_n = r.n
+ORDER BY r.n
+
+-- name: take_outbox
+-- The relay's claim: due rows, oldest first, deleted in the transaction that stays open
+-- while they are published (a failed publish rolls the delete back; a crash after the
+-- broker took them but before the commit re-publishes: duplicates, never losses).
+-- * ix_outbox_available_at_id yields rows in claim order, so the scan stops after :limit.
+-- * SKIP LOCKED lets any number of relays drain in parallel, each taking rows no other
+--   holds; no cursor over ids, so a transaction that commits late is simply picked up later.
+-- * NOT EXISTS keeps each job's messages in order across relays: a row waits while an
+--   older due row of its job is still here (maybe being published by another relay right
+--   now), through ix_outbox_job_id_id. Older rows not yet due (a retry's delayed work
+--   message) do not hold back the job's later events.
+-- RETURNING gives no order: the caller sorts by (available_at, id).
+WITH due AS (
+    SELECT o.id FROM outbox AS o
+    WHERE o.available_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox AS older
+          WHERE older.job_id = o.job_id AND older.id < o.id AND older.available_at <= now()
+      )
+    ORDER BY o.available_at, o.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM outbox AS o USING due WHERE o.id = due.id
+RETURNING o.id, o.job_id, o.key, o.available_at, o.due_attempt, o.topics, o.payloads
+
+-- name: outbox_backlog
+-- For the relay's gauges: rows due now and the age of the oldest.
+SELECT count(*) AS due, EXTRACT(EPOCH FROM (now() - min(available_at))) AS oldest_age_seconds
+FROM outbox WHERE available_at <= now()
+
+-- name: outbox_next_due
+-- When an idle relay should look again (at start, after a reconnect, on the poll): seconds
+-- until the earliest row that is not yet due. Reads the first entry of
+-- ix_outbox_available_at_id past now(): one index probe however long the backlog. The
+-- database's clock decides, like take_outbox does, so the relay's clock skew does not matter.
+SELECT EXTRACT(EPOCH FROM (min(available_at) - now())) AS seconds
+FROM outbox WHERE available_at > now()
+
+-- ==== keys, tenants, policies ==========================================================
+
+-- name: ensure_tenant
+INSERT INTO tenants (id, name) VALUES (:id, :name) ON CONFLICT (id) DO NOTHING
+
+-- name: insert_key
+INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes, expires_at)
+VALUES (:id, :tenant_id, :name, :prefix, :key_hash, :scopes, :expires_at)
+RETURNING id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
+
+-- name: list_keys
+SELECT id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
+FROM api_keys
+WHERE CAST(:tenant_id AS text) IS NULL OR tenant_id = CAST(:tenant_id AS text)
+ORDER BY created_at, id
+
+-- name: revoke_key
+-- NOTIFY through the api_keys trigger: every gateway drops its cached copy of the key.
+UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = :id
+RETURNING id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
+
+-- name: key_by_prefix
+-- The authentication lookup: api_keys.prefix is unique (its index is this probe); the hash
+-- is compared in constant time by the caller.
+SELECT id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at,
+       key_hash
+FROM api_keys WHERE prefix = :prefix
+
+-- name: type_policies
+-- A tenant's stored defaults for the given job types (one primary-key probe each).
+SELECT type, max_attempts, backoff FROM job_type_policies
+WHERE tenant_id = :tenant_id AND type = ANY(CAST(:types AS text[]))
