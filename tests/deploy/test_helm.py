@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from jobline import topics
+from jobline.core import topics
 from tests.deploy.manifests import (
     CHART,
     CI_VALUES,

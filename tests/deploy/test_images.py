@@ -165,3 +165,91 @@ def test_the_example_handlers_package_is_a_loadable_app(monkeypatch) -> None:
     assert sorted(app.queues()) == ["default", "emails"]
     requirements = (HANDLERS / "requirements.txt").read_text().splitlines()
     assert all(line.startswith("#") or not line.strip() for line in requirements)
+
+
+def _declared(extra: str | None = None) -> dict[str, set[str]]:
+    """Distribution -> what it requires, for the image's packages (from their pyproject.toml,
+    the checkout's truth) and, transitively, for the third-party distributions installed."""
+    import tomllib
+
+    projects = [ROOT / "libs" / "common", *sorted((ROOT / "services").iterdir())]
+    requires: dict[str, set[str]] = {}
+    for folder in projects:
+        if not (folder / "pyproject.toml").exists():
+            continue
+        project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+        deps = list(project.get("dependencies", []))
+        if extra:
+            deps += project.get("optional-dependencies", {}).get(extra, [])
+        requires[_norm(project["name"])] = {_norm(_req_name(d)) for d in deps}
+    return requires
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _req_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9_.-]+", requirement.strip())
+    assert match, requirement
+    return match[0]
+
+
+def _closure(roots: set[str]) -> set[str]:
+    """``roots`` and everything they require when installed (extras' markers left out)."""
+    import importlib.metadata as md
+
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for requirement in requirements:
+            if "extra ==" not in requirement:
+                pending.append(_norm(_req_name(requirement)))
+    return seen
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level modules ``path`` imports, lazy (in-function) imports included."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_image_installs_every_package_the_code_imports() -> None:
+    """The image installs the packages without their dev extras: an import of an undeclared
+    distribution works in the developer's .venv (requirements-dev.txt has it) and crashes
+    the container at start."""
+    import importlib.metadata as md
+
+    providers = {_norm(k): [_norm(d) for d in v] for k, v in md.packages_distributions().items()}
+    first_party = {"jobline"} | {
+        p.name for s in (ROOT / "services").glob("*/src") for p in s.iterdir() if p.is_dir()
+    }
+    runtime = _declared()
+    available = _closure(set(runtime) | {d for deps in runtime.values() for d in deps})
+    with_embedded = _closure(available | {d for v in _declared("embedded").values() for d in v})
+    missing: dict[str, list[str]] = {}
+    sources = [*(ROOT / "libs").glob("*/src/**/*.py"), *(ROOT / "services").glob("*/src/**/*.py")]
+    for path in sources:
+        # `jobline dev` (the embedded servers) is not part of the image.
+        allowed = with_embedded if "/dev/" in str(path) else available
+        for module in _imports(path) - first_party - set(sys.stdlib_module_names):
+            distributions = providers.get(_norm(module), [])
+            assert distributions, f"{path}: nothing installed provides {module!r}"
+            if not set(distributions) & allowed:
+                missing.setdefault(module, []).append(str(path.relative_to(ROOT)))
+    assert missing == {}, f"imported but not declared in any pyproject.toml: {missing}"

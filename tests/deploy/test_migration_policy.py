@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import jobline
+from jobline.pg.migrate import MIGRATIONS_DIR
 
-VERSIONS = Path(jobline.__file__).parent / "migrations" / "versions"
+VERSIONS = MIGRATIONS_DIR / "versions"
 DESTRUCTIVE_OPS = {"drop_table", "drop_column", "rename_table", "drop_constraint"}
 DESTRUCTIVE_SQL = re.compile(
     r"\b(DROP\s+(TABLE|COLUMN|TYPE|SCHEMA)|RENAME\s+(TO|COLUMN)|ALTER\s+COLUMN\s+\w+\s+"

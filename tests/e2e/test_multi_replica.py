@@ -37,10 +37,11 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from jobline import db, keystore, migrate, topics
-from jobline.apikeys import ALL_SCOPES
+from jobline.core import topics
+from jobline.core.apikeys import ALL_SCOPES
+from jobline.pg import db, keystore, migrate
 from jobline.settings import DatabaseSettings, KafkaSettings
-from tests.conftest import with_database
+from tests.conftest import broker_tuning, with_database
 from tests.integration.worker.support import (
     GATEWAY_ENV,
     RELAY_ENV,
@@ -195,10 +196,12 @@ async def isolated(
         "JOBLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "JOBLINE_TOPIC_PREFIX": prefix,
         "JOBLINE_ENV": "test",
+        **broker_tuning(),
     }
-    engine = db.create_engine(DatabaseSettings(database_url=url, db_pool_size=4))
+    settings = DatabaseSettings(database_url=url, db_pool_size=4)
+    engine = db.create_engine(settings)
     try:
-        async with db.transaction(engine) as conn:
+        async with db.Database(settings) as database, database.transaction() as conn:
             _, key = await keystore.create_key(
                 conn, tenant_id="scale", name="scale", scopes=ALL_SCOPES
             )

@@ -35,9 +35,10 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from jobline import db, migrate, topics
+from jobline.core import topics
+from jobline.pg import db, migrate
 from jobline.settings import DatabaseSettings, KafkaSettings
-from tests.conftest import with_database
+from tests.conftest import broker_tuning, with_database
 from tests.integration.worker.support import (
     GATEWAY_ENV,
     RELAY_ENV,
@@ -51,6 +52,12 @@ from tests.stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[2]
 PER_STEP = 300
+# The migrations module of whichever layout the old release has (it moved in the package split).
+OLD_MIGRATE = (
+    "import sys\n"
+    "try:\n    from jobline.pg import migrate\n"
+    "except ImportError:\n    from jobline import migrate\n"
+)
 WORKER_APP = ("--app", "jobline_worker.examples:worker", "--queues", "emails")
 
 
@@ -98,10 +105,12 @@ def old_code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-def old_python(old: dict[str, Any], code: str, *args: str) -> str:
+def old_python(
+    old: dict[str, Any], code: str, *args: str, env: dict[str, str] | None = None
+) -> str:
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        env={**os.environ, **old["env"]},
+        env={**os.environ, **old["env"], **(env or {})},
         check=True,
         capture_output=True,
         text=True,
@@ -112,8 +121,8 @@ def old_python(old: dict[str, Any], code: str, *args: str) -> str:
 def test_the_old_processes_really_run_the_old_code(old_code) -> None:
     found = old_python(
         old_code,
-        "import jobline, jobline_worker, jobline_gateway, jobline.migrate as m;"
-        "print(jobline.__file__); print(jobline_worker.__file__); print(m.head())",
+        OLD_MIGRATE + "import jobline, jobline_worker, jobline_gateway;"
+        "print(jobline.__file__); print(jobline_worker.__file__); print(migrate.head())",
     ).split()
     assert all(path.startswith(str(old_code["root"])) for path in found[:2]), found
     assert found[2] == old_code["down"]  # the old release's newest migration
@@ -283,16 +292,24 @@ async def test_an_old_worker_runs_jobs_of_a_new_gateway_across_one_migration(
         "JOBLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "JOBLINE_TOPIC_PREFIX": prefix,
         "JOBLINE_ENV": "test",
+        **broker_tuning(),
     }
     # The old release creates its own schema, as it did in production.
-    migrate_old = "import sys; from jobline import migrate; migrate.upgrade(sys.argv[1])"
+    migrate_old = OLD_MIGRATE + "migrate.upgrade(sys.argv[1])"
     old_python(old_code, migrate_old, upgrade_db)
     assert migrate.current(upgrade_db) == old_code["down"]
+    # ... and the API key its clients use (the CLI prints the plaintext on the first line).
+    key = old_python(
+        old_code,
+        "from jobline.cli import app; app()",
+        *("keys", "create", "--tenant", "upgrade", "--scopes", "jobs:write,jobs:read"),
+        env={"JOBLINE_DATABASE_URL": upgrade_db},
+    ).splitlines()[0]
     engine = db.create_engine(DatabaseSettings(database_url=upgrade_db))
     kafka_settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix)
     try:
         with running_stack(base, tmp_path) as stack:
-            rollout = Rollout(stack, old_code, engine, await _key(engine), upgrade_db)
+            rollout = Rollout(stack, old_code, engine, key, upgrade_db)
             async with TopicReader(kafka_settings, topics.events_topic(prefix)) as events:
                 old_gateway, old_relay, old_worker = await rollout.old_release_runs()
                 api = await rollout.new_gateway_old_worker(old_gateway, old_relay)
@@ -310,14 +327,3 @@ async def test_an_old_worker_runs_jobs_of_a_new_gateway_across_one_migration(
         f"{PER_STEP} jobs of the new gateway on schema {old_code['head']}; "
         f"{len(rollout.every)} jobs in 4 steps, each once, events in order"
     )
-
-
-async def _key(engine: Any) -> str:
-    from jobline import keystore
-    from jobline.apikeys import ALL_SCOPES
-
-    async with db.transaction(engine) as conn:
-        _, plaintext = await keystore.create_key(
-            conn, tenant_id=f"t-{uuid4().hex[:10]}", name="upgrade", scopes=ALL_SCOPES
-        )
-    return plaintext
