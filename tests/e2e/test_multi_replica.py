@@ -10,11 +10,10 @@ What must hold, whatever the interleaving:
   executions);
 - on ``<prefix>.events`` each job has exactly its three lifecycle events (sequence 1, 2, 3:
   queued, running, succeeded), no gap, no duplicate;
-- and they arrive in that order on the topic. This one FAILS today for a few jobs in ten
-  thousand: two relay replicas may claim a job's "running" and "succeeded" outbox rows in
-  different batches (SKIP LOCKED) and publish the later one first. It is marked xfail
-  (non-strict, reported by ``-ra``) until the relay keeps per-job order; see
-  docs/operations.md, "Not covered yet".
+- and they arrive in that order on the topic. Before migration 0003 this failed for a few
+  jobs in ten thousand (two relays claimed a job's "running" and "succeeded" rows in
+  different SKIP LOCKED batches and published the later first); since then the relay
+  publishes a job's row only when no older row of that job remains.
 
 The run happens once per module (fixture ``run``); each property is its own test. It prints
 one JSON line of figures: each replica's share, wall time, rates, and events out of order.
@@ -310,14 +309,6 @@ def test_every_job_ran_exactly_once(run: Run) -> None:
     assert run.duplicate_effects == 0
 
 
-# Neither first nor last in the module: the shared run is set up by the first test and torn
-# down after the last, and an xfail marker would swallow a failure of either.
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="relay replicas may publish a job's later event first (SKIP LOCKED batches); "
-    "the relay must keep per-job order (docs/operations.md, Not covered yet)",
-)
 def test_each_jobs_events_arrive_in_order_on_the_topic(run: Run) -> None:
     out_of_order = _out_of_order(run.per_job)
     assert out_of_order == {}, f"{len(out_of_order)} jobs, e.g. {list(out_of_order.items())[:3]}"
