@@ -248,8 +248,7 @@ def test_the_image_installs_every_package_the_code_imports() -> None:
         # `jobline dev` (the embedded servers) is not part of the image.
         allowed = with_embedded if "/dev/" in str(path) else available
         for module in _imports(path) - first_party - set(sys.stdlib_module_names):
-            distributions = providers.get(_norm(module), [])
-            assert distributions, f"{path}: nothing installed provides {module!r}"
+            distributions = providers.get(_norm(module), [])  # [] when nothing installed has it
             if not set(distributions) & allowed:
                 missing.setdefault(module, []).append(str(path.relative_to(ROOT)))
     assert missing == {}, f"imported but not declared in any pyproject.toml: {missing}"
