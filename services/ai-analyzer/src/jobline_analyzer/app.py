@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from jobline.broker.kafka import ensure_topics, make_producer
 from jobline.core import topics
-from jobline.pg import db
+from jobline.pg import engine as db
 from jobline.pg.db import Database
 from jobline.web import problems
 from jobline.web.health import add_standard_routes

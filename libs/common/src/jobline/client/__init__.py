@@ -16,7 +16,6 @@ from typing import Any, Final, cast
 
 import httpx
 
-from jobline.core.errors import JoblineError
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 KEY_FILE: Final = "dev-api-key"  # written by `jobline dev` into its data dir
@@ -24,7 +23,7 @@ KEY_FILE: Final = "dev-api-key"  # written by `jobline dev` into its data dir
 Json = dict[str, Any]
 
 
-class GatewayError(JoblineError):
+class GatewayError(Exception):
     """The gateway refused the request or could not be reached."""
 
     def __init__(self, message: str, status: int | None = None, problem: Json | None = None):

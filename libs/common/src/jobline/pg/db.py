@@ -5,7 +5,7 @@ Runtime code talks to PostgreSQL through asyncpg directly: measured on this mach
 prepared INSERT costs about 65 us of client CPU on a held asyncpg connection against about
 380 us through SQLAlchemy's async engine in a transaction, and the hot paths run a few
 statements per job. SQLAlchemy Core still describes the schema (:mod:`jobline.pg.tables`) for
-alembic; :func:`create_engine` remains for the analyzer's store until it moves over.
+alembic (and, in :mod:`jobline.pg.engine`, the analyzer's store until it moves over).
 
 jsonb values are Python objects both ways (the codec below); timestamps are aware datetimes.
 """
@@ -22,12 +22,10 @@ from typing import Any, Self, TypeAlias
 
 import asyncpg
 import orjson
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from urllib.parse import urlsplit, urlunsplit
 
 from jobline.core.errors import DependencyUnavailable
-from jobline.settings import DatabaseSettings, asyncpg_url, plain_url
+from jobline.settings import DatabaseSettings, plain_url
 
 # asyncpg's types ship without annotations; this names what a connection argument is.
 Conn: TypeAlias = Any
@@ -49,10 +47,10 @@ async def _init_connection(conn: Conn) -> None:
         )
 
 
-async def _keep_session(conn: Conn) -> None:
-    """The pool's reset: nothing. asyncpg rolls back an open transaction by itself; its
-    default reset (RESET ALL, UNLISTEN *, CLOSE ALL, advisory unlock) costs a round trip per
-    checkout, and Jobline leaves no session state on pooled connections."""
+# A pooled connection idle at least this long is pinged at checkout (see Database.connection).
+IDLE_PING_SECONDS = 2.0
+# What a connection that died under us raises; the pool then replaces every connection.
+_GONE = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 class Database:
@@ -71,6 +69,8 @@ class Database:
         self.timeout = settings.db_connect_timeout_seconds
         self.application_name = application_name
         self._pool: asyncpg.Pool | None = None
+        # When each connection (by server pid) went back to the pool.
+        self._idle_since: dict[int, float] = {}
 
     async def open(self) -> Self:
         self._pool = await asyncpg.create_pool(
@@ -79,7 +79,7 @@ class Database:
             max_size=self.max_size,
             timeout=self.timeout,
             init=_init_connection,
-            reset=_keep_session,
+            reset=self._returned,
             # A connection idle this long is closed; the next checkout opens a fresh one.
             max_inactive_connection_lifetime=60.0,
             server_settings={"application_name": self.application_name},
@@ -103,49 +103,59 @@ class Database:
             raise RuntimeError("the database is not open")
         return self._pool
 
+    async def _returned(self, conn: Conn) -> None:
+        """The pool's reset: only note the time. asyncpg rolls back an open transaction by
+        itself; its default reset (RESET ALL, UNLISTEN *, CLOSE ALL, advisory unlock) costs a
+        round trip per checkout, and Jobline leaves no session state on pooled connections."""
+        self._idle_since[conn.get_server_pid()] = time.monotonic()
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
-        """A pooled connection in autocommit mode (each statement its own transaction)."""
-        async with self.pool.acquire(timeout=self.timeout) as conn:
+        """A pooled connection in autocommit mode (each statement its own transaction).
+
+        A connection idle in the pool for a while is pinged first: the server may have
+        closed it meanwhile (a restart, an idle timeout, a failover), and a fresh one is
+        taken instead. One in use a moment ago is not pinged (a round trip per checkout for
+        nothing); if the server went away since, its first statement fails, and then every
+        pooled connection is replaced, so a restart costs one failed operation, not one per
+        connection.
+        """
+        pool = self.pool
+        conn = await pool.acquire(timeout=self.timeout)
+        since = self._idle_since.pop(conn.get_server_pid(), None)
+        if since is not None and time.monotonic() - since >= IDLE_PING_SECONDS:
+            try:
+                await conn.execute("SELECT 1")
+            except _GONE:
+                pool.expire_connections()
+                await pool.release(conn)
+                conn = await pool.acquire(timeout=self.timeout)
+        try:
             yield conn
+        except _GONE:
+            pool.expire_connections()
+            raise
+        finally:
+            await pool.release(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """A pooled connection inside a transaction: committed on exit, rolled back on error."""
-        async with self.pool.acquire(timeout=self.timeout) as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             yield conn
-
-
-def create_engine(settings: DatabaseSettings, *, application_name: str = "jobline") -> AsyncEngine:
-    """A SQLAlchemy async engine (the analyzer's store, until it moves to :class:`Database`)."""
-    return create_async_engine(
-        settings.async_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
-        connect_args={
-            "timeout": settings.db_connect_timeout_seconds,
-            "server_settings": {"application_name": application_name},
-        },
-    )
-
-
-@asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """A SQLAlchemy connection inside a transaction (the analyzer's store)."""
-    async with engine.begin() as conn:
-        yield conn
 
 
 def describe(url: str) -> str:
     """``host:port/database`` of a PostgreSQL URL, without credentials (for messages)."""
     try:
-        parsed = make_url(asyncpg_url(url))
-    except ArgumentError:
+        parts = urlsplit(plain_url(url))
+        port = parts.port or 5432
+    except ValueError:
         return "<invalid URL>"
-    host = parsed.host or "localhost"
-    port = parsed.port or 5432
-    database = parsed.database or parsed.username or "postgres"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "<invalid URL>"
+    host = parts.hostname or "localhost"
+    database = parts.path.lstrip("/") or parts.username or "postgres"
     return f"{host}:{port}/{database}"
 
 
@@ -240,4 +250,5 @@ async def drop_database(server_url: str, name: str) -> None:
 
 def database_url(server_url: str, name: str) -> str:
     """``server_url`` pointing at database ``name`` instead (the scheme is kept)."""
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path="/" + name))

@@ -15,11 +15,13 @@ Two ways to write a transition, one rule:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
+
+import orjson
 
 from jobline.core import topics
 from jobline.core.backoff import BackoffPolicy
@@ -32,6 +34,15 @@ from jobline.pg.queries import SQL, rowcount
 
 # Finished jobs stay queryable this long, then the purge may delete them.
 DEFAULT_RETENTION: Final = timedelta(days=7)
+
+
+def json_text(value: Any) -> str | None:
+    """A jsonb array element as JSON text (see queries.sql); None stays SQL NULL."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def json_texts(values: Iterable[Any]) -> list[str | None]:
+    return [json_text(v) for v in values]
 
 
 def job_from_row(r: Mapping[str, Any]) -> Job:
@@ -120,12 +131,12 @@ async def insert(
         queues=[j.queue for j in jobs],
         states=[j.state.value for j in jobs],
         priorities=[j.priority for j in jobs],
-        payloads=[j.payload for j in jobs],
-        metadatas=[j.metadata for j in jobs],
+        payloads=json_texts(j.payload for j in jobs),
+        metadatas=json_texts(j.metadata for j in jobs),
         attempts=[j.attempt for j in jobs],
         max_attempts=[j.max_attempts for j in jobs],
         budget_starts=[j.budget_start for j in jobs],
-        backoffs=[j.backoff.to_dict() for j in jobs],
+        backoffs=json_texts(j.backoff.to_dict() for j in jobs),
         timeouts=[float(j.timeout_seconds) for j in jobs],
         run_ats=[j.run_at for j in jobs],
         created_ats=[j.created_at for j in jobs],
@@ -227,9 +238,11 @@ async def save_many(
         cols["lease_expires_ats"].append(after.lease_expires_at)
         cols["cancel_requested_ats"].append(after.cancel_requested_at)
         cols["sequences"].append(after.sequence)
-        cols["results"].append(after.result)
-        cols["last_errors"].append(after.last_error.to_dict() if after.last_error else None)
-        cols["errors"].append([e.to_dict() for e in after.errors])
+        cols["results"].append(json_text(after.result))
+        cols["last_errors"].append(
+            json_text(after.last_error.to_dict() if after.last_error else None)
+        )
+        cols["errors"].append(json_text([e.to_dict() for e in after.errors]))
         cols["purge_afters"].append(purge_after(after, retention))
         cols["expected_states"].append(before.state.value)
         cols["expected_attempts"].append(before.attempt)
@@ -275,7 +288,7 @@ async def _record_attempts(conn: Conn, writes: Sequence[Write], now: datetime) -
         ends["attempts"].append(before.attempt)
         ends["finished_ats"].append(now)
         ends["outcomes"].append(outcome.value)
-        ends["errors"].append(new_error.to_dict() if new_error else None)
+        ends["errors"].append(json_text(new_error.to_dict() if new_error else None))
     if starts["job_ids"]:
         await SQL.execute(conn, "start_attempts", **starts)
     if ends["job_ids"]:
@@ -342,7 +355,7 @@ async def succeed(
         ids=[job.id for job, _, _ in successes],
         attempts=[event.attempt for _, event, _ in successes],
         sequences=[t.job.sequence for _, _, t in successes],
-        results=[event.result for _, event, _ in successes],
+        results=json_texts(event.result for _, event, _ in successes),
         events=[t.messages[0].value for _, _, t in successes],
         now=now,
         purge_after=now + retention,

@@ -1,6 +1,8 @@
 -- The shared statements of Jobline, by name (loaded by jobline/pg/queries.py: ":name"
 -- parameters become asyncpg's $n). Each block says why its locks and indexes are there.
--- jsonb parameters and columns are Python objects (the codec in jobline/pg/db.py).
+-- jsonb parameters and columns are Python objects (the codec in jobline/pg/db.py), except in
+-- arrays: an array of jsonb values comes as JSON text per element (text[], cast per row),
+-- since asyncpg would read a JSON array element (a list) as one more array dimension.
 
 -- ==== jobs: writes ======================================================================
 
@@ -57,16 +59,17 @@ new_jobs AS (
         schedule_id, fire_time, idempotency_key, traceparent
     )
     SELECT
-        v.id, v.tenant_id, v.type, v.queue, v.state, v.priority, v.payload, v.metadata,
-        v.attempt, v.max_attempts, v.budget_start, v.backoff, v.timeout_seconds, v.run_at,
+        v.id, v.tenant_id, v.type, v.queue, v.state, v.priority, CAST(v.payload AS jsonb),
+        CAST(v.metadata AS jsonb), v.attempt, v.max_attempts, v.budget_start,
+        CAST(v.backoff AS jsonb), v.timeout_seconds, v.run_at,
         v.created_at, v.created_at, v.sequence, CAST(:schedule_id AS uuid),
         CAST(:fire_time AS timestamptz), CAST(:idempotency_key AS text), v.traceparent
     FROM unnest(
         CAST(:ids AS uuid[]), CAST(:tenant_ids AS text[]), CAST(:types AS text[]),
         CAST(:queues AS text[]), CAST(:states AS text[]), CAST(:priorities AS smallint[]),
-        CAST(:payloads AS jsonb[]), CAST(:metadatas AS jsonb[]), CAST(:attempts AS int[]),
+        CAST(:payloads AS text[]), CAST(:metadatas AS text[]), CAST(:attempts AS int[]),
         CAST(:max_attempts AS int[]), CAST(:budget_starts AS int[]),
-        CAST(:backoffs AS jsonb[]), CAST(:timeouts AS float8[]),
+        CAST(:backoffs AS text[]), CAST(:timeouts AS float8[]),
         CAST(:run_ats AS timestamptz[]), CAST(:created_ats AS timestamptz[]),
         CAST(:sequences AS int[]), CAST(:traceparents AS text[])
     ) AS v(
@@ -131,9 +134,9 @@ UPDATE jobs AS j SET
     lease_expires_at = v.lease_expires_at,
     cancel_requested_at = v.cancel_requested_at,
     sequence = v.sequence,
-    result = v.result,
-    last_error = v.last_error,
-    errors = v.errors,
+    result = CAST(v.result AS jsonb),
+    last_error = CAST(v.last_error AS jsonb),
+    errors = CAST(v.errors AS jsonb),
     purge_after = v.purge_after
 FROM unnest(
     CAST(:ids AS uuid[]), CAST(:states AS text[]), CAST(:attempts AS int[]),
@@ -141,7 +144,7 @@ FROM unnest(
     CAST(:started_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
     CAST(:lease_owners AS text[]), CAST(:lease_expires_ats AS timestamptz[]),
     CAST(:cancel_requested_ats AS timestamptz[]), CAST(:sequences AS int[]),
-    CAST(:results AS jsonb[]), CAST(:last_errors AS jsonb[]), CAST(:errors AS jsonb[]),
+    CAST(:results AS text[]), CAST(:last_errors AS text[]), CAST(:errors AS text[]),
     CAST(:purge_afters AS timestamptz[]), CAST(:expected_states AS text[]),
     CAST(:expected_attempts AS int[]), CAST(:expected_sequences AS int[])
 ) AS v(
@@ -203,7 +206,7 @@ SELECT id FROM claimed
 WITH v AS (
     SELECT * FROM unnest(
         CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
-        CAST(:results AS jsonb[]), CAST(:events AS bytea[])
+        CAST(:results AS text[]), CAST(:events AS bytea[])
     ) WITH ORDINALITY AS v(id, attempt, sequence, result, event, n)
 ),
 done AS (
@@ -213,7 +216,7 @@ done AS (
         lease_owner = NULL,
         lease_expires_at = NULL,
         sequence = v.sequence,
-        result = v.result,
+        result = CAST(v.result AS jsonb),
         purge_after = :purge_after,
         updated_at = now()
     FROM v
@@ -246,10 +249,10 @@ ON CONFLICT (job_id, attempt) DO NOTHING
 
 -- name: finish_attempts
 UPDATE job_attempts AS a SET
-    finished_at = v.finished_at, outcome = v.outcome, error = v.error
+    finished_at = v.finished_at, outcome = v.outcome, error = CAST(v.error AS jsonb)
 FROM unnest(
     CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:finished_ats AS timestamptz[]),
-    CAST(:outcomes AS text[]), CAST(:errors AS jsonb[])
+    CAST(:outcomes AS text[]), CAST(:errors AS text[])
 ) AS v(job_id, attempt, finished_at, outcome, error)
 WHERE a.job_id = v.job_id AND a.attempt = v.attempt AND a.finished_at IS NULL
 
