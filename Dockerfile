@@ -13,7 +13,7 @@ COPY constraints.txt ./
 COPY libs/common libs/common
 COPY services services
 # The one place that says which packages the image holds (same pins as `make install`).
-ARG JOBLINE_PACKAGES="./libs/common ./services/gateway ./services/outbox-relay ./services/worker ./services/ai-analyzer"
+ARG JOBLINE_PACKAGES="./libs/common[cli] ./services/gateway ./services/outbox-relay ./services/worker ./services/ai-analyzer"
 RUN pip install -c constraints.txt pip setuptools wheel \
  && pip install --no-build-isolation -c constraints.txt $JOBLINE_PACKAGES
 
