@@ -34,7 +34,6 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 
 from jobline.core import topics
 from jobline.core.apikeys import ALL_SCOPES
@@ -47,7 +46,6 @@ from tests.integration.worker.support import (
     WORKER_ENV,
     Api,
     TopicReader,
-    email_effects,
     event_data,
     metric_value,
 )
@@ -106,22 +104,32 @@ async def _submit_all(apis: list[Api]) -> dict[int, list[str]]:
     return accepted
 
 
-async def _wait_done(engine: Any, tenant_ids: list[str]) -> dict[str, int]:
+async def _wait_done(pool: asyncpg.Pool, ids: list[str]) -> dict[str, int]:
     deadline = time.monotonic() + DONE_TIMEOUT
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        async with db.transaction(engine) as conn:
-            rows = await conn.execute(
-                text("SELECT state, count(*) AS n FROM jobs WHERE id = ANY(:ids) GROUP BY state"),
-                {"ids": tenant_ids},
-            )
-            counts = {str(r.state): int(r.n) for r in rows}
-        if counts.get("succeeded", 0) == len(tenant_ids):
+        rows = await pool.fetch(
+            "SELECT state::text AS state, count(*) AS n FROM jobs"
+            " WHERE id = ANY($1::uuid[]) GROUP BY state",
+            ids,
+        )
+        counts = {str(r["state"]): int(r["n"]) for r in rows}
+        if counts.get("succeeded", 0) == len(ids):
             return counts
         if counts.get("dead") or counts.get("cancelled"):
             break
         await asyncio.sleep(1.0)
     raise AssertionError(f"jobs not all succeeded: {counts}")
+
+
+async def _effects(pool: asyncpg.Pool, ids: list[str]) -> dict[str, int]:
+    """idempotency key (job id) -> deliveries of the example send-email handler."""
+    rows = await pool.fetch(
+        "SELECT idempotency_key, deliveries FROM jobline_examples.email_effects"
+        " WHERE idempotency_key = ANY($1::text[])",
+        ids,
+    )
+    return {str(r["idempotency_key"]): int(r["deliveries"]) for r in rows}
 
 
 def _start_replicas(stack: Any) -> tuple[list[Any], list[Any], list[Any]]:
@@ -182,7 +190,7 @@ class Run:
 @pytest.fixture(scope="module")
 async def isolated(
     pg_server_url, kafka_bootstrap, topic_prefix, tmp_path_factory
-) -> AsyncIterator[tuple[Any, KafkaSettings, Stack, str]]:
+) -> AsyncIterator[tuple[asyncpg.Pool, KafkaSettings, Stack, str]]:
     """A database and topic prefix of this module alone: the relays' published count and the
     workers' queue then hold this run's messages only, whatever ran before in the session."""
     name = f"jobline_scale_{uuid4().hex[:10]}"
@@ -198,17 +206,15 @@ async def isolated(
         **broker_tuning(),
     }
     settings = DatabaseSettings(database_url=url, db_pool_size=4)
-    engine = db.create_engine(settings)
+    async with db.Database(settings) as database, database.transaction() as conn:
+        _, key = await keystore.create_key(conn, tenant_id="scale", name="scale", scopes=ALL_SCOPES)
+    pool = await asyncpg.create_pool(settings.plain_url, min_size=1, max_size=4)
     try:
-        async with db.Database(settings) as database, database.transaction() as conn:
-            _, key = await keystore.create_key(
-                conn, tenant_id="scale", name="scale", scopes=ALL_SCOPES
-            )
         kafka_settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix)
         with running_stack(env, tmp_path_factory.mktemp("scale")) as stack:
-            yield engine, kafka_settings, stack, key
+            yield pool, kafka_settings, stack, key
     finally:
-        await engine.dispose()
+        await pool.close()
         conn = await asyncpg.connect(pg_server_url)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -220,7 +226,7 @@ async def isolated(
 async def run(isolated) -> Run:
     """Start the replicas, submit JOBS jobs through both gateways, wait until all succeeded,
     read every event; collect what the property tests check."""
-    engine, kafka_settings, stack, key = isolated
+    pool, kafka_settings, stack, key = isolated
     gateways, relays, workers = _start_replicas(stack)
     apis = [Api(g.url, key) for g in gateways]
     try:
@@ -231,22 +237,19 @@ async def run(isolated) -> Run:
             submitted = time.monotonic()
             ids = [i for batch in accepted.values() for i in batch]
             assert len(ids) == len(set(ids)) == JOBS
-            assert await _wait_done(engine, ids) == {"succeeded": JOBS}
+            assert await _wait_done(pool, ids) == {"succeeded": JOBS}
             done = time.monotonic()
             per_job = await _events_per_job(reader, ids)
     finally:
         for api in apis:
             await api.close()
 
-    async with db.transaction(engine) as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT worker_id, count(*) AS n, max(attempt) AS a FROM job_attempts"
-                " WHERE job_id = ANY(:ids) GROUP BY worker_id"
-            ),
-            {"ids": ids},
-        )
-        worker_attempts = {str(r.worker_id): (int(r.n), int(r.a)) for r in rows}
+    rows = await pool.fetch(
+        "SELECT worker_id, count(*) AS n, max(attempt) AS a FROM job_attempts"
+        " WHERE job_id = ANY($1::uuid[]) GROUP BY worker_id",
+        ids,
+    )
+    worker_attempts = {str(r["worker_id"]): (int(r["n"]), int(r["a"])) for r in rows}
     gateway_counts = {f"gateway-{g}": len(accepted[g]) for g in range(GATEWAYS)}
     relay_counts = {
         f"relay-{r}": int(metric_value(_metrics(relay), "jobline_relay_published_messages_total"))
@@ -255,7 +258,7 @@ async def run(isolated) -> Run:
     worker_counts = {w: n for w, (n, _) in worker_attempts.items()}
     result = Run(
         ids=ids,
-        effects=await email_effects(engine, ids),
+        effects=await _effects(pool, ids),
         worker_attempts=worker_attempts,
         per_job=per_job,
         gateway_counts=gateway_counts,

@@ -33,7 +33,6 @@ from uuid import uuid4
 import asyncpg
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 
 from jobline.core import topics
 from jobline.pg import db, migrate
@@ -45,7 +44,6 @@ from tests.integration.worker.support import (
     WORKER_ENV,
     Api,
     TopicReader,
-    email_effects,
     event_data,
 )
 from tests.stack import Stack, running_stack
@@ -154,44 +152,50 @@ async def _submit(api: Api, count: int, label: str) -> list[str]:
     return [j["id"] for j in jobs]
 
 
-async def _all_succeeded(engine: Any, ids: list[str], within: float = 120.0) -> None:
+async def _all_succeeded(pool: asyncpg.Pool, ids: list[str], within: float = 120.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     counts: dict[str, int] = {}
     while asyncio.get_running_loop().time() < deadline:
-        async with db.transaction(engine) as conn:
-            rows = await conn.execute(
-                text("SELECT state, count(*) AS n FROM jobs WHERE id = ANY(:ids) GROUP BY state"),
-                {"ids": ids},
-            )
-            counts = {str(r.state): int(r.n) for r in rows}
+        rows = await pool.fetch(
+            "SELECT state::text AS state, count(*) AS n FROM jobs"
+            " WHERE id = ANY($1::uuid[]) GROUP BY state",
+            ids,
+        )
+        counts = {str(r["state"]): int(r["n"]) for r in rows}
         if counts == {"succeeded": len(ids)}:
             return
         await asyncio.sleep(0.3)
     raise AssertionError(f"not all {len(ids)} jobs succeeded: {counts}")
 
 
-async def _outbox_drained(engine: Any, within: float = 60.0) -> None:
+async def _outbox_drained(pool: asyncpg.Pool, within: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     left = -1
     while asyncio.get_running_loop().time() < deadline:
-        async with db.transaction(engine) as conn:
-            left = int((await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
+        left = int(await pool.fetchval("SELECT count(*) FROM outbox"))
         if left == 0:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"{left} outbox rows still unpublished")
 
 
-async def _workers_of(engine: Any, ids: list[str]) -> dict[str, int]:
-    async with db.transaction(engine) as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT worker_id, count(*) AS n FROM job_attempts"
-                " WHERE job_id = ANY(:ids) GROUP BY worker_id"
-            ),
-            {"ids": ids},
-        )
-        return {str(r.worker_id): int(r.n) for r in rows}
+async def _workers_of(pool: asyncpg.Pool, ids: list[str]) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT worker_id, count(*) AS n FROM job_attempts"
+        " WHERE job_id = ANY($1::uuid[]) GROUP BY worker_id",
+        ids,
+    )
+    return {str(r["worker_id"]): int(r["n"]) for r in rows}
+
+
+async def _effects(pool: asyncpg.Pool, ids: list[str]) -> dict[str, int]:
+    """idempotency key (job id) -> deliveries of the example send-email handler."""
+    rows = await pool.fetch(
+        "SELECT idempotency_key, deliveries FROM jobline_examples.email_effects"
+        " WHERE idempotency_key = ANY($1::text[])",
+        ids,
+    )
+    return {str(r["idempotency_key"]): int(r["deliveries"]) for r in rows}
 
 
 @dataclass
@@ -200,7 +204,7 @@ class Rollout:
 
     stack: Stack
     old: dict[str, Any]
-    engine: Any
+    pool: asyncpg.Pool
     key: str
     database_url: str
     ids: dict[str, list[str]] = field(default_factory=dict)
@@ -222,7 +226,7 @@ class Rollout:
         api = Api(gateway.url, self.key)
         try:
             self.ids["baseline"] = await _submit(api, PER_STEP, "baseline")
-            await _all_succeeded(self.engine, self.ids["baseline"])
+            await _all_succeeded(self.pool, self.ids["baseline"])
             # Step 2: the new code migrates to head while jobs flow through the old stack.
             flowing = asyncio.create_task(_submit(api, PER_STEP, "during"))
             await asyncio.to_thread(migrate.upgrade, self.database_url)
@@ -238,16 +242,16 @@ class Rollout:
         The swap waits for the outbox to drain: two relays at once may publish a job's events
         out of order (a known relay bug, tests/e2e/test_multi_replica.py), which is not what
         this test is about."""
-        await _all_succeeded(self.engine, self.every)
-        await _outbox_drained(self.engine)
+        await _all_succeeded(self.pool, self.every)
+        await _outbox_drained(self.pool)
         gateway = self.stack.start("gateway", env=GATEWAY_ENV)
         self.stack.start("relay", env=RELAY_ENV)
         for service in (old_gateway, old_relay):
             assert await asyncio.to_thread(service.terminate, 30) == 0, service.tail()
         api = Api(gateway.url, self.key)
         self.ids["new_gateway_old_worker"] = await _submit(api, PER_STEP, "mixed")
-        await _all_succeeded(self.engine, self.every)
-        ran_by = await _workers_of(self.engine, self.ids["new_gateway_old_worker"])
+        await _all_succeeded(self.pool, self.every)
+        ran_by = await _workers_of(self.pool, self.ids["new_gateway_old_worker"])
         assert ran_by == {"old-worker": PER_STEP}, ran_by
         return api
 
@@ -258,8 +262,8 @@ class Rollout:
         )
         assert await asyncio.to_thread(old_worker.terminate, 60) == 0, old_worker.tail()
         self.ids["new_worker"] = await _submit(api, PER_STEP, "new")
-        await _all_succeeded(self.engine, self.every)
-        assert set(await _workers_of(self.engine, self.ids["new_worker"])) == {"new-worker"}
+        await _all_succeeded(self.pool, self.every)
+        assert set(await _workers_of(self.pool, self.ids["new_worker"])) == {"new-worker"}
 
 
 async def _events_out_of_order(reader: TopicReader, ids: list[str]) -> dict[str, Any]:
@@ -305,11 +309,13 @@ async def test_an_old_worker_runs_jobs_of_a_new_gateway_across_one_migration(
         *("keys", "create", "--tenant", "upgrade", "--scopes", "jobs:write,jobs:read"),
         env={"JOBLINE_DATABASE_URL": upgrade_db},
     ).splitlines()[0]
-    engine = db.create_engine(DatabaseSettings(database_url=upgrade_db))
+    pool = await asyncpg.create_pool(
+        DatabaseSettings(database_url=upgrade_db).plain_url, min_size=1, max_size=4
+    )
     kafka_settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix)
     try:
         with running_stack(base, tmp_path) as stack:
-            rollout = Rollout(stack, old_code, engine, key, upgrade_db)
+            rollout = Rollout(stack, old_code, pool, key, upgrade_db)
             async with TopicReader(kafka_settings, topics.events_topic(prefix)) as events:
                 old_gateway, old_relay, old_worker = await rollout.old_release_runs()
                 api = await rollout.new_gateway_old_worker(old_gateway, old_relay)
@@ -318,10 +324,10 @@ async def test_an_old_worker_runs_jobs_of_a_new_gateway_across_one_migration(
                 finally:
                     await api.close()
                 assert await _events_out_of_order(events, rollout.every) == {}
-        effects = await email_effects(engine, rollout.every)
+        effects = await _effects(pool, rollout.every)
         assert sorted(effects.values()) == [1] * len(rollout.every)  # each exactly once
     finally:
-        await engine.dispose()
+        await pool.close()
     print(
         f"\nupgrade: the worker of {old_code['commit']} (schema {old_code['down']}) ran "
         f"{PER_STEP} jobs of the new gateway on schema {old_code['head']}; "
