@@ -13,7 +13,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # each one on every install. Drop only those lines, keep every real error.
 QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
-.PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench eval-analyzer clean
+.PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench eval-analyzer clean \
+	deploy-check env-file helm-template test-scale test-upgrade
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -33,8 +34,10 @@ install: $(STAMP) ## create .venv and install the pinned dependencies
 run: $(STAMP) ## start PostgreSQL, the broker and all four services (Ctrl-C stops everything)
 	@$(VENV)/bin/jobline dev
 
-test: $(STAMP) ## run the whole suite (unit, integration, e2e, faults)
-	@$(PY) -m pytest $(PYTEST_ARGS)
+# deploy-check first; a failure there fails the target but does not skip the rest.
+test: $(STAMP) ## run the whole suite (deploy-check, unit, integration, e2e, faults)
+	@status=0; $(MAKE) --no-print-directory deploy-check || status=1; \
+	$(PY) -m pytest --ignore=tests/deploy $(PYTEST_ARGS) || status=1; exit $$status
 
 test-unit: $(STAMP) ## run the pure unit tests only (seconds, no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -47,6 +50,27 @@ test-e2e: $(STAMP) ## run the services as processes
 
 test-faults: $(STAMP) ## kill, restart, duplicate, poison
 	@$(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
+# No servers and no conftest: the deployment checks must report even when the services'
+# code does not import (one of them checks exactly that).
+deploy-check: $(STAMP) ## validate docker-compose.yml (Compose spec schema) and the Helm chart (rendered; Kubernetes and CRD schemas)
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@$(PY) -m pytest tests/deploy --noconftest $(PYTEST_ARGS)
+
+COMPOSE_SECRETS := deploy/compose/secrets
+env-file: ## write random secrets for docker-compose.yml into deploy/compose/secrets/ (FORCE=1 overwrites)
+	@python3 deploy/compose/envfile.py $(COMPOSE_SECRETS) $(if $(FORCE),--force)
+
+HELM_VALUES ?= deploy/helm/jobline/ci/keda-values.yaml
+helm-template: $(STAMP) ## print the chart's manifests for HELM_VALUES (Helm's engine, no cluster)
+	@$(PY) -m tests.deploy.manifests $(HELM_VALUES)
+
+SCALE_JOBS ?= 50000
+test-scale: $(STAMP) ## 2 gateways, 3 relays, 4 workers, 50,000 jobs: each once, shares, order, rate
+	@JOBLINE_SCALE_JOBS=$(SCALE_JOBS) $(PY) -m pytest tests/e2e/test_multi_replica.py -s $(PYTEST_ARGS)
+
+test-upgrade: $(STAMP) ## the previous migration's worker against a new gateway on the new schema
+	@$(PY) -m pytest tests/e2e/test_upgrade.py -s $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 	@$(VENV)/bin/ruff check .
