@@ -12,11 +12,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from jobline.core.apikeys import TENANT_RE
+from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut
+from jobline.core.apikeys import TENANT_RE, Scope
 from jobline.pg import db, keystore
 from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway.deps import Engine, KnownQuery, Operator
-from jobline_gateway.schemas import KeyCreated, KeyIn, KeyList, KeyOut
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQuery])
 
@@ -43,7 +43,7 @@ async def create_key(body: KeyIn, _: Operator, engine: Engine) -> Any:
             conn,
             tenant_id=body.tenant,
             name=body.name,
-            scopes=frozenset(body.scopes),
+            scopes=frozenset(map(Scope, body.scopes)),
             expires_at=body.expires_at,
         )
     return KeyCreated(**KeyOut.of(record).model_dump(), key=plaintext)

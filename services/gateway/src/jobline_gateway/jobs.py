@@ -17,6 +17,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobline.api.fields import QUEUE_PATTERN, TYPE_PATTERN, Timestamp
+from jobline.api.jobs import AttemptList, AttemptOut, BatchIn, BatchOut, JobOut, JobPage, JobSpec
 from jobline.core.errors import IllegalTransition
 from jobline.core.states import Cancel, Event, JobState, Redrive
 from jobline.pg import jobstore
@@ -24,18 +26,6 @@ from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway import store, submission
 from jobline_gateway.deps import Conn, KnownQuery, ReaderTx, SettingsDep, WriterTx
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
-from jobline_gateway.schemas import (
-    QUEUE_PATTERN,
-    TYPE_PATTERN,
-    AttemptList,
-    AttemptOut,
-    BatchIn,
-    BatchOut,
-    JobOut,
-    JobPage,
-    JobSpec,
-    Timestamp,
-)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[KnownQuery])
 

@@ -30,19 +30,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobline.core.errors import InvalidSchedule
-from jobline.core.schedules import (
-    ScheduleSpec,
-    next_fire,
-    next_fires,
-    resume_next_fire,
-    spec_from_row,
-)
-from jobline.pg import db, tables
-from jobline.pg.jobstore import job_from_row
-from jobline.web.problems import FieldError, ProblemError, responses
-from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
-from jobline_gateway.schedule_schemas import (
+from jobline.api.fields import Timestamp
+from jobline.api.jobs import JobOut
+from jobline.api.schedules import (
     MAX_PREVIEW,
     FireTime,
     NextFires,
@@ -55,7 +45,18 @@ from jobline_gateway.schedule_schemas import (
     SchedulePage,
     SchedulePatch,
 )
-from jobline_gateway.schemas import JobOut, Timestamp
+from jobline.core.errors import InvalidSchedule
+from jobline.core.schedules import (
+    ScheduleSpec,
+    next_fire,
+    next_fires,
+    resume_next_fire,
+    spec_from_row,
+)
+from jobline.pg import db, tables
+from jobline.pg.jobstore import job_from_row
+from jobline.web.problems import FieldError, ProblemError, responses
+from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[KnownQuery])
 

@@ -18,12 +18,13 @@ from uuid import uuid4
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobline.api.jobs import JobOut, JobSpec
 from jobline.core import jobdefaults, states
+from jobline.core.backoff import BackoffPolicy
 from jobline.core.states import Job, JobState, Transition
 from jobline.pg import jobstore
 from jobline.web.problems import FieldError, ProblemError
 from jobline_gateway import store
-from jobline_gateway.schemas import JobOut, JobSpec
 from jobline_gateway.settings import Settings
 
 
@@ -62,7 +63,7 @@ def build_job(
         settings.job_defaults,
         policy,
         max_attempts=spec.max_attempts,
-        backoff=spec.backoff.policy() if spec.backoff is not None else None,
+        backoff=BackoffPolicy.from_dict(spec.backoff.model_dump()) if spec.backoff else None,
         timeout_seconds=spec.timeout_seconds,
     )
     return Job(

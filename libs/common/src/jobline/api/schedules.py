@@ -1,32 +1,51 @@
-"""Request and response bodies of ``/v1/schedules`` (pydantic; also the OpenAPI schemas).
+"""``/v1/schedules``: recurring jobs (cron or interval) of a tenant, fired by the relay.
 
 Shapes only: whether a cron expression, time zone or bounds make a schedule is decided by
-:class:`jobline.schedules.ScheduleSpec` in the router, so its message names the problem.
+the pure schedule rules in the router, so its message names the problem. The one rule the
+schema can state, exactly one of `cron` or `interval_seconds`, it states (``oneOf``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Final
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
-from jobline.core.schedules import MAX_CATCH_UP_LIMIT, MisfirePolicy, OverlapPolicy
-from jobline_gateway.schemas import (
+from jobline.api.fields import (
+    CURSOR_DESCRIPTION,
     TYPE_PATTERN,
-    BackoffIn,
-    BackoffOut,
-    JobOut,
     JobType,
     JsonObject,
     QueueName,
+    Request,
     Text,
     Timestamp,
 )
+from jobline.api.jobs import BackoffIn, BackoffOut, JobOut
 
 MAX_PREVIEW: Final = 100
 MAX_INTERVAL_SECONDS: Final = 366 * 86400
+MAX_CATCH_UP_LIMIT: Final = 1000
+
+
+class MisfirePolicy(StrEnum):
+    """What to fire for planned times that were missed."""
+
+    SKIP = "skip"
+    FIRE_ONCE = "fire_once"
+    CATCH_UP = "catch_up"
+
+
+class OverlapPolicy(StrEnum):
+    """Whether a new fire may start while the schedule's previous job is unfinished."""
+
+    ALLOW = "allow"
+    SKIP_IF_RUNNING = "skip_if_running"
+
 
 ScheduleName = Annotated[
     str,
@@ -62,13 +81,25 @@ CatchUpLimit = Annotated[
     ),
 ]
 
+# Exactly one of cron / interval_seconds is present and not null.
+_ONE_TIMING: Final[JsonDict] = {
+    "oneOf": [
+        {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
+        {"required": ["interval_seconds"], "properties": {"interval_seconds": {"type": "integer"}}},
+    ]
+}
+# A patch names at most one of them (even as null): each replaces the other.
+_AT_MOST_ONE_TIMING: Final[JsonDict] = {"not": {"required": ["cron", "interval_seconds"]}}
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class JobTemplate(_Request):
+class JobTemplate(Request):
     """The job each fire creates; unset fields take the tenant's type policy, then defaults."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "report.build", "payload": {"kind": "daily"}, "queue": "reports"}]
+        }
+    )
 
     type: JobType
     payload: JsonObject = Field(description="The handler's input: any JSON object.")
@@ -78,15 +109,36 @@ class JobTemplate(_Request):
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
 
     def stored(self) -> dict[str, Any]:
-        """The template as kept in ``schedules.job_template`` (what the relay fires)."""
-        body = self.model_dump(mode="json", exclude_none=True)
-        if self.backoff is not None:
-            body["backoff"] = self.backoff.policy().to_dict()
-        return body
+        """The template as kept in ``schedules.job_template`` (what the relay fires): the
+        set fields; a missing backoff multiplier means the platform's default."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
-class ScheduleIn(_Request):
+_SCHEDULE_EXAMPLE: Final[JsonDict] = {
+    "name": "nightly-report",
+    "cron": "0 3 * * *",
+    "timezone": "Europe/Berlin",
+    "job": {"type": "report.build", "payload": {"kind": "daily"}},
+    "misfire_policy": "fire_once",
+}
+
+
+class ScheduleIn(Request):
     """A new schedule: exactly one of `cron` (with `timezone`) or `interval_seconds`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **_ONE_TIMING,
+            "examples": [
+                _SCHEDULE_EXAMPLE,
+                {
+                    "name": "heartbeat",
+                    "interval_seconds": 60,
+                    "job": {"type": "ping", "payload": {}},
+                },
+            ],
+        }
+    )
 
     name: ScheduleName
     cron: Cron | None = None
@@ -108,9 +160,17 @@ class ScheduleIn(_Request):
     paused: bool = False
 
 
-class SchedulePatch(_Request):
+class SchedulePatch(Request):
     """Fields to change; absent fields keep their value. A new `cron` or `interval_seconds`
-    replaces the other; `start_at`/`end_at` null removes the bound; `job` replaces the template."""
+    replaces the other (give at most one); `start_at`/`end_at` null removes the bound; `job`
+    replaces the template."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **_AT_MOST_ONE_TIMING,
+            "examples": [{"cron": "30 4 * * *", "paused": False}],
+        }
+    )
 
     name: ScheduleName | None = None
     cron: Cron | None = None
@@ -175,7 +235,10 @@ class SchedulePage(BaseModel):
     """One page of schedules, by name."""
 
     schedules: list[ScheduleOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page. "
+        + CURSOR_DESCRIPTION
+    )
 
 
 class FireTime(BaseModel):
@@ -203,4 +266,7 @@ class ScheduledJobPage(BaseModel):
     """One page of a schedule's jobs, newest fire time first."""
 
     jobs: list[ScheduledJobOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page. "
+        + CURSOR_DESCRIPTION
+    )
