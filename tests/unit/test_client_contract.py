@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 import jobline
 from jobline import api
-from jobline.api import jobs, keys, schedules
+from jobline.api import keys, schedules
 from jobline.api.fields import TENANT_PATTERN
 from jobline.core import apikeys, backoff, states
 from jobline.core import schedules as core_schedules
@@ -37,7 +38,8 @@ SERVER_LIBRARIES = {
     "cloudevents",
     "prometheus_client",
 }
-ALLOWED_THIRD_PARTY = {"httpx", "pydantic", "pydantic_core"}
+# typing_extensions comes with pydantic (it needs it).
+ALLOWED_THIRD_PARTY = {"httpx", "pydantic", "pydantic_core", "typing_extensions"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -96,7 +98,7 @@ def test_enums_have_the_domains_values(ours, domain):
 
 
 def test_limits_and_patterns_are_the_domains():
-    assert TENANT_PATTERN == apikeys.TENANT_RE.pattern
+    assert apikeys.TENANT_RE.pattern == TENANT_PATTERN
     assert schedules.MAX_CATCH_UP_LIMIT == core_schedules.MAX_CATCH_UP_LIMIT
     assert {s.value for s in api.TERMINAL_STATES} == {s.value for s in states.TERMINAL_STATES}
 
@@ -230,3 +232,72 @@ def test_every_request_body_has_examples_that_are_valid(model):
     for example in examples:
         assert jsonschema_rs.validator_for(schema).is_valid(example), example
         model.model_validate(example)
+
+
+CRONS = [
+    "*/15 * * * *",
+    "0 9-17 * * MON-FRI",
+    "15 30 2 * * *",
+    "0 0 L * *",
+    "0 0 * * 5L,1",
+    "0 0 * * fri#2",
+    "0 0 1-31/2 JAN-mar *",
+    "  0   0 * * *",
+    "@Daily",
+    "5-3 * * * *",
+    "60 * * * *",
+    "0 24 * * *",
+    "0 0 0 * *",
+    "0 0 * 13 *",
+    "0 0 * * 8",
+    "0 0 * * 5-1",
+    "0 0 * * L",
+    "0 0 * * FRIL",
+    "0 0 * * 1#6",
+    "*/0 * * * *",
+    "0 0 ? * *",
+    "0 0 15W * *",
+    "* * * *",
+    "@often",
+]
+
+
+@pytest.mark.parametrize("expression", CRONS)
+def test_the_cron_pattern_accepts_what_the_scheduler_accepts(expression):
+    from jobline.api.cron import cron_pattern
+    from jobline.core.cron import parse_cron
+    from jobline.core.errors import InvalidSchedule
+
+    try:
+        parse_cron(expression)
+        accepted = True
+    except InvalidSchedule:
+        accepted = False
+    assert bool(re.match(cron_pattern(), expression)) == accepted
+
+
+def test_the_time_zone_enum_is_the_schedulers_list():
+    from jobline.api.cron import time_zone_names
+    from jobline.core.cron import load_timezone
+
+    names = time_zone_names()
+    assert "Europe/Berlin" in names
+    assert "UTC" in names
+    assert "localtime" not in names
+    for name in names[::25]:
+        load_timezone(name)
+    assert api.ScheduleIn.model_json_schema()["properties"]["timezone"]["enum"] == list(names)
+
+
+def test_numbers_and_times_are_json_numbers_and_rfc3339_strings_only():
+    job = {"type": "echo", "payload": {}}
+    assert not _agree(api.JobSpec, {**job, "max_attempts": "3"})
+    assert not _agree(api.JobSpec, {**job, "max_attempts": True})
+    assert _agree(api.JobSpec, {**job, "max_attempts": 3.0})
+    assert not _agree(api.JobSpec, {**job, "delay_seconds": "5"})
+    assert not _agree(api.JobSpec, {**job, "run_at": 1700000000})
+    assert not _agree(api.JobSpec, {**job, "run_at": "2030-01-01T00:00Z"})  # no seconds
+    assert _agree(api.JobSpec, {**job, "run_at": "2030-01-01t00:00:00.5+02:00"})
+    assert not _agree(api.JobSpec, {**job, "payload": {"a\u0000": 1}})
+    assert not _agree(api.JobSpec, {**job, "payload": {"a": [{"b": "\u0000"}]}})
+    assert _agree(api.JobSpec, {**job, "payload": {"a": [{"b": "ok", "c": None}]}})

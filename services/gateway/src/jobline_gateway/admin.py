@@ -21,7 +21,9 @@ from jobline_gateway.deps import Engine, KnownQuery, Operator
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQuery])
 
 
-@router.post("", status_code=201, response_model=KeyCreated, responses=responses())
+@router.post(
+    "", operation_id="createKey", status_code=201, response_model=KeyCreated, responses=responses()
+)
 async def create_key(body: KeyIn, _: Operator, engine: Engine) -> Any:
     """Create an API key for a tenant; the response is the only time the key is shown."""
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
@@ -49,7 +51,7 @@ async def create_key(body: KeyIn, _: Operator, engine: Engine) -> Any:
     return KeyCreated(**KeyOut.of(record).model_dump(), key=plaintext)
 
 
-@router.get("", response_model=KeyList, responses=responses())
+@router.get("", operation_id="listKeys", response_model=KeyList, responses=responses())
 async def list_keys(
     _: Operator,
     engine: Engine,
@@ -63,7 +65,9 @@ async def list_keys(
     return KeyList(keys=[KeyOut.of(r) for r in records])
 
 
-@router.delete("/{key_id}", response_model=KeyOut, responses=responses(404))
+@router.delete(
+    "/{key_id}", operation_id="revokeKey", response_model=KeyOut, responses=responses(404)
+)
 async def revoke_key(key_id: UUID, _: Operator, engine: Engine) -> Any:
     """Revoke an API key; it stops working on the next request."""
     async with db.transaction(engine) as conn:

@@ -87,6 +87,7 @@ async def _accept(
 
 @router.post(
     "",
+    operation_id="submitJob",
     status_code=201,
     response_model=JobOut,
     responses={200: {"model": JobOut, **_REPLAY_DOC}, **responses(409)},
@@ -120,6 +121,7 @@ async def submit_job(
 
 @router.post(
     "/batch",
+    operation_id="submitBatch",
     status_code=201,
     response_model=BatchOut,
     responses={200: {"model": BatchOut, **_REPLAY_DOC}, **responses(409)},
@@ -151,7 +153,7 @@ async def submit_batch(
     return JSONResponse({"jobs": accepted.jobs}, status_code=201)
 
 
-@router.get("", response_model=JobPage, responses=responses())
+@router.get("", operation_id="listJobs", response_model=JobPage, responses=responses())
 async def list_jobs(
     *,
     principal: ReaderTx,
@@ -196,7 +198,11 @@ async def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=responses(404))
+# `:uuid`: a segment that is no UUID (GET /v1/jobs/batch) matches no job route, so a method
+# the path does not declare is a 405, not a 422 about job_id.
+@router.get(
+    "/{job_id:uuid}", operation_id="getJob", response_model=JobOut, responses=responses(404)
+)
 async def get_job(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     """A job: status, attempts, timings, last error and result."""
     job = await store.get_job(conn, principal.tenant_id, job_id)
@@ -205,7 +211,12 @@ async def get_job(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     return JobOut.of(job)
 
 
-@router.get("/{job_id}/attempts", response_model=AttemptList, responses=responses(404))
+@router.get(
+    "/{job_id}/attempts",
+    operation_id="listAttempts",
+    response_model=AttemptList,
+    responses=responses(404),
+)
 async def list_attempts(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     """Each attempt of a job: worker, start, end, outcome and error."""
     if not await store.job_exists(conn, principal.tenant_id, job_id):
@@ -226,13 +237,23 @@ async def list_attempts(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     )
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
+@router.post(
+    "/{job_id}/cancel",
+    operation_id="cancelJob",
+    response_model=JobOut,
+    responses=responses(404, 409),
+)
 async def cancel_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
     return await _apply(conn, principal.tenant_id, job_id, Cancel())
 
 
-@router.post("/{job_id}/redrive", response_model=JobOut, responses=responses(404, 409))
+@router.post(
+    "/{job_id}/redrive",
+    operation_id="redriveJob",
+    response_model=JobOut,
+    responses=responses(404, 409),
+)
 async def redrive_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
     return await _apply(conn, principal.tenant_id, job_id, Redrive())

@@ -76,7 +76,13 @@ CursorParam = Annotated[
 # --- routes -------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, response_model=ScheduleOut, responses=responses(409))
+@router.post(
+    "",
+    operation_id="createSchedule",
+    status_code=201,
+    response_model=ScheduleOut,
+    responses=responses(409),
+)
 async def create_schedule(body: ScheduleIn, principal: ScheduleWriter, engine: Engine) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
     spec = _spec(
@@ -118,7 +124,7 @@ async def create_schedule(body: ScheduleIn, principal: ScheduleWriter, engine: E
     )
 
 
-@router.get("", response_model=SchedulePage, responses=responses())
+@router.get("", operation_id="listSchedules", response_model=SchedulePage, responses=responses())
 async def list_schedules(
     *,
     principal: Reader,
@@ -148,7 +154,12 @@ async def list_schedules(
     )
 
 
-@router.get("/{schedule_id}", response_model=ScheduleOut, responses=responses(404))
+@router.get(
+    "/{schedule_id}",
+    operation_id="getSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404),
+)
 async def get_schedule(schedule_id: UUID, principal: Reader, engine: Engine) -> Any:
     """A schedule: its timing, job template, policies and next planned fire time."""
     async with db.transaction(engine) as conn:
@@ -156,7 +167,12 @@ async def get_schedule(schedule_id: UUID, principal: Reader, engine: Engine) -> 
     return _out(row)
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleOut, responses=responses(404, 409))
+@router.patch(
+    "/{schedule_id}",
+    operation_id="updateSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404, 409),
+)
 async def update_schedule(
     schedule_id: UUID, body: SchedulePatch, principal: ScheduleWriter, engine: Engine
 ) -> Any:
@@ -202,7 +218,9 @@ async def update_schedule(
     return _out(updated)
 
 
-@router.delete("/{schedule_id}", status_code=204, responses=responses(404))
+@router.delete(
+    "/{schedule_id}", operation_id="deleteSchedule", status_code=204, responses=responses(404)
+)
 async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: Engine) -> Response:
     """Delete a schedule; the jobs it created stay (no longer linked to it)."""
     async with db.transaction(engine) as conn:
@@ -218,7 +236,12 @@ async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: 
     return Response(status_code=204)
 
 
-@router.post("/{schedule_id}/pause", response_model=ScheduleOut, responses=responses(404))
+@router.post(
+    "/{schedule_id}/pause",
+    operation_id="pauseSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404),
+)
 async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: Engine) -> Any:
     """Stop firing (idempotent); the pending fire time is kept for resume."""
     async with db.transaction(engine) as conn:
@@ -231,7 +254,12 @@ async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: E
     return _out(updated)
 
 
-@router.post("/{schedule_id}/resume", response_model=ScheduleOut, responses=responses(404))
+@router.post(
+    "/{schedule_id}/resume",
+    operation_id="resumeSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404),
+)
 async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: Engine) -> Any:
     """Fire again from now (idempotent): times missed while paused run as the misfire
     policy says (`skip`/`fire_once`: one, `catch_up`: up to `catch_up_limit`)."""
@@ -249,7 +277,12 @@ async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: 
     return _out(updated)
 
 
-@router.get("/{schedule_id}/next", response_model=NextFires, responses=responses(404))
+@router.get(
+    "/{schedule_id}/next",
+    operation_id="listScheduleFireTimes",
+    response_model=NextFires,
+    responses=responses(404),
+)
 async def next_fire_times(
     schedule_id: UUID,
     principal: Reader,
@@ -273,7 +306,12 @@ async def next_fire_times(
     )
 
 
-@router.get("/{schedule_id}/jobs", response_model=ScheduledJobPage, responses=responses(404))
+@router.get(
+    "/{schedule_id}/jobs",
+    operation_id="listScheduleJobs",
+    response_model=ScheduledJobPage,
+    responses=responses(404),
+)
 async def schedule_jobs(
     *,
     schedule_id: UUID,

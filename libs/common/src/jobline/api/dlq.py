@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from jobline.api.fields import Answer
 
 
-class DlqGroup(BaseModel):
+class DlqGroup(Answer):
     """Dead jobs of one type and queue that failed with the same error class."""
 
     type: str
@@ -26,7 +28,7 @@ class DlqGroup(BaseModel):
     sample_message: str | None = Field(description="Its last error message.")
 
 
-class DlqGroupList(BaseModel):
+class DlqGroupList(Answer):
     """Groups of the tenant's dead jobs, largest first (``?type=``, ``?queue=`` filter)."""
 
     groups: list[DlqGroup]

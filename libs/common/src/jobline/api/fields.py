@@ -12,11 +12,22 @@ install with nothing but httpx and pydantic.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+)
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 MAX_JSON_DEPTH: Final = 32
 # Datetimes outside these years are refused: they are surely mistakes, and the far ends
@@ -98,17 +109,73 @@ def _not_reserved_queue(value: str) -> str:
     return value
 
 
-JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+def _json_number(value: Any) -> Any:
+    # Lax number parsing would take true or "5" for a number; JSON Schema's number and
+    # integer do not (8.0 is an integer to both).
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("json_number", "must be a JSON number")
+    return value
+
+
+JsonNumber: Final = BeforeValidator(_json_number)
+"""Put on every int and float of a request: the schema's number type, exactly."""
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PydanticCustomError("dict_type", "Input should be a JSON object")
+    checked: dict[str, Any] = check_json(value)
+    return checked
+
+
+def _closed(schema: JsonDict) -> None:
+    schema["additionalProperties"] = False  # a key outside the pattern (with \u0000) is invalid
+
+
+# The schema of what check_json lets through (the depth limit aside): JSON whose strings and
+# keys hold no \u0000, at any depth. Validation stays check_json's one fast pass.
+NulFreeText = Annotated[str, Field(pattern="^[^\\u0000]*$")]
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "NulFreeText | int | float | bool | list[JsonValue]"
+    " | Annotated[dict[NulFreeText, JsonValue], Field(json_schema_extra=_closed)] | None",
+)
+JsonObject = Annotated[
+    dict[str, Any],
+    PlainValidator(
+        _json_object,
+        json_schema_input_type=Annotated[
+            dict[NulFreeText, JsonValue], Field(json_schema_extra=_closed)
+        ],
+    ),
+]
 Text = Annotated[str, AfterValidator(_no_nul)]
-# Years 1970..9000 as written; the pattern says so to a schema reader (and to generators).
-_YEAR_PATTERN: Final = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9000)-"
+# RFC 3339's date-time, years 1970..9000 as written: the one text form accepted (no Unix
+# timestamps, no missing seconds or offset), stated in the schema as it is enforced.
+RFC3339_PATTERN: Final = (
+    r"^(19[7-9][0-9]|[2-8][0-9]{3}|9000)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_RFC3339: Final = re.compile(RFC3339_PATTERN)
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise PydanticCustomError(
+        "rfc3339", "must be an RFC 3339 date-time with a UTC offset, e.g. 2030-01-01T09:00:00Z"
+    )
+
+
 Timestamp = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339),
     AfterValidator(_sane_datetime),
     Field(
         description=f"RFC 3339 date-time with a UTC offset (`Z` or `+hh:mm`), years "
         f"{MIN_YEAR}..{MAX_YEAR}.",
-        json_schema_extra={"pattern": _YEAR_PATTERN},
+        json_schema_extra={"pattern": RFC3339_PATTERN},
     ),
 ]
 JobType = Annotated[
@@ -124,6 +191,16 @@ QueueName = Annotated[
     ),
     AfterValidator(_not_reserved_queue),
 ]
+
+
+class Answer(BaseModel):
+    """A response body. Its fields are attributes (``job.status``); ``job["status"]`` gives a
+    field's JSON value too, for code written against the raw JSON answer."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in type(self).model_fields:
+            raise KeyError(name)
+        return self.model_dump(mode="json", include={name})[name]
 
 
 class Request(BaseModel):

@@ -13,13 +13,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from jobline.api.fields import (
     CURSOR_DESCRIPTION,
+    Answer,
     JobType,
+    JsonNumber,
     JsonObject,
     QueueName,
     Request,
@@ -68,9 +70,9 @@ class BackoffIn(Request):
     )
 
     kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
-    base_seconds: Annotated[float, Field(ge=0, le=86400)] = 1.0
+    base_seconds: Annotated[float, Field(ge=0, le=86400), JsonNumber] = 1.0
     max_seconds: Annotated[
-        float, Field(ge=0, le=7 * 86400, description="At least `base_seconds`.")
+        float, Field(ge=0, le=7 * 86400, description="At least `base_seconds`."), JsonNumber
     ] = 300.0
 
     @model_validator(mode="after")
@@ -106,16 +108,16 @@ class JobSpec(Request):
     type: JobType
     payload: JsonObject = Field(description="The handler's input: any JSON object.")
     queue: QueueName = "default"
-    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000), JsonNumber] = 0
     run_at: Timestamp | None = Field(
         default=None, description="Not before this time; exclusive with `delay_seconds`."
     )
-    delay_seconds: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] | None = Field(
+    delay_seconds: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS), JsonNumber] | None = Field(
         default=None, description="Not before now + this; exclusive with `run_at`."
     )
-    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=1000), JsonNumber] | None = None
     backoff: BackoffIn | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400), JsonNumber] | None = None
     metadata: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -217,20 +219,20 @@ class JobView(Protocol):
 # --- responses ---------------------------------------------------------------------------
 
 
-class BackoffOut(BaseModel):
+class BackoffOut(Answer):
     kind: BackoffKind
     base_seconds: float
     max_seconds: float
 
 
-class Timings(BaseModel):
+class Timings(Answer):
     created_at: datetime
     scheduled_for: datetime = Field(description="When the job is (or was) due: its run_at.")
     started_at: datetime | None
     finished_at: datetime | None
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(Answer):
     attempt: int
     error_class: str
     message: str
@@ -239,14 +241,14 @@ class ErrorOut(BaseModel):
     finished_at: datetime
 
 
-class JobLinks(BaseModel):
+class JobLinks(Answer):
     self: str
     attempts: str
     cancel: str
     redrive: str
 
 
-class Progress(BaseModel):
+class Progress(Answer):
     """What a running handler last reported (``ctx.progress``), kept in ``metadata.progress``."""
 
     fraction: float
@@ -255,7 +257,7 @@ class Progress(BaseModel):
     at: datetime | None = None
 
 
-class JobOut(BaseModel):
+class JobOut(Answer):
     """A job as the API shows it."""
 
     id: UUID
@@ -335,13 +337,13 @@ class JobOut(BaseModel):
         )
 
 
-class BatchOut(BaseModel):
+class BatchOut(Answer):
     """Per-item results, in the order submitted."""
 
     jobs: list[JobOut]
 
 
-class JobPage(BaseModel):
+class JobPage(Answer):
     """One page of jobs, newest first."""
 
     jobs: list[JobOut]
@@ -351,7 +353,7 @@ class JobPage(BaseModel):
     )
 
 
-class AttemptOut(BaseModel):
+class AttemptOut(Answer):
     attempt: int
     worker_id: str
     started_at: datetime
@@ -360,5 +362,5 @@ class AttemptOut(BaseModel):
     error: dict[str, Any] | None
 
 
-class AttemptList(BaseModel):
+class AttemptList(Answer):
     attempts: list[AttemptOut]

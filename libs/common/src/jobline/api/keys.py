@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Annotated, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from jobline.api.fields import TENANT_PATTERN, Request, Text, Timestamp
+from jobline.api.fields import TENANT_PATTERN, Answer, Request, Text, Timestamp
 
 
 class Scope(StrEnum):
@@ -76,7 +76,7 @@ class KeyView(Protocol):
     def last_used_at(self) -> datetime | None: ...
 
 
-class KeyOut(BaseModel):
+class KeyOut(Answer):
     """An API key, never its secret."""
 
     id: UUID
@@ -108,7 +108,7 @@ class KeyCreated(KeyOut):
     key: str = Field(description="The API key. Shown only in this response; store it now.")
 
 
-class KeyList(BaseModel):
+class KeyList(Answer):
     keys: list[KeyOut]
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from jobline.api.fields import Answer
 from jobline.api.jobs import JobState
 
 
-class QueueStats(BaseModel):
+class QueueStats(Answer):
     """One queue of the tenant."""
 
     name: str
@@ -23,13 +24,13 @@ class QueueStats(BaseModel):
     )
 
 
-class QueueList(BaseModel):
+class QueueList(Answer):
     """Every queue the tenant has jobs in, by name."""
 
     queues: list[QueueStats]
 
 
-class Stats(BaseModel):
+class Stats(Answer):
     """The tenant's jobs now, and what finished within the window (``?window_seconds=``,
     default 3600)."""
 

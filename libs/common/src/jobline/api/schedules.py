@@ -12,13 +12,18 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, Strict, field_validator
 from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
+from jobline.api.cron import cron_pattern, time_zone_names
 from jobline.api.fields import (
     CURSOR_DESCRIPTION,
     TYPE_PATTERN,
+    Answer,
     JobType,
+    JsonNumber,
     JsonObject,
     QueueName,
     Request,
@@ -55,22 +60,40 @@ ScheduleName = Annotated[
         "e.g. `nightly-report`.",
     ),
 ]
+
+
+def _cron_schema(schema: JsonDict) -> None:
+    schema["pattern"] = cron_pattern()  # built when the schema is, not at import
+
+
+def _zone_schema(schema: JsonDict) -> None:
+    schema["enum"] = list(time_zone_names())
+
+
 Cron = Annotated[
     Text,
     Field(
         min_length=1,
         max_length=200,
         description="5 fields (minute hour day-of-month month day-of-week), or 6 with a leading "
-        "seconds field, or a macro such as `@daily`.",
+        "seconds field, or a macro such as `@daily`. The pattern states the grammar; a "
+        "day of month that none of the chosen months has (`0 0 30 2 *`) is refused too.",
+        json_schema_extra=_cron_schema,
     ),
 ]
 TimeZone = Annotated[
     Text,
-    Field(min_length=1, max_length=64, description="IANA time zone, e.g. `Europe/Berlin`."),
+    Field(
+        min_length=1,
+        max_length=64,
+        description="IANA time zone, e.g. `Europe/Berlin`.",
+        json_schema_extra=_zone_schema,
+    ),
 ]
 IntervalSeconds = Annotated[
     int,
     Field(ge=1, le=MAX_INTERVAL_SECONDS, description="Fire every this many seconds."),
+    JsonNumber,
 ]
 CatchUpLimit = Annotated[
     int,
@@ -79,6 +102,7 @@ CatchUpLimit = Annotated[
         le=MAX_CATCH_UP_LIMIT,
         description="catch_up: at most this many missed times fire (the most recent).",
     ),
+    JsonNumber,
 ]
 
 # Exactly one of cron / interval_seconds is present and not null.
@@ -104,9 +128,9 @@ class JobTemplate(Request):
     type: JobType
     payload: JsonObject = Field(description="The handler's input: any JSON object.")
     queue: QueueName = "default"
-    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=1000), JsonNumber] | None = None
     backoff: BackoffIn | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400), JsonNumber] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The template as kept in ``schedules.job_template`` (what the relay fires): the
@@ -157,7 +181,11 @@ class ScheduleIn(Request):
     )
     start_at: Timestamp | None = Field(default=None, description="No fire before (inclusive).")
     end_at: Timestamp | None = Field(default=None, description="No fire after (inclusive).")
-    paused: bool = False
+    paused: Annotated[bool, Strict()] = False
+
+
+def _no_default(schema: JsonDict) -> None:
+    schema.pop("default", None)  # absent means "unchanged"; null itself is refused
 
 
 class SchedulePatch(Request):
@@ -173,22 +201,32 @@ class SchedulePatch(Request):
     )
 
     name: ScheduleName | None = None
-    cron: Cron | None = None
+    # Not null: each replaces the other, so a null would leave no timing at all.
+    cron: Cron | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
     timezone: TimeZone | None = None
-    interval_seconds: IntervalSeconds | None = None
+    interval_seconds: IntervalSeconds | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_no_default
+    )
     job: JobTemplate | None = None
     misfire_policy: MisfirePolicy | None = None
     catch_up_limit: CatchUpLimit | None = None
     overlap_policy: OverlapPolicy | None = None
     start_at: Timestamp | None = None
     end_at: Timestamp | None = None
-    paused: bool | None = None
+    paused: Annotated[bool, Strict()] | None = None
+
+    @field_validator("cron", "interval_seconds", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("not_null", "give a value, or leave the field out")
+        return value
 
 
 # --- responses ---------------------------------------------------------------------------
 
 
-class JobTemplateOut(BaseModel):
+class JobTemplateOut(Answer):
     type: str
     payload: dict[str, Any]
     queue: str
@@ -197,7 +235,7 @@ class JobTemplateOut(BaseModel):
     timeout_seconds: float | None = None
 
 
-class ScheduleLinks(BaseModel):
+class ScheduleLinks(Answer):
     self: str
     next: str
     jobs: str
@@ -205,7 +243,7 @@ class ScheduleLinks(BaseModel):
     resume: str
 
 
-class ScheduleOut(BaseModel):
+class ScheduleOut(Answer):
     """A schedule as the API shows it."""
 
     id: UUID
@@ -231,7 +269,7 @@ class ScheduleOut(BaseModel):
     links: ScheduleLinks
 
 
-class SchedulePage(BaseModel):
+class SchedulePage(Answer):
     """One page of schedules, by name."""
 
     schedules: list[ScheduleOut]
@@ -241,12 +279,12 @@ class SchedulePage(BaseModel):
     )
 
 
-class FireTime(BaseModel):
+class FireTime(Answer):
     local: datetime = Field(description="In the schedule's time zone, with its UTC offset.")
     utc: datetime
 
 
-class NextFires(BaseModel):
+class NextFires(Answer):
     """The next planned fire times after `after` (default now)."""
 
     schedule_id: UUID
@@ -262,7 +300,7 @@ class ScheduledJobOut(JobOut):
     fire_time: datetime
 
 
-class ScheduledJobPage(BaseModel):
+class ScheduledJobPage(Answer):
     """One page of a schedule's jobs, newest fire time first."""
 
     jobs: list[ScheduledJobOut]

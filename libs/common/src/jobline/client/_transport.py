@@ -219,7 +219,7 @@ def error_of(call: Call[Any], response: httpx.Response, attempts: int, now: date
     else:
         message = f"{status}: {problem.detail or problem.title or response.reason_phrase}"
         fields = [e.field for e in problem.errors or []]
-        if fields and "invalid: " not in message and not all(f in message for f in fields):
+        if fields and "invalid: " not in message:  # the validation detail names them already
             message += f" ({', '.join(fields)})"
     return cls(
         message,
