@@ -52,13 +52,15 @@ def changes(previous: JobOut | None, current: JobOut) -> list[JobEvent]:
     if previous is None:
         return [JobEvent("snapshot", current)]
     found = []
+    # A progress report comes before the change of state seen in the same read: the handler
+    # reported it while running.
+    progress = current.progress
+    if progress is not None and progress != previous.progress:
+        found.append(JobEvent("progress", current, previous.status))
     if current.status != previous.status:
         found.append(JobEvent("state", current, previous.status))
     elif current.attempt != previous.attempt:
         found.append(JobEvent("attempt", current, previous.status))
-    progress = current.progress
-    if progress is not None and progress != previous.progress:
-        found.append(JobEvent("progress", current, previous.status))
     return found
 
 
