@@ -148,3 +148,24 @@ async def test_wait_events_pages_batches_and_keys_against_the_running_stack(
             await client.revoke_key(created.id)
             with pytest.raises(Unauthorized):
                 await c.list_jobs()
+
+
+async def test_the_overhead_script_measures_real_submissions(gateway, make_api_key, engine):
+    from jobline.client import overhead
+
+    key = await make_api_key()
+    figures = await asyncio.to_thread(overhead.measure, 300, gateway.url, key)
+    print(f"client overhead against a gateway process: {figures}")
+    assert figures["mode"] == "gateway"
+    assert figures["client_cpu_us_per_submit"] > 0
+    async with db.transaction(engine) as conn:
+        made = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM jobs j JOIN api_keys k ON k.tenant_id = j.tenant_id"
+                    " WHERE k.prefix = :p"
+                ),
+                {"p": key.split("_")[1]},
+            )
+        ).scalar_one()
+    assert made >= 2 * 300  # both clients really submitted (after their warm-ups)
