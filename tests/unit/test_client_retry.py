@@ -103,6 +103,7 @@ class Flaky:
             failure = self.failures.pop(0)
             if isinstance(failure, Exception):
                 raise failure
+            assert isinstance(failure, httpx.Response)
             return failure
         return self.ok
 
@@ -162,14 +163,16 @@ async def test_a_retry_after_beyond_the_time_budget_ends_the_retries_at_once(mak
 
 async def test_unsafe_calls_are_not_repeated_after_502_500_or_a_lost_answer(make, clock):
     # Cancel carries no key: a repeat after the gateway may have acted is not ours to risk.
-    for failure in (problem(502, "Bad Gateway"), problem(500, "boom"), read_error()):
+    lost: list[Any] = [problem(502, "Bad Gateway"), problem(500, "boom"), read_error()]
+    for failure in lost:
         gateway = Flaky(failure, ok=httpx.Response(200, json=job_json()))
         client = make(gateway)
         with pytest.raises((ServerError, GatewayUnreachable)):
             await call(client.cancel_job(uuid4()))
         assert len(gateway.requests) == 1
     # ...but a refused connection (nothing sent) and 429/503 (refused before work) are.
-    for failure in (connect_error(), problem(429, "slow down"), problem(503, "db down")):
+    refused: list[Any] = [connect_error(), problem(429, "slow down"), problem(503, "db down")]
+    for failure in refused:
         gateway = Flaky(failure, ok=httpx.Response(200, json=job_json()))
         client = make(gateway)
         await call(client.cancel_job(uuid4()))

@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 import schemathesis
-from schemathesis.specs.openapi.checks import RejectedPositiveData, positive_data_acceptance
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 # (location, field or its last part, words of the message)
 ALLOWED: Final = (
