@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PKGS   := libs/common[embedded] services/gateway services/outbox-relay services/worker services/ai-analyzer
+PKGS   := libs/common[cli,embedded] services/gateway services/outbox-relay services/worker services/ai-analyzer
 INPUTS := constraints.txt requirements-dev.txt libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -51,6 +51,7 @@ test-faults: $(STAMP) ## kill, restart, duplicate, poison
 lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
 	@$(VENV)/bin/mypy libs/common/src services/gateway/src services/outbox-relay/src services/worker/src services/ai-analyzer/src tests bench
 
 bench: $(STAMP) ## print benchmark figures as JSON

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import text
+import asyncpg
 
 from jobline.core.apikeys import ALL_SCOPES
-from jobline.dev.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from jobline.dev.embedded import BROKER_TUNING, EmbeddedBroker, EmbeddedPostgres, free_port
 from jobline.pg import db, keystore, migrate
+from jobline.pg.db import Database
 from jobline.settings import DatabaseSettings
 from tests.stack import ServiceProcess
 
@@ -47,7 +48,10 @@ class Bench:
     api_key: str = ""
 
     def env(self) -> dict[str, str]:
+        # As `jobline dev` runs them: tuned for the embedded broker when it is the one used.
+        tuning = dict(BROKER_TUNING) if self.broker_pid is not None else {}
         return {
+            **tuning,
             "JOBLINE_DATABASE_URL": self.database_url,
             "JOBLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "JOBLINE_TOPIC_PREFIX": self.topic_prefix,
@@ -85,28 +89,25 @@ class Bench:
             "client": os.getpid(),
         }
 
-    async def fetch(self, sql: str, **params: Any) -> list[Any]:
-        engine = db.create_engine(DatabaseSettings(database_url=self.database_url))
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        conn = await asyncpg.connect(self.database_url)
         try:
-            async with engine.connect() as conn:
-                return list(await conn.execute(text(sql), params))
+            return list(await conn.fetch(sql, *args))
         finally:
-            await engine.dispose()
+            await conn.close()
 
     async def wait_outbox_empty(self, timeout: float = 120.0) -> None:  # noqa: ASYNC109
         """Until the relay has published every due outbox row."""
-        engine = db.create_engine(DatabaseSettings(database_url=self.database_url))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        conn = await asyncpg.connect(self.database_url)
         try:
             while loop.time() < deadline:
-                async with engine.connect() as conn:
-                    left = await conn.scalar(text("SELECT count(*) FROM outbox"))
-                if not left:
+                if not await conn.fetchval("SELECT count(*) FROM outbox"):
                     return
                 await asyncio.sleep(0.2)
         finally:
-            await engine.dispose()
+            await conn.close()
         raise TimeoutError(f"the outbox still holds rows after {timeout}s")
 
 
@@ -159,12 +160,11 @@ def bench() -> Iterator[Bench]:
 
 
 async def _api_key(url: str) -> str:
-    engine = db.create_engine(DatabaseSettings(database_url=url))
-    try:
-        async with db.transaction(engine) as conn:
-            _, plaintext = await keystore.create_key(
-                conn, tenant_id="bench", name="bench", scopes=ALL_SCOPES
-            )
-    finally:
-        await engine.dispose()
+    async with (
+        Database(DatabaseSettings(database_url=url)) as database,
+        database.transaction() as conn,
+    ):
+        _, plaintext = await keystore.create_key(
+            conn, tenant_id="bench", name="bench", scopes=ALL_SCOPES
+        )
     return plaintext

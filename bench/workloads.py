@@ -126,17 +126,17 @@ async def _starts(run: Bench, queue: str, total: int, timeout: float) -> list[fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = await run.fetch(
-            "SELECT count(*) AS n FROM jobs WHERE queue = :q AND state = 'succeeded'", q=queue
+            "SELECT count(*) AS n FROM jobs WHERE queue = $1 AND state = 'succeeded'", queue
         )
-        if rows[0].n >= total:
+        if rows[0]["n"] >= total:
             break
         await asyncio.sleep(0.5)
     rows = await run.fetch(
         "SELECT (result->>'t')::float8 AS started FROM jobs"
-        " WHERE queue = :q AND state = 'succeeded'",
-        q=queue,
+        " WHERE queue = $1 AND state = 'succeeded'",
+        queue,
     )
-    return sorted(float(r.started) for r in rows)
+    return sorted(float(r["started"]) for r in rows)
 
 
 async def latency(run: Bench, queue: str, rate: int, clients: int) -> dict[str, Any]:
@@ -214,10 +214,10 @@ async def _started(run: Bench, ids: list[str], timeout: float) -> dict[str, floa
     while True:
         rows = await run.fetch(
             "SELECT id::text AS id, (result->>'t')::float8 AS started FROM jobs"
-            " WHERE id = ANY(CAST(:ids AS uuid[])) AND state = 'succeeded'",
-            ids=ids,
+            " WHERE id = ANY(CAST($1 AS uuid[])) AND state = 'succeeded'",
+            ids,
         )
-        found = {r.id: float(r.started) for r in rows}
+        found = {r["id"]: float(r["started"]) for r in rows}
         if len(found) >= len(ids) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.5)

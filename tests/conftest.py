@@ -21,16 +21,17 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import jobline
+import jobline.pg
 from jobline.core.errors import DependencyUnavailable
 from jobline.dev.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from jobline.pg.db import Database
 from jobline.settings import DatabaseSettings, KafkaSettings, plain_url
 from tests.stack import Stack, running_stack
 
 TESTS = Path(__file__).parent
 FOLDER_MARKERS = ("unit", "integration", "e2e", "faults")
 SERVER_FIXTURES = frozenset(
-    {"pg_server_url", "kafka_bootstrap", "database_url", "db_settings", "kafka_settings"}
+    {"pg_server_url", "kafka_bootstrap", "database_url", "db_settings", "kafka_settings", "db"}
 )
 # Durability buys nothing in a throwaway test cluster.
 FAST_POSTGRES = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -136,6 +137,15 @@ def topic_prefix() -> str:
     return f"jltest{uuid4().hex[:10]}"
 
 
+def broker_tuning() -> dict[str, str]:
+    """Settings the services need for the embedded broker, as ``jobline dev`` sets them."""
+    if os.environ.get("JOBLINE_TEST_KAFKA_BOOTSTRAP") or _docker():
+        return {}
+    from jobline.dev.embedded import BROKER_TUNING
+
+    return dict(BROKER_TUNING)
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` on the same server."""
     parts = urlsplit(plain_url(url))
@@ -148,8 +158,9 @@ def _ident(name: str) -> str:
 
 def _migrations_hash() -> str:
     """Changes whenever a migration (or the code that runs them) changes."""
-    package = Path(jobline.__file__).parent
+    package = Path(jobline.pg.__file__).parent
     files = [package / "migrate.py", *sorted((package / "migrations").rglob("*"))]
+    assert all(f.exists() for f in files[:1]), "the migrations moved: update this hash"
     digest = hashlib.sha256()
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
@@ -223,16 +234,23 @@ async def engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture(scope="session")
+async def db(db_settings: DatabaseSettings) -> AsyncIterator[Database]:
+    """The run's database as the services use it (asyncpg pool, Jobline's codecs)."""
+    async with Database(db_settings, application_name="jobline-tests") as database:
+        yield database
+
+
 @pytest.fixture
-def make_api_key(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
+def make_api_key(db: Database) -> Callable[..., Awaitable[str]]:
     """``await make_api_key(scopes=..., tenant=...)``: a fresh tenant (unless given) and key."""
     from jobline.core.apikeys import ALL_SCOPES, parse_scopes
-    from jobline.pg import db, keystore
+    from jobline.pg import keystore
 
     async def make(scopes: str | None = None, tenant: str | None = None) -> str:
         tenant = tenant or f"t-{uuid4().hex[:10]}"
         parsed = parse_scopes(scopes) if scopes else ALL_SCOPES
-        async with db.transaction(engine) as conn:
+        async with db.transaction() as conn:
             _, plaintext = await keystore.create_key(
                 conn, tenant_id=tenant, name="test", scopes=parsed
             )
@@ -250,6 +268,7 @@ def service_env(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> d
         "JOBLINE_TOPIC_PREFIX": topic_prefix,
         "JOBLINE_ENV": "test",
         "JOBLINE_LOG_LEVEL": "INFO",
+        **broker_tuning(),
     }
 
 

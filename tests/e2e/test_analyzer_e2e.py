@@ -16,7 +16,7 @@ import httpx
 
 from jobline.core import cloudevent as events
 from jobline.core import topics
-from tests.integration.worker.support import GATEWAY_ENV, RELAY_ENV, Api, TopicReader, start_worker
+from tests.support import GATEWAY_ENV, RELAY_ENV, Api, TopicReader, start_worker
 
 ANALYZER_ENV = {
     "JOBLINE_ANALYZER_BUCKET_SECONDS": "1",

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from jobline_worker import JobContext, Worker
-from tests.integration.worker.support import GATEWAY_ENV, RELAY_ENV, WORKER_ENV
+from tests.support import GATEWAY_ENV, RELAY_ENV, WORKER_ENV
 
 JOBLINE = str(Path(sys.executable).parent / "jobline")
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 from jobline.client import Client
 from tests.integration.schedules.helpers import S, delete_schedules_since, fire_times, gaps
@@ -32,7 +33,7 @@ async def _until(predicate, timeout: float) -> None:  # noqa: ASYNC109
         await asyncio.sleep(0.1)
 
 
-async def test_pause_stops_firing_and_resume_continues_from_now(engine, stack, make_api_key):
+async def test_pause_stops_firing_and_resume_continues_from_now(db, stack, make_api_key):
     """Every-second schedules through the gateway's API, fired by a relay process: pause
     stops them; resume fires the missed seconds as the policy says (skip: the latest one,
     catch_up with limit 2: the latest two), then every second again."""
@@ -58,7 +59,7 @@ async def test_pause_stops_firing_and_resume_continues_from_now(engine, stack, m
             ids = {"skip": skip["id"], "catch": catch["id"]}
 
             async def fired(name: str, n: int) -> bool:
-                return len(await fire_times(engine, ids[name])) >= n
+                return len(await fire_times(db, UUID(ids[name]))) >= n
 
             await _until(lambda: fired("skip", 3), 10)
             await _until(lambda: fired("catch", 3), 10)
@@ -68,9 +69,9 @@ async def test_pause_stops_firing_and_resume_continues_from_now(engine, stack, m
                 paused = client.pause_schedule(sid)
                 assert paused["paused"] is True
                 paused_at[name] = datetime.fromisoformat(paused["updated_at"])
-            counts = {n: len(await fire_times(engine, sid)) for n, sid in ids.items()}
+            counts = {n: len(await fire_times(db, UUID(sid))) for n, sid in ids.items()}
             await asyncio.sleep(4)  # what must NOT happen needs a wait: nothing fires
-            assert {n: len(await fire_times(engine, sid)) for n, sid in ids.items()} == counts
+            assert {n: len(await fire_times(db, UUID(sid))) for n, sid in ids.items()} == counts
             resumed_at = {}
             for name, sid in ids.items():
                 resumed = client.resume_schedule(sid)
@@ -82,7 +83,7 @@ async def test_pause_stops_firing_and_resume_continues_from_now(engine, stack, m
                 client.pause_schedule(sid)
 
             for name, extra_owed in (("skip", 1), ("catch", 2)):
-                times = await fire_times(engine, ids[name])
+                times = await fire_times(db, UUID(ids[name]))
                 after = [t for t in times if t > paused_at[name]]
                 during = [t for t in after if t <= resumed_at[name]]
                 # Of the ~4 seconds missed while paused, only the owed ones ran...
@@ -97,10 +98,10 @@ async def test_pause_stops_firing_and_resume_continues_from_now(engine, stack, m
             assert len(jobs["jobs"]) == 2
             assert jobs["next_cursor"]
         finally:
-            await delete_schedules_since(engine, since)
+            await delete_schedules_since(db, since)
 
 
-async def test_cli_creates_lists_previews_and_pauses_schedules(engine, stack, make_api_key):
+async def test_cli_creates_lists_previews_and_pauses_schedules(db, stack, make_api_key):
     since = datetime.now(UTC) - timedelta(seconds=1)
     key = await make_api_key(scopes="schedules:write,jobs:read")
     gateway = stack.start("gateway")
@@ -156,4 +157,4 @@ async def test_cli_creates_lists_previews_and_pauses_schedules(engine, stack, ma
         assert missing.returncode == 1
         assert "no schedule named 'berlin-nightly'" in missing.stderr
     finally:
-        await delete_schedules_since(engine, since)
+        await delete_schedules_since(db, since)

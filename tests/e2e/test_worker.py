@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jobline.core import topics
-from tests.integration.worker.support import (
+from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
     Api,
@@ -142,7 +142,7 @@ async def test_always_fail_goes_dead_with_every_error_and_redrive_runs_it_again(
             current = await api.job(job["id"])
             return bool(current["status"] == "dead" and current["attempt"] == 6)
 
-        from tests.integration.worker.support import wait_for
+        from tests.support import wait_for
 
         await wait_for(ran_again, 30, 0.2)
         await reader.until(lambda records: len(mine(records)) == 2, timeout=20)

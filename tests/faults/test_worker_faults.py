@@ -9,7 +9,7 @@ import pytest
 
 from jobline.broker import kafka
 from jobline.core import topics
-from tests.integration.worker.support import (
+from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
     Api,

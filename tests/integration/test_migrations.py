@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobline.core.errors import DependencyUnavailable
 from jobline.pg import db, migrate, tables
+from jobline.pg.listen import OUTBOX_CHANNEL
 from jobline.settings import asyncpg_url
 
 JOBLINE_TABLES = {table.name for table in tables.ALL_TABLES}
@@ -42,7 +43,7 @@ EXPECTED_TABLES = {
     "analyzer_findings",
     "analyzer_recommendations",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture
@@ -185,7 +186,7 @@ async def test_catalog_matches_a_database_built_from_tables_py(
         await db.drop_database(pg_server_url, name)
     for part in ("columns", "constraints", "indexes"):
         assert _differences(expected[part], actual[part]) == {}, part
-    assert len(actual["indexes"]) == 35  # guards against comparing two empty catalogs
+    assert len(actual["indexes"]) == 36  # guards against comparing two empty catalogs
 
 
 async def test_outbox_trigger_is_statement_level(migrated_db: str) -> None:
@@ -219,24 +220,24 @@ async def test_outbox_insert_notifies_once_per_transaction(
     listener = await asyncpg.connect(migrated_db)
     writer = await asyncpg.connect(migrated_db)
     try:
-        await listener.add_listener(tables.OUTBOX_CHANNEL, on_notify)
+        await listener.add_listener(OUTBOX_CHANNEL, on_notify)
         await listener.add_listener("test_done", on_notify)
         async with writer.transaction():
             if statements == "one 100-row INSERT":
                 await writer.execute(
-                    "INSERT INTO outbox (topic, value)"
-                    " SELECT 'events', convert_to(i::text, 'UTF8') FROM generate_series(1, 100) i"
+                    "INSERT INTO outbox (topics, payloads) SELECT ARRAY['events'],"
+                    " ARRAY[convert_to(i::text, 'UTF8')] FROM generate_series(1, 100) i"
                 )
             else:
                 await writer.executemany(
-                    "INSERT INTO outbox (topic, value) VALUES ($1, $2)",
-                    [("events", str(i).encode()) for i in range(100)],
+                    "INSERT INTO outbox (topics, payloads) VALUES ($1, $2)",
+                    [(["events"], [str(i).encode()]) for i in range(100)],
                 )
         # Notifications reach a listener in commit order: once this one arrives, every
         # notification of the insert transaction has too.
         await writer.execute("NOTIFY test_done")
         await asyncio.wait_for(done.wait(), timeout=10)
-        assert received == [(tables.OUTBOX_CHANNEL, "")]
+        assert received == [(OUTBOX_CHANNEL, "")]
         assert await writer.fetchval("SELECT count(*) FROM outbox") == 100
     finally:
         await writer.close()
@@ -350,7 +351,10 @@ async def test_downgrade_removes_everything_and_upgrade_again_works(migrated_db:
 
     await asyncio.to_thread(migrate.upgrade, migrated_db)
     assert await _public_tables(migrated_db) == EXPECTED_TABLES | {"alembic_version"}
-    assert await _public_functions(migrated_db) == {"jobline_outbox_notify"}
+    assert await _public_functions(migrated_db) == {
+        "jobline_outbox_notify",
+        "jobline_catalog_notify",
+    }
     assert await asyncio.to_thread(migrate.current, migrated_db) == HEAD
     assert await _schema_diffs(migrated_db) == []
 
@@ -403,3 +407,59 @@ async def test_check_database_names_the_server_and_the_reason(
     missing = db.database_url(pg_server_url, f"jobline_absent_{uuid4().hex[:8]}")
     with pytest.raises(DependencyUnavailable, match="does not exist"):
         await db.check_database(missing)
+
+
+async def test_an_outbox_insert_of_waiting_rows_announces_the_earliest(migrated_db: str) -> None:
+    """Rows due now wake the relays (""); rows not yet due tell them when (the epoch of the
+    earliest), so an idle relay sleeps exactly that long."""
+    received: list[str] = []
+    listener = await asyncpg.connect(migrated_db)
+    writer = await asyncpg.connect(migrated_db)
+    try:
+        await listener.add_listener(OUTBOX_CHANNEL, lambda *args: received.append(args[3]))
+        await writer.execute(
+            "INSERT INTO outbox (topics, payloads, available_at) VALUES"
+            " (ARRAY['events'], ARRAY['a'::bytea], now()),"
+            " (ARRAY['jobs.q'], ARRAY['b'::bytea], '2999-01-01T00:00:00Z'),"
+            " (ARRAY['jobs.q'], ARRAY['c'::bytea], '2998-01-01T00:00:00Z')"
+        )
+        await writer.execute("SELECT pg_sleep(0.1)")  # notifications arrive after the commit
+        for _ in range(50):
+            if len(received) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        expected = datetime(2998, 1, 1, tzinfo=UTC).timestamp()
+        assert received[0] == ""
+        assert float(received[1]) == expected
+    finally:
+        await writer.close()
+        await listener.close()
+
+
+async def test_catalog_changes_notify(migrated_db: str) -> None:
+    """api_keys and job_type_policies notify jobline_catalog (the gateways' caches listen)."""
+    from jobline.pg.listen import CATALOG_CHANNEL
+
+    received: list[str] = []
+    listener = await asyncpg.connect(migrated_db)
+    writer = await asyncpg.connect(migrated_db)
+    try:
+        await listener.add_listener(CATALOG_CHANNEL, lambda *args: received.append(args[3]))
+        await _add_tenant(writer)
+        await writer.execute(
+            "INSERT INTO job_type_policies (tenant_id, type, max_attempts, source)"
+            " VALUES ('acme', 't', 3, 'test')"
+        )
+        await writer.execute(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes)"
+            " VALUES (gen_random_uuid(), 'acme', 'k', 'abcd1234', 'h', '{}')"
+        )
+        await writer.execute("UPDATE api_keys SET revoked_at = now()")
+        for _ in range(50):
+            if len(received) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert received == ["job_type_policies", "api_keys", "api_keys"]
+    finally:
+        await writer.close()
+        await listener.close()

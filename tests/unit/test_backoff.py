@@ -88,8 +88,9 @@ def test_next_retry_at_adds_the_delay():
     ],
 )
 def test_invalid_policies_are_rejected(kwargs, message):
+    fields = {"kind": BackoffKind.EXPONENTIAL, "base_seconds": 1.0, "max_seconds": 10.0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        BackoffPolicy(**kwargs)
+        BackoffPolicy(**fields)
 
 
 def test_zero_failures_is_an_error():

@@ -22,7 +22,8 @@ import jobline
 from jobline import api
 from jobline.api import keys, schedules
 from jobline.api.fields import TENANT_PATTERN
-from jobline.core import apikeys, backoff, states
+from jobline.core import apikeys, backoff
+from jobline.core import job as states
 from jobline.core import schedules as core_schedules
 
 PACKAGE = Path(jobline.__file__).parent

@@ -44,7 +44,7 @@ def test_resolve(logical, topic):
 
 
 def test_work_logical_round_trips_through_resolve():
-    logical = topics.work_logical("emails")
+    logical = topics.work("emails")
     assert logical == "jobs.emails"
     assert topics.resolve("p", logical) == topics.work_topic("p", "emails")
 
@@ -69,3 +69,9 @@ def test_core_topics_lists_each_queue_once_then_the_shared_topics():
 def test_core_topics_validates_queues():
     with pytest.raises(ValueError, match="reserved"):
         topics.core_topics("p", ["dlq"])
+
+
+def test_the_dead_letter_topic_is_not_a_work_topic():
+    assert topics.is_work(topics.work("emails"))
+    assert not topics.is_work(topics.DLQ)
+    assert not topics.is_work(topics.EVENTS)

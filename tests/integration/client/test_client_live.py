@@ -20,8 +20,7 @@ from jobline.client import (
     RouteNotServed,
     Unauthorized,
 )
-from jobline.pg import db
-from tests.integration.worker.support import GATEWAY_ENV, RELAY_ENV, start_worker
+from tests.support import GATEWAY_ENV, RELAY_ENV, start_worker
 
 
 class LoseFirstAnswer(httpx.BaseTransport):
@@ -43,7 +42,7 @@ class LoseFirstAnswer(httpx.BaseTransport):
 
 
 async def _jobs_with_key(engine, key: str) -> int:
-    async with db.transaction(engine) as conn:
+    async with engine.connect() as conn:
         return int(
             (
                 await conn.execute(
@@ -158,7 +157,7 @@ async def test_the_overhead_script_measures_real_submissions(gateway, make_api_k
     print(f"client overhead against a gateway process: {figures}")
     assert figures["mode"] == "gateway"
     assert figures["client_cpu_us_per_submit"] > 0
-    async with db.transaction(engine) as conn:
+    async with engine.connect() as conn:
         made = (
             await conn.execute(
                 text(

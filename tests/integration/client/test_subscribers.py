@@ -18,7 +18,7 @@ from confluent_kafka import Consumer
 from jobline.broker import kafka
 from jobline.client import AsyncClient
 from jobline.core import topics
-from tests.integration.worker.support import GATEWAY_ENV, RELAY_ENV
+from tests.support import GATEWAY_ENV, RELAY_ENV
 
 FIRST_EVENT_WITHIN = 10.0  # seconds: the requirement
 

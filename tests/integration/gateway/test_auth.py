@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import httpx
 import pytest
-from sqlalchemy import text
 
 from jobline.core.apikeys import Scope
-from jobline.pg import db, keystore
-from tests.integration.gateway.conftest import bearer, job_body
+from jobline.pg import keystore
+from jobline.pg.db import Database
+from jobline_gateway.catalog import APPLICATION_NAME
+from tests.integration.gateway.conftest import bearer, count_jobs, job_body, key_id_of
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 
@@ -98,7 +102,13 @@ async def test_the_same_idempotency_key_in_two_tenants_makes_two_jobs(client, ma
     assert first.json()["id"] != second.json()["id"]
 
 
-async def test_revoking_a_key_takes_effect_on_the_next_request(client, make_api_key):
+def silence_notifications(client, monkeypatch) -> None:
+    """The in-process gateway stops hearing catalog changes, while staying live: as if
+    every NOTIFY took forever. What it caches then stays until the gateway itself drops it."""
+    monkeypatch.setattr(client.catalog.listener, "on_notify", lambda _payload: None)
+
+
+async def test_revoking_a_key_takes_effect_on_the_next_request(client, make_api_key, monkeypatch):
     admin = await make_api_key(scopes="admin")
     created = await client.post(
         "/v1/admin/keys",
@@ -107,16 +117,70 @@ async def test_revoking_a_key_takes_effect_on_the_next_request(client, make_api_
     )
     assert created.status_code == 201, created.text
     key, key_id = created.json()["key"], created.json()["id"]
-    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200
+    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200  # now cached
+    # Only the gateway's own drop of its copy can make the next request fail.
+    silence_notifications(client, monkeypatch)
     revoked = await client.delete(f"/v1/admin/keys/{key_id}", headers=bearer(admin))
     assert revoked.status_code == 200
     assert revoked.json()["revoked_at"] is not None
     _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
 
 
-async def test_an_expired_key_is_refused(client, engine):
+async def revoke_unheard(client, db: Database, key: str, monkeypatch) -> None:
+    """Revoke ``key`` with SQL while ``client``'s gateway holds its row and hears nothing."""
+    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200  # now cached
+    silence_notifications(client, monkeypatch)
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1", await key_id_of(db, key)
+        )
+    stale = await client.get("/v1/jobs", headers=bearer(key))
+    assert stale.status_code == 200, "the cached copy was not stale: nothing would be tested"
+
+
+async def test_a_key_revoked_in_the_database_cannot_submit_from_a_stale_cache(
+    client, make_api_key, db: Database, monkeypatch
+):
+    """The statement-level guard: insert_jobs checks the key in the statement that writes.
+
+    The key is revoked with SQL (bypassing the API) while the gateway holds its row and hears
+    no notification, so the gateway's own lookup still accepts it: a read is served (the
+    window the NOTIFY closes), but a submission is refused by the INSERT itself, writes
+    nothing, and the gateway drops its copy, so the key fails on every route from then on.
+    """
+    key = await make_api_key(scopes="jobs:read,jobs:write")
+    await revoke_unheard(client, db, key, monkeypatch)
+    refused = await client.post("/v1/jobs", json=job_body(), headers=bearer(key))
+    _problem(refused, 401)
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert await count_jobs(db, key) == 0
+    _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
+
+
+async def test_a_stale_key_claims_no_idempotency_key_and_inserts_no_batch(
+    client, make_api_key, db: Database, monkeypatch
+):
+    key = await make_api_key(scopes="jobs:read,jobs:write")
+    await revoke_unheard(client, db, key, monkeypatch)
+    refused = await client.post(
+        "/v1/jobs/batch",
+        json={"jobs": [job_body(), job_body()]},
+        headers={**bearer(key), "Idempotency-Key": "k-1"},
+    )
+    _problem(refused, 401)
+    assert await count_jobs(db, key) == 0
+    async with db.connection() as conn:
+        claimed = await conn.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE key = 'k-1'"
+            " AND tenant_id = (SELECT tenant_id FROM api_keys WHERE id = $1)",
+            await key_id_of(db, key),
+        )
+    assert claimed == 0
+
+
+async def test_an_expired_key_is_refused(client, db: Database):
     tenant = f"t-{uuid4().hex[:8]}"
-    async with db.transaction(engine) as conn:
+    async with db.transaction() as conn:
         record, key = await keystore.create_key(
             conn,
             tenant_id=tenant,
@@ -124,13 +188,47 @@ async def test_an_expired_key_is_refused(client, engine):
             scopes=frozenset({Scope.JOBS_READ}),
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200
-    async with db.transaction(engine) as conn:
+    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200  # now cached
+    async with db.connection() as conn:
         await conn.execute(
-            text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
-            {"id": record.id},
+            "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", record.id
         )
     _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
+
+
+async def _catalog_sessions(db: Database) -> set[int]:
+    """Backends of gateways' catalogs that are listening on this database (their last
+    statement is the LISTEN, or the probe that follows it)."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = $1 AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1')",
+            APPLICATION_NAME,
+        )
+    return {r["pid"] for r in rows}
+
+
+async def test_a_revocation_through_one_gateway_reaches_another_at_once(
+    stack, make_api_key, db: Database
+):
+    """Two gateway processes: the key is cached by the second, revoked through the first; the
+    very next request through the second is refused (the NOTIFY on jobline_catalog)."""
+    before = await _catalog_sessions(db)
+    first, second = stack.start("gateway"), stack.start("gateway")
+    deadline = time.monotonic() + 20
+    while len((await _catalog_sessions(db)) - before) < 2:
+        assert time.monotonic() < deadline, "the gateways' catalogs did not start listening"
+        await asyncio.sleep(0.05)
+    admin = await make_api_key(scopes="admin")
+    key = await make_api_key(scopes="jobs:read")
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(2):  # the first read caches the key in the second gateway
+            assert (await http.get(f"{second.url}/v1/jobs", headers=bearer(key))).status_code == 200
+        key_id = await key_id_of(db, key)
+        revoked = await http.delete(f"{first.url}/v1/admin/keys/{key_id}", headers=bearer(admin))
+        assert revoked.status_code == 200, revoked.text
+        _problem(await http.get(f"{second.url}/v1/jobs", headers=bearer(key)), 401)
+        _problem(await http.get(f"{first.url}/v1/jobs", headers=bearer(key)), 401)
 
 
 async def test_admin_creates_lists_and_revokes_keys(client, make_api_key):

@@ -5,24 +5,37 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import text
-
 from jobline.core.states import Claim, Fail
-from jobline.pg import db, jobstore
+from jobline.pg import jobstore
+from jobline.pg.db import Database
 from tests.integration.gateway.conftest import bearer, job_body, tenant_of
 
+WORKER = "w-1"
 
-async def run_and_fail(engine, job_id: str, *, retryable: bool = False) -> None:
+
+async def claim(db: Database, job_id: str) -> int:
+    """What a worker does with the job's work message: claim its next attempt."""
+    async with db.transaction() as conn:
+        job = (await jobstore.lock_many(conn, [UUID(job_id)]))[UUID(job_id)]
+    attempt = job.attempt + 1
+    async with db.transaction() as conn:
+        await jobstore.apply(conn, UUID(job_id), Claim(attempt, WORKER, 30), datetime.now(UTC))
+    return attempt
+
+
+async def run_and_fail(db: Database, job_id: str, *, retryable: bool = False) -> None:
     """What a worker would do: claim the job, then fail it."""
-    async with db.transaction(engine) as conn:
-        await jobstore.apply(conn, UUID(job_id), Claim("w-1", 30), datetime.now(UTC))
-    async with db.transaction(engine) as conn:
+    attempt = await claim(db, job_id)
+    async with db.transaction() as conn:
         await jobstore.apply(
-            conn, UUID(job_id), Fail("Boom", "it broke", retryable=retryable), datetime.now(UTC)
+            conn,
+            UUID(job_id),
+            Fail(attempt, WORKER, "Boom", "it broke", retryable=retryable),
+            datetime.now(UTC),
         )
 
 
-async def test_cancel_and_redrive_follow_the_state_machine(client, make_api_key, engine):
+async def test_cancel_and_redrive_follow_the_state_machine(client, make_api_key, db):
     key = await make_api_key()
     auth = bearer(key)
     queued = (await client.post("/v1/jobs", json=job_body(), headers=auth)).json()
@@ -41,14 +54,13 @@ async def test_cancel_and_redrive_follow_the_state_machine(client, make_api_key,
     assert response.json()["status"] == "cancelled"
 
     running = (await client.post("/v1/jobs", json=job_body(), headers=auth)).json()
-    async with db.transaction(engine) as conn:
-        await jobstore.apply(conn, UUID(running["id"]), Claim("w-1", 30), datetime.now(UTC))
+    await claim(db, running["id"])
     requested = (await client.post(f"/v1/jobs/{running['id']}/cancel", headers=auth)).json()
     assert requested["status"] == "running"
     assert requested["cancel_requested_at"] is not None
 
     dead = (await client.post("/v1/jobs", json=job_body(max_attempts=1), headers=auth)).json()
-    await run_and_fail(engine, dead["id"])
+    await run_and_fail(db, dead["id"])
     shown = (await client.get(f"/v1/jobs/{dead['id']}", headers=auth)).json()
     assert shown["status"] == "dead"
     assert shown["last_error"]["error_class"] == "Boom"
@@ -60,13 +72,13 @@ async def test_cancel_and_redrive_follow_the_state_machine(client, make_api_key,
     assert redriven.json()["attempts_left"] == 1
 
 
-async def test_attempts_list_each_attempt(client, make_api_key, engine):
+async def test_attempts_list_each_attempt(client, make_api_key, db):
     key = await make_api_key()
     job = (await client.post("/v1/jobs", json=job_body(max_attempts=1), headers=bearer(key))).json()
     assert (await client.get(job["links"]["attempts"], headers=bearer(key))).json() == {
         "attempts": []
     }
-    await run_and_fail(engine, job["id"])
+    await run_and_fail(db, job["id"])
     attempts = (await client.get(job["links"]["attempts"], headers=bearer(key))).json()["attempts"]
     assert len(attempts) == 1
     assert attempts[0]["worker_id"] == "w-1"
@@ -75,7 +87,7 @@ async def test_attempts_list_each_attempt(client, make_api_key, engine):
     assert attempts[0]["finished_at"] is not None
 
 
-async def test_listing_pages_through_every_job_once_newest_first(make_client, make_api_key, engine):
+async def test_listing_pages_through_every_job_once_newest_first(make_client, make_api_key, db):
     client = await make_client(gateway_page_size_max=7)
     key = await make_api_key()
     auth = bearer(key)
@@ -84,14 +96,12 @@ async def test_listing_pages_through_every_job_once_newest_first(make_client, ma
         body = job_body(type="a" if i % 2 else "b", queue="q1" if i < 6 else "q2")
         ids.append((await client.post("/v1/jobs", json=body, headers=auth)).json()["id"])
     # Several jobs share one created_at: the id breaks the tie, so none is lost or repeated.
-    tenant = await tenant_of(engine, key)
-    async with db.transaction(engine) as conn:
+    tenant = await tenant_of(db, key)
+    async with db.connection() as conn:
         await conn.execute(
-            text(
-                "UPDATE jobs SET created_at = date_trunc('second', now())"
-                " WHERE tenant_id = :t AND queue = 'q1'"
-            ),
-            {"t": tenant},
+            "UPDATE jobs SET created_at = date_trunc('second', now())"
+            " WHERE tenant_id = $1 AND queue = 'q1'",
+            tenant,
         )
     seen, cursor, pages = [], None, 0
     while True:

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
 
 import pytest
-from sqlalchemy import text
 
 from jobline.core.envelope import WorkEnvelope
-from jobline.pg import db
+from jobline.pg.db import Database
 from tests.integration.gateway.conftest import bearer, count_jobs, job_body, tenant_of
 
 
-async def outbox_of(engine, job_id: str):
-    async with db.transaction(engine) as conn:
-        rows = await conn.execute(
-            text("SELECT topic, value, available_at FROM outbox WHERE job_id = :id ORDER BY id"),
-            {"id": job_id},
+async def outbox_of(db: Database, job_id: str) -> list[tuple[str, bytes, datetime]]:
+    """A job's outbox messages in order: (topic, value, available_at), one per message."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT topics, payloads, available_at FROM outbox WHERE job_id = $1 ORDER BY id",
+            UUID(job_id),
         )
-        return rows.all()
+    return [
+        (topic, bytes(value), r["available_at"])
+        for r in rows
+        for topic, value in zip(r["topics"], r["payloads"], strict=True)
+    ]
+
+
+async def set_policy(db: Database, tenant: str, job_type: str, **fields: Any) -> None:
+    """The tenant's stored policy for ``job_type`` (as the analyzer writes it)."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO job_type_policies (tenant_id, type, max_attempts, backoff, source)"
+            " VALUES ($1, $2, $3, $4, 'analyzer')",
+            tenant,
+            job_type,
+            fields.get("max_attempts"),
+            fields.get("backoff"),
+        )
 
 
 def problem(response, status: int = 422):
@@ -28,7 +48,7 @@ def problem(response, status: int = 422):
     return response.json()
 
 
-async def test_a_submission_writes_the_job_and_its_outbox_rows(client, make_api_key, engine):
+async def test_a_submission_writes_the_job_and_its_outbox_rows(client, make_api_key, db):
     key = await make_api_key(scopes="jobs:write,jobs:read")
     response = await client.post(
         "/v1/jobs",
@@ -39,16 +59,16 @@ async def test_a_submission_writes_the_job_and_its_outbox_rows(client, make_api_
     job = response.json()
     assert job["status"] == "queued"
     assert response.headers["location"] == job["links"]["self"] == f"/v1/jobs/{job['id']}"
-    rows = await outbox_of(engine, job["id"])
-    assert [r.topic for r in rows] == ["events", "jobs.mail"]
-    envelope = WorkEnvelope.decode(bytes(rows[1].value))
+    messages = await outbox_of(db, job["id"])
+    assert [topic for topic, _, _ in messages] == ["events", "jobs.mail"]
+    envelope = WorkEnvelope.decode(messages[1][1])
     assert envelope.payload == {"to": "a@example.com"}
     assert envelope.traceparent == "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     fetched = await client.get(job["links"]["self"], headers=bearer(key))
     assert fetched.json() == job
 
 
-async def test_a_delayed_job_is_scheduled_and_its_message_waits(client, make_api_key, engine):
+async def test_a_delayed_job_is_scheduled_and_its_message_waits(client, make_api_key, db):
     key = await make_api_key()
     before = datetime.now(UTC)
     delayed = await client.post("/v1/jobs", json=job_body(delay_seconds=60), headers=bearer(key))
@@ -56,8 +76,10 @@ async def test_a_delayed_job_is_scheduled_and_its_message_waits(client, make_api
     assert job["status"] == "scheduled"
     due = datetime.fromisoformat(job["timings"]["scheduled_for"])
     assert before + timedelta(seconds=59) < due < before + timedelta(seconds=62)
-    work = (await outbox_of(engine, job["id"]))[1]
-    assert work.available_at == due
+    (event, work) = await outbox_of(db, job["id"])
+    assert (event[0], work[0]) == ("events", "jobs.default")
+    assert event[2] < due  # the "scheduled" event goes out now
+    assert work[2] == due
     run_at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
     at = await client.post(
         "/v1/jobs", json=job_body(run_at=run_at.isoformat()), headers=bearer(key)
@@ -66,19 +88,18 @@ async def test_a_delayed_job_is_scheduled_and_its_message_waits(client, make_api
 
 
 async def test_defaults_come_from_the_tenant_policy_then_the_platform(
-    make_client, make_api_key, engine
+    make_client, make_api_key, db
 ):
     client = await make_client(job_default_max_attempts=7, job_default_timeout_seconds=42)
     key = await make_api_key()
-    tenant = await tenant_of(engine, key)
-    async with db.transaction(engine) as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO job_type_policies (tenant_id, type, max_attempts, backoff, source)"
-                " VALUES (:t, 'tuned', 3, :b, 'analyzer')"
-            ),
-            {"t": tenant, "b": json.dumps({"kind": "fixed", "base_seconds": 9, "max_seconds": 9})},
-        )
+    tenant = await tenant_of(db, key)
+    await set_policy(
+        db,
+        tenant,
+        "tuned",
+        max_attempts=3,
+        backoff={"kind": "fixed", "base_seconds": 9, "max_seconds": 9},
+    )
     plain = (await client.post("/v1/jobs", json=job_body(), headers=bearer(key))).json()
     assert plain["max_attempts"] == 7
     assert plain["timeout_seconds"] == 42
@@ -95,6 +116,91 @@ async def test_defaults_come_from_the_tenant_policy_then_the_platform(
     assert explicit.json()["backoff"]["kind"] == "exponential"
 
 
+async def test_a_partial_backoff_takes_the_rest_from_the_policy_then_the_defaults(
+    make_client, make_api_key, db
+):
+    client = await make_client(
+        job_default_backoff_kind="fixed",
+        job_default_backoff_base_seconds=5,
+        job_default_backoff_max_seconds=100,
+    )
+    key = await make_api_key()
+    tenant = await tenant_of(db, key)
+    await set_policy(
+        db, tenant, "tuned", backoff={"kind": "exponential", "base_seconds": 2, "max_seconds": 10}
+    )
+    partial = job_body(backoff={"max_seconds": 60})
+    plain = await client.post("/v1/jobs", json=partial, headers=bearer(key))
+    assert plain.status_code == 201, plain.text
+    # No policy for the type: kind and base from JOBLINE_JOB_DEFAULT_*.
+    assert plain.json()["backoff"] == {"kind": "fixed", "base_seconds": 5.0, "max_seconds": 60.0}
+    tuned = await client.post("/v1/jobs", json={**partial, "type": "tuned"}, headers=bearer(key))
+    assert tuned.status_code == 201, tuned.text
+    expected = {"kind": "exponential", "base_seconds": 2.0, "max_seconds": 60.0}
+    assert tuned.json()["backoff"] == expected
+    async with db.connection() as conn:  # and that is what the worker will read
+        stored = await conn.fetchval(
+            "SELECT backoff FROM jobs WHERE id = $1", UUID(tuned.json()["id"])
+        )
+    assert {k: stored[k] for k in expected} == expected
+    kind_only = await client.post(
+        "/v1/jobs", json=job_body(type="tuned", backoff={"kind": "fixed"}), headers=bearer(key)
+    )
+    assert kind_only.json()["backoff"] == {
+        "kind": "fixed",
+        "base_seconds": 2.0,
+        "max_seconds": 10.0,
+    }
+
+
+async def test_a_partial_backoff_contradicting_the_inherited_one_is_422(
+    make_client, make_api_key, db
+):
+    client = await make_client(
+        job_default_backoff_base_seconds=90, job_default_backoff_max_seconds=600
+    )
+    key = await make_api_key()
+    tenant = await tenant_of(db, key)
+    await set_policy(
+        db, tenant, "slow", backoff={"kind": "fixed", "base_seconds": 120, "max_seconds": 600}
+    )
+    partial = {"max_seconds": 60}
+    # Below the platform default's base, and below the tenant policy's base.
+    for body in (job_body(backoff=partial), job_body(type="slow", backoff=partial)):
+        error = problem(await client.post("/v1/jobs", json=body, headers=bearer(key)))
+        assert error["errors"][0]["field"] == "backoff"
+        assert error["errors"][0]["pointer"] == "/backoff"
+        assert "backoff" in error["detail"]
+    batch = {"jobs": [job_body(), job_body(type="slow", backoff=partial)]}
+    error = problem(await client.post("/v1/jobs/batch", json=batch, headers=bearer(key)))
+    assert [(e["field"], e["pointer"]) for e in error["errors"]] == [
+        ("jobs.1.backoff", "/jobs/1/backoff")
+    ]
+    assert await count_jobs(db, key) == 0
+    # A base that lifts the inherited cap is consistent, not a contradiction.
+    fine = await client.post(
+        "/v1/jobs", json=job_body(type="slow", backoff={"base_seconds": 700}), headers=bearer(key)
+    )
+    assert fine.status_code == 201, fine.text
+    assert fine.json()["backoff"]["max_seconds"] == 700.0
+
+
+async def test_a_changed_policy_reaches_the_gateway_without_a_restart(client, make_api_key, db):
+    """The catalog caches "no policy" for a type too; the change's NOTIFY drops that."""
+    key = await make_api_key()
+    tenant = await tenant_of(db, key)
+    first = await client.post("/v1/jobs", json=job_body(type="late"), headers=bearer(key))
+    assert first.json()["max_attempts"] == 5  # the platform default
+    await set_policy(db, tenant, "late", max_attempts=2)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        again = await client.post("/v1/jobs", json=job_body(type="late"), headers=bearer(key))
+        if again.json()["max_attempts"] == 2:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the policy change was not heard"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize(
     ("body", "field", "pointer"),
     [
@@ -103,6 +209,8 @@ async def test_defaults_come_from_the_tenant_policy_then_the_platform(
         (job_body(payload={"a": {"b": ["ok", "bad\u0000"]}}), "payload", "/payload"),
         (job_body(payload={"k\u0000": 1}), "payload", "/payload"),
         (job_body(metadata={"x": "\u0000"}), "metadata", "/metadata"),
+        (job_body(payload={"n": [1, 2**64]}), "payload", "/payload"),
+        (job_body(metadata={"n": -(2**63) - 1}), "metadata", "/metadata"),
         (job_body(type="bad type"), "type", "/type"),
         (job_body(queue="dlq"), "queue", "/queue"),
         (job_body(queue="Upper"), "queue", "/queue"),
@@ -130,6 +238,15 @@ async def test_invalid_submissions_are_422_naming_the_field(
     assert error["errors"][0]["field"] == field
     assert error["errors"][0]["pointer"] == pointer
     assert field.split(".")[0] in error["detail"]
+
+
+async def test_64_bit_integers_are_accepted_and_stored_exactly(client, make_api_key):
+    key = await make_api_key()
+    payload = {"big": 2**63 - 1, "small": -(2**63)}
+    created = await client.post("/v1/jobs", json=job_body(payload=payload), headers=bearer(key))
+    assert created.status_code == 201, created.text
+    fetched = await client.get(created.json()["links"]["self"], headers=bearer(key))
+    assert fetched.json()["payload"] == payload
 
 
 async def test_nul_inside_the_payload_is_located_in_the_message(client, make_api_key):
@@ -179,7 +296,7 @@ async def test_bodies_over_the_limit_are_413_by_header_and_by_bytes(make_client,
     assert small.status_code == 201
 
 
-async def test_a_batch_of_1000_commits_together(client, make_api_key, engine):
+async def test_a_batch_of_1000_commits_together(client, make_api_key, db):
     key = await make_api_key()
     jobs = [job_body(payload={"n": i}) for i in range(1000)]
     response = await client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=bearer(key))
@@ -187,21 +304,21 @@ async def test_a_batch_of_1000_commits_together(client, make_api_key, engine):
     results = response.json()["jobs"]
     assert [r["payload"]["n"] for r in results] == list(range(1000))
     assert len({r["id"] for r in results}) == 1000
-    assert await count_jobs(engine, key) == 1000
+    assert await count_jobs(db, key) == 1000
     too_many = await client.post(
         "/v1/jobs/batch", json={"jobs": [*jobs, job_body()]}, headers=bearer(key)
     )
     assert problem(too_many)["errors"][0]["pointer"] == "/jobs"
 
 
-async def test_one_bad_item_rejects_the_whole_batch_and_points_at_it(client, make_api_key, engine):
+async def test_one_bad_item_rejects_the_whole_batch_and_points_at_it(client, make_api_key, db):
     key = await make_api_key()
     jobs = [job_body(payload={"n": i}) for i in range(40)]
     jobs[17]["payload"] = {"text": "a\u0000b"}
     error = problem(await client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=bearer(key)))
     assert [e["pointer"] for e in error["errors"]] == ["/jobs/17/payload"]
     assert error["errors"][0]["field"] == "jobs.17.payload"
-    assert await count_jobs(engine, key) == 0
+    assert await count_jobs(db, key) == 0
 
 
 async def test_the_rate_limit_answers_429_with_retry_after(make_client, make_api_key):

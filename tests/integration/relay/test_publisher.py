@@ -8,21 +8,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from jobline.broker.kafka import make_producer
-from jobline.core import cloudevent as events
+from jobline.core import cloudevent
 from jobline.core.envelope import WorkEnvelope
-from jobline.core.states import JobState
-from jobline.pg import db
+from jobline.core.job import JobState
+from jobline.core.states import Claim, Succeed
+from jobline.pg import jobstore, outbox
+from jobline.pg.queries import SQL
 from jobline_relay.publisher import Publisher
-from tests.integration.relay.helpers import (
+from tests.support import (
     TopicReader,
     fresh_queue,
-    insert_jobs,
-    job_state,
+    job_of,
     new_tenant,
     outbox_rows_of,
+    submit_many,
     work_topic,
 )
 
@@ -35,38 +36,51 @@ async def producer(kafka_settings) -> AsyncIterator[Any]:
     await producer.stop()
 
 
-def publisher_for(engine, producer, kafka_settings, batch_size: int = 10_000) -> Publisher:
-    return Publisher(engine, producer, kafka_settings, batch_size=batch_size, publish_timeout=10)
+def publisher_for(db, producer, kafka_settings, batch_size: int = 10_000) -> Publisher:
+    return Publisher(db, producer, kafka_settings, batch_size=batch_size, publish_timeout=10)
 
 
 async def drain(publisher: Publisher) -> int:
     total = 0
-    while (result := await publisher.publish_batch()).published:
-        total += result.published
+    while (result := await publisher.publish_batch()).rows:
+        total += result.messages
     return total
 
 
 async def test_a_batch_publishes_work_and_events_then_deletes_the_rows(
-    engine, kafka_settings, producer
+    db, kafka_settings, producer
 ):
-    tenant, queue = await new_tenant(engine), fresh_queue()
-    ids = await insert_jobs(engine, tenant, queue, 50)
-    publisher = publisher_for(engine, producer, kafka_settings)
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 50)
+    publisher = publisher_for(db, producer, kafka_settings)
 
     async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
         assert await drain(publisher) >= 100  # a work message and a "queued" event per job
         await reader.wait_for(ids, timeout=10)
 
-    assert await outbox_rows_of(engine, ids) == 0
+    assert await outbox_rows_of(db, ids) == 0
     envelopes = [WorkEnvelope.decode(value) for _, value, _ in reader.values]
     assert {e.id for e in envelopes} == set(ids)
     assert {e.attempt for e in envelopes} == {1}
     assert reader.duplicates(ids) == 0
 
 
-async def test_a_failed_publish_rolls_back_and_keeps_every_row(engine, kafka_settings, producer):
-    tenant, queue = await new_tenant(engine), fresh_queue()
-    ids = await insert_jobs(engine, tenant, queue, 20)
+async def test_events_go_out_in_the_cloudevents_structured_binding(db, kafka_settings, producer):
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 3)
+    events_topic = f"{kafka_settings.topic_prefix}.events"
+    async with TopicReader(kafka_settings, events_topic) as reader:
+        await drain(publisher_for(db, producer, kafka_settings))
+        await reader.until(lambda rs: {r.key.decode() for r in rs} >= {str(i) for i in ids})
+    mine = [r for r in reader.records if r.key.decode() in {str(i) for i in ids}]
+    for record in mine:
+        assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
+        assert cloudevent.decode(record.value).get_type() == "jobline.job.queued"
+
+
+async def test_a_failed_publish_rolls_back_and_keeps_every_row(db, kafka_settings, producer):
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 20)
 
     class BrokenProducer:
         client = producer.client
@@ -76,21 +90,21 @@ async def test_a_failed_publish_rolls_back_and_keeps_every_row(engine, kafka_set
             future.set_exception(ConnectionError("broker gone"))
             return future
 
-    broken = publisher_for(engine, BrokenProducer(), kafka_settings)
+    broken = publisher_for(db, BrokenProducer(), kafka_settings)
     with pytest.raises(ConnectionError, match="broker gone"):
         await broken.publish_batch()
-    assert await outbox_rows_of(engine, ids) == 40
+    assert await outbox_rows_of(db, ids) == 20  # one row per job: event + work message
 
     async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
-        await drain(publisher_for(engine, producer, kafka_settings))
+        await drain(publisher_for(db, producer, kafka_settings))
         await reader.wait_for(ids, timeout=10)
-    assert await outbox_rows_of(engine, ids) == 0
+    assert await outbox_rows_of(db, ids) == 0
 
 
-async def test_replicas_never_claim_the_same_rows(engine, kafka_settings, producer):
+async def test_replicas_never_take_the_same_rows(db, kafka_settings, producer):
     """While one relay's batch is open, another relay skips its rows (SKIP LOCKED)."""
-    tenant, queue = await new_tenant(engine), fresh_queue()
-    ids = await insert_jobs(engine, tenant, queue, 30)
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 30)
     release = asyncio.Event()
     holding = asyncio.Event()
 
@@ -103,63 +117,110 @@ async def test_replicas_never_claim_the_same_rows(engine, kafka_settings, produc
             ack: asyncio.Future[Any] = await producer.send(*args, **kwargs)
             return ack
 
-    slow = publisher_for(engine, SlowProducer(), kafka_settings, batch_size=20)
-    fast = publisher_for(engine, producer, kafka_settings)
+    slow = publisher_for(db, SlowProducer(), kafka_settings, batch_size=10)
+    fast = publisher_for(db, producer, kafka_settings)
     async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
         slow_batch = asyncio.create_task(slow.publish_batch())
         await holding.wait()
-        other = await drain(fast)  # everything except the 20 rows the slow batch holds
+        other = await drain(fast)  # everything except the 10 rows the slow batch holds
         release.set()
-        assert (await slow_batch).published == 20
+        assert (await slow_batch).rows == 10
         await reader.wait_for(ids, timeout=10)
-    assert other >= 40  # 60 rows of ours (+ any other test's leftovers) minus the 20 held
+    assert other >= 40  # 30 rows of two messages each, minus the 10 held
     assert reader.duplicates(ids) == 0
 
 
-async def test_a_delayed_job_waits_then_becomes_queued_with_its_event(
-    engine, kafka_settings, producer
-):
-    tenant, queue = await new_tenant(engine), fresh_queue()
+async def test_each_jobs_events_leave_in_order_across_relays(db, kafka_settings, producer):
+    """Three relays drain at once while every job has three rows waiting (submitted, started,
+    succeeded): on the events topic each job's sequence numbers arrive in order."""
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 60)
+    now = datetime.now(UTC)
+    for job_id in ids:
+        async with db.transaction() as conn:
+            await jobstore.apply(conn, job_id, Claim(1, "w", 30), now)
+            await jobstore.apply(conn, job_id, Succeed(1, "w", {}), now)
+    events_topic = f"{kafka_settings.topic_prefix}.events"
+    async with TopicReader(kafka_settings, events_topic) as reader:
+        relays = [publisher_for(db, producer, kafka_settings, batch_size=7) for _ in range(3)]
+        await asyncio.gather(*(drain(r) for r in relays))
+        wanted = {str(i) for i in ids}
+        await reader.until(
+            lambda rs: sum(1 for r in rs if r.key.decode() in wanted) >= 3 * len(ids)
+        )
+    sequences: dict[str, list[int]] = {}
+    for record in reader.records:
+        key = record.key.decode()
+        if key in wanted:
+            data = cloudevent.data_of(cloudevent.decode(record.value))
+            sequences.setdefault(key, []).append(data["sequence"])
+    assert all(seq == [1, 2, 3] for seq in sequences.values()), sequences
+
+
+async def test_a_delayed_job_waits_then_becomes_queued_with_its_event(db, kafka_settings, producer):
+    tenant, queue = await new_tenant(db), fresh_queue()
     run_at = datetime.now(UTC) + timedelta(seconds=1.5)
-    [job_id] = await insert_jobs(engine, tenant, queue, 1, run_at=run_at)
-    assert (await job_state(engine, job_id)).state is JobState.SCHEDULED
-    publisher = publisher_for(engine, producer, kafka_settings)
+    [job_id] = await submit_many(db, tenant, queue, 1, run_at=run_at)
+    assert (await job_of(db, job_id)).state is JobState.SCHEDULED
+    publisher = publisher_for(db, producer, kafka_settings)
 
     await drain(publisher)  # only the "scheduled" event is due
-    assert (await job_state(engine, job_id)).state is JobState.SCHEDULED
-    assert await outbox_rows_of(engine, [job_id]) == 1
+    assert (await job_of(db, job_id)).state is JobState.SCHEDULED
+    assert await outbox_rows_of(db, [job_id]) == 1
 
     await asyncio.sleep((run_at - datetime.now(UTC)).total_seconds() + 0.01)
     result = await publisher.publish_batch()
     assert result.made_due >= 1
-    job = await job_state(engine, job_id)
-    assert job.state is JobState.QUEUED
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text("SELECT topic, value FROM outbox WHERE job_id = :id"), {"id": job_id}
-            )
-        ).all()
+    assert (await job_of(db, job_id)).state is JobState.QUEUED
+    async with db.connection() as conn:
+        rows = await conn.fetch("SELECT topics, payloads FROM outbox WHERE job_id = $1", job_id)
     # The "queued" CloudEvent was written by the same transaction, for a later batch.
-    assert [r.topic for r in rows] == ["events"]
-    queued = events.decode(bytes(rows[0].value))
+    assert [r["topics"] for r in rows] == [["events"]]
+    queued = cloudevent.decode(bytes(rows[0]["payloads"][0]))
     assert queued.get_attributes()["type"] == "jobline.job.queued"
-    assert events.data_of(queued)["state"] == "queued"
+    assert cloudevent.data_of(queued)["state"] == "queued"
     await drain(publisher)
-    assert await outbox_rows_of(engine, [job_id]) == 0
+    assert await outbox_rows_of(db, [job_id]) == 0
 
 
-async def test_a_stale_work_message_does_not_move_the_job(engine, kafka_settings, producer):
-    """A work row for an attempt other than the next one is published but flips nothing."""
-    tenant, queue = await new_tenant(engine), fresh_queue()
-    run_at = datetime.now(UTC) + timedelta(hours=1)
-    [job_id] = await insert_jobs(engine, tenant, queue, 1, run_at=run_at)
-    job = await job_state(engine, job_id)
+async def test_a_stale_work_message_does_not_move_the_job(db, kafka_settings, producer):
+    """A delayed work row for an attempt other than the next one is published but flips
+    nothing: the state machine refuses its Due."""
+    tenant, queue = await new_tenant(db), fresh_queue()
+    [job_id] = await submit_many(
+        db, tenant, queue, 1, run_at=datetime.now(UTC) + timedelta(hours=1)
+    )
+    job = await job_of(db, job_id)
     stale = job.envelope(job.attempt + 2).encode()
-    async with db.transaction(engine) as conn:
-        await conn.execute(
-            text("INSERT INTO outbox (topic, key, value, job_id) VALUES (:t, :k, :v, :id)"),
-            {"t": f"jobs.{queue}", "k": str(job_id), "v": stale, "id": job_id},
+    async with db.connection() as conn:
+        await SQL.execute(
+            conn,
+            "insert_outbox",
+            row_job_ids=[job_id],
+            row_keys=[str(job_id)],
+            row_available_ats=[datetime.now(UTC)],
+            row_due_attempts=[job.attempt + 2],
+            msg_rows=[1],
+            msg_topics=[f"jobs.{queue}"],
+            msg_payloads=[stale],
         )
-    await drain(publisher_for(engine, producer, kafka_settings))
-    assert (await job_state(engine, job_id)).state is JobState.SCHEDULED
+    async with TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader:
+        await drain(publisher_for(db, producer, kafka_settings))
+        await reader.wait_for([job_id], timeout=10)  # published all the same
+    assert (await job_of(db, job_id)).state is JobState.SCHEDULED
+
+
+async def test_take_returns_rows_oldest_first_with_their_messages_in_order(db):
+    tenant, queue = await new_tenant(db), fresh_queue()
+    ids = await submit_many(db, tenant, queue, 5)
+    conn = await db.pool.acquire()
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        rows = [r for r in await outbox.take(conn, 10_000) if r.job_id in set(ids)]
+        await tx.rollback()  # nothing is lost
+    finally:
+        await db.pool.release(conn)
+    assert [r.job_id for r in rows] == ids
+    assert all([t for t, _ in r.messages] == ["events", f"jobs.{queue}"] for r in rows)
+    assert await outbox_rows_of(db, ids) == 5

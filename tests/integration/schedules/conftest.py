@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
+from jobline.pg.db import Database
 from tests.integration.gateway.conftest import (  # noqa: F401  (fixtures, re-exported)
     bearer,
     client,
     gateway_settings,
     make_client,
 )
-from tests.integration.schedules.helpers import delete_schedules_since
+from tests.integration.schedules.helpers import db_now, delete_schedules_since
 
 
 def schedule_body(**changes: Any) -> dict[str, Any]:
@@ -29,9 +29,8 @@ def schedule_body(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-async def _no_schedule_left_behind(engine):
+async def _no_schedule_left_behind(db: Database):
     """Schedules created by a test are deleted after it: later tests' relays must not fire them."""
-    async with engine.connect() as conn:
-        started = (await conn.execute(text("SELECT now()"))).scalar_one()
+    started = await db_now(db)
     yield
-    await delete_schedules_since(engine, started)
+    await delete_schedules_since(db, started)

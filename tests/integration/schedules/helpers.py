@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import json
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
-from jobline.pg import db
+from jobline.pg.db import Database
 from jobline.pg.keystore import ensure_tenant
 
 S = timedelta(seconds=1)
 
 
 async def new_schedule(
-    engine: AsyncEngine, behind: float = 0, *, tenant: str | None = None, **fields: Any
+    db: Database, behind: float = 0, *, tenant: str | None = None, **fields: Any
 ) -> tuple[UUID, datetime]:
     """An every-second schedule (unless `interval_seconds` says otherwise) whose next_fire_at
     is `behind` seconds before the database's now, on the whole second: as if the relays had
@@ -30,62 +28,72 @@ async def new_schedule(
         "catch_up_limit": 100,
         "overlap_policy": "allow",
         "paused": False,
+        "job_template": {"type": "tick", "payload": {}},
+        "end_at": None,
         **fields,
-        "job_template": json.dumps(fields.get("job_template", {"type": "tick", "payload": {}})),
     }
-    async with db.transaction(engine) as conn:
+    async with db.transaction() as conn:
         await ensure_tenant(conn, tenant)
-        now = (await conn.execute(text("SELECT now()"))).scalar_one()
+        now: datetime = await conn.fetchval("SELECT now()")
         first = now.replace(microsecond=0) - timedelta(seconds=behind)
-        sid = (
-            await conn.execute(
-                text(
-                    "INSERT INTO schedules (tenant_id, name, interval_seconds, job_template,"
-                    " misfire_policy, catch_up_limit, overlap_policy, paused, next_fire_at)"
-                    " VALUES (:tenant, :name, :interval_seconds, CAST(:job_template AS jsonb),"
-                    " :misfire_policy, :catch_up_limit, :overlap_policy, :paused, :first)"
-                    " RETURNING id"
-                ),
-                {**values, "tenant": tenant, "name": f"s-{uuid4().hex[:8]}", "first": first},
-            )
-        ).scalar_one()
+        sid: UUID = await conn.fetchval(
+            "INSERT INTO schedules (tenant_id, name, interval_seconds, job_template,"
+            " misfire_policy, catch_up_limit, overlap_policy, paused, next_fire_at, end_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            tenant,
+            f"s-{uuid4().hex[:8]}",
+            values["interval_seconds"],
+            values["job_template"],
+            values["misfire_policy"],
+            values["catch_up_limit"],
+            values["overlap_policy"],
+            values["paused"],
+            first,
+            values["end_at"],
+        )
     return sid, now
 
 
-async def fired_jobs(engine: AsyncEngine, sid: UUID) -> list[Any]:
+async def fired_jobs(db: Database, sid: UUID) -> list[asyncpg.Record]:
     """(fire_time, created_at, idempotency_key) of a schedule's jobs, oldest fire first."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT fire_time, created_at, idempotency_key FROM jobs"
-                " WHERE schedule_id = :s ORDER BY fire_time"
-            ),
-            {"s": sid},
+    async with db.connection() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT fire_time, created_at, idempotency_key FROM jobs"
+            " WHERE schedule_id = $1 ORDER BY fire_time",
+            sid,
         )
-        return list(rows)
+    return rows
 
 
-async def fire_times(engine: AsyncEngine, sid: UUID) -> list[datetime]:
-    return [r.fire_time for r in await fired_jobs(engine, sid)]
+async def fire_times(db: Database, sid: UUID) -> list[datetime]:
+    return [r["fire_time"] for r in await fired_jobs(db, sid)]
 
 
-async def schedule_row(engine: AsyncEngine, sid: UUID) -> Any:
-    async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT * FROM schedules WHERE id = :s"), {"s": sid})).one()
-
-
-async def set_paused(engine: AsyncEngine, sids: list[UUID], paused: bool = True) -> None:
-    async with db.transaction(engine) as conn:
-        await conn.execute(
-            text("UPDATE schedules SET paused = :p WHERE id = ANY(:ids)"),
-            {"p": paused, "ids": sids},
+async def schedule_row(db: Database, sid: UUID) -> asyncpg.Record:
+    async with db.connection() as conn:
+        row: asyncpg.Record | None = await conn.fetchrow(
+            "SELECT * FROM schedules WHERE id = $1", sid
         )
+    assert row is not None, f"no schedule {sid}"
+    return row
 
 
-async def delete_schedules_since(engine: AsyncEngine, since: datetime) -> None:
+async def set_paused(db: Database, sids: list[UUID], paused: bool = True) -> None:
+    async with db.connection() as conn:
+        await conn.execute("UPDATE schedules SET paused = $1 WHERE id = ANY($2)", paused, sids)
+
+
+async def db_now(db: Database) -> datetime:
+    """The database's clock (the one that decides what is due)."""
+    async with db.connection() as conn:
+        now: datetime = await conn.fetchval("SELECT now()")
+    return now
+
+
+async def delete_schedules_since(db: Database, since: datetime) -> None:
     """Tests share one database: leave no active schedule for later tests' relays to fire."""
-    async with db.transaction(engine) as conn:
-        await conn.execute(text("DELETE FROM schedules WHERE created_at >= :t"), {"t": since})
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM schedules WHERE created_at >= $1", since)
 
 
 def gaps(times: list[datetime], step: timedelta = S) -> list[tuple[datetime, datetime]]:

@@ -8,12 +8,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import text
 
-from jobline.pg import db
+from jobline.pg.db import Database
 from jobline_relay.scheduler import fire_due
 from tests.integration.gateway.conftest import bearer
 from tests.integration.schedules.conftest import schedule_body
+from tests.integration.schedules.helpers import db_now
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 
@@ -46,18 +46,11 @@ async def create(client, key, **changes) -> Any:
     return response.json()
 
 
-async def set_next_fire(engine, schedule_id: str, when: datetime) -> None:
-    async with db.transaction(engine) as conn:
+async def set_next_fire(db: Database, schedule_id: str, when: datetime) -> None:
+    async with db.connection() as conn:
         await conn.execute(
-            text("UPDATE schedules SET next_fire_at = :t WHERE id = :id"),
-            {"t": when, "id": UUID(schedule_id)},
+            "UPDATE schedules SET next_fire_at = $1 WHERE id = $2", when, UUID(schedule_id)
         )
-
-
-async def db_now(engine) -> datetime:
-    async with engine.connect() as conn:
-        now: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
-    return now
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -197,6 +190,8 @@ async def test_invalid_schedules_are_422_naming_the_problem(
         {"misfire_policy": "sometimes"},
         {"job": {"type": "x"}},
         {"job": {"type": "x", "payload": {}, "priority": 3}},
+        {"job": {"type": "x", "payload": {"n": 2**64}}},
+        {"job": {"type": "x", "payload": {}, "backoff": {"base_seconds": 5, "max_seconds": 1}}},
         {"extra": 1},
         {"name": ""},
     ],
@@ -207,6 +202,37 @@ async def test_malformed_bodies_are_422(client, make_api_key, changes):
         "/v1/schedules", json=schedule_body(**changes), headers=bearer(key)
     )
     problem(response, 422)
+
+
+async def test_a_partial_backoff_contradicting_the_inherited_one_is_422(client, make_api_key, db):
+    """As for a submission: a backoff given in part takes the rest from the tenant's policy
+    for the type, else the defaults; a max below the inherited base is refused up front,
+    not left to fail at every fire."""
+    key = await make_api_key()
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO job_type_policies (tenant_id, type, backoff, source)"
+            " SELECT tenant_id, 'report.build', $2, 'analyzer' FROM api_keys WHERE prefix = $1",
+            key.split("_")[1],
+            {"kind": "fixed", "base_seconds": 0.25, "max_seconds": 10},
+        )
+    tuned = {"type": "report.build", "payload": {}, "backoff": {"max_seconds": 0.5}}
+    plain = {**tuned, "type": "other.type"}  # no policy: the platform default's base, 1 s
+    refused = problem(
+        await client.post("/v1/schedules", json=schedule_body(job=plain), headers=bearer(key)),
+        422,
+    )
+    assert [(e["field"], e["pointer"]) for e in refused["errors"]] == [
+        ("job.backoff", "/job/backoff")
+    ]
+    assert "backoff" in refused["detail"]
+    created = await create(client, key, job=tuned)  # above the policy's base: fine
+    # Shown as given: the missing fields are inherited at each fire.
+    assert created["job"]["backoff"] == {"kind": None, "base_seconds": None, "max_seconds": 0.5}
+    sid = created["id"]
+    patched = await client.patch(f"/v1/schedules/{sid}", json={"job": plain}, headers=bearer(key))
+    assert problem(patched, 422)["errors"][0]["field"] == "job.backoff"
+    assert (await client.get(f"/v1/schedules/{sid}", headers=bearer(key))).json() == created
 
 
 async def test_duplicate_name_is_409_per_tenant(client, make_api_key):
@@ -319,7 +345,7 @@ async def test_patch_changes_fields_and_replans(client, make_api_key):
 
 
 async def test_pause_keeps_the_pending_time_and_resume_applies_the_misfire_policy(
-    client, make_api_key, engine
+    client, make_api_key, db
 ):
     key = await make_api_key()
     skip = await create(client, key, name="skip", cron=None, timezone=None, interval_seconds=10)
@@ -333,12 +359,12 @@ async def test_pause_keeps_the_pending_time_and_resume_applies_the_misfire_polic
         misfire_policy="catch_up",
         catch_up_limit=3,
     )
-    now = await db_now(engine)
+    now = await db_now(db)
     past = now.replace(microsecond=0) - timedelta(seconds=now.second % 10 + 100)  # on the grid
     for s in (skip, catch):
         paused = await client.post(f"/v1/schedules/{s['id']}/pause", headers=bearer(key))
         assert paused.json()["paused"] is True
-        await set_next_fire(engine, s["id"], past)
+        await set_next_fire(db, s["id"], past)
         again = await client.post(f"/v1/schedules/{s['id']}/pause", headers=bearer(key))
         assert again.json()["next_fire_at"] == past.isoformat().replace("+00:00", "Z")
     resumed = {}
@@ -367,11 +393,11 @@ async def test_created_paused_fires_from_resume(client, make_api_key):
     )
 
 
-async def test_delete_keeps_the_jobs(client, make_api_key, engine):
+async def test_delete_keeps_the_jobs(client, make_api_key, db):
     key = await make_api_key()
     created = await create(client, key, cron=None, timezone=None, interval_seconds=1)
-    await set_next_fire(engine, created["id"], (await db_now(engine)) - timedelta(seconds=0.5))
-    await fire_due(engine, 1000)
+    await set_next_fire(db, created["id"], (await db_now(db)) - timedelta(seconds=0.5))
+    await fire_due(db, 1000)
     jobs = (await client.get(f"/v1/schedules/{created['id']}/jobs", headers=bearer(key))).json()
     assert len(jobs["jobs"]) == 1
     gone = await client.delete(f"/v1/schedules/{created['id']}", headers=bearer(key))
@@ -385,7 +411,7 @@ async def test_delete_keeps_the_jobs(client, make_api_key, engine):
 # --- jobs of a schedule ---------------------------------------------------------------------
 
 
-async def test_jobs_of_a_schedule_newest_first_paginated(client, make_api_key, engine):
+async def test_jobs_of_a_schedule_newest_first_paginated(client, make_api_key, db):
     key = await make_api_key()
     created = await create(
         client,
@@ -397,9 +423,9 @@ async def test_jobs_of_a_schedule_newest_first_paginated(client, make_api_key, e
         job={"type": "tick", "payload": {"n": 1}, "queue": "ticks", "max_attempts": 2},
     )
     sid = created["id"]
-    now = await db_now(engine)
-    await set_next_fire(engine, sid, now.replace(microsecond=0) - timedelta(seconds=4))
-    await fire_due(engine, 1000)
+    now = await db_now(db)
+    await set_next_fire(db, sid, now.replace(microsecond=0) - timedelta(seconds=4))
+    await fire_due(db, 1000)
     await client.post(f"/v1/schedules/{sid}/pause", headers=bearer(key))
     everything = (await client.get(f"/v1/schedules/{sid}/jobs", headers=bearer(key))).json()
     fires = [datetime.fromisoformat(j["fire_time"]) for j in everything["jobs"]]

@@ -1,7 +1,7 @@
 """The worker runtime in-process against real PostgreSQL and the broker.
 
-Each test uses its own queue (so its own work topic and consumer group) and a tiny stand-in
-for the relay (:class:`Pump`) that publishes only its jobs' outbox rows.
+Each test uses its own queue (so its own work topic and consumer group); the real outbox relay
+runs in-process (``relay``) where a test needs the outbox published.
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ from uuid import uuid4
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from jobline.broker import kafka
 from jobline.core import topics
-from jobline.core.states import Cancel, JobState
-from jobline.pg import db, jobstore
+from jobline.core.job import JobState
+from jobline.core.states import Cancel
+from jobline.pg import jobstore
+from jobline_relay.relay import Relay
+from jobline_relay.settings import Settings as RelaySettings
 from jobline_worker import NonRetryable, Retry, Worker
 from jobline_worker.context import JobContext
 from jobline_worker.runtime import Runtime
 from jobline_worker.settings import Settings
-from tests.integration.worker.support import (
-    Pump,
+from tests.support import (
     TopicReader,
     attempts_of,
     dlq_bodies,
@@ -37,6 +38,7 @@ from tests.integration.worker.support import (
     job_of,
     make_job,
     new_tenant,
+    states_of,
     wait_for,
     wait_states,
 )
@@ -101,8 +103,8 @@ async def typed(ctx: JobContext, payload: Typed) -> int:
 
 
 @pytest.fixture
-async def tenant(engine):
-    return await new_tenant(engine)
+async def tenant(db):
+    return await new_tenant(db)
 
 
 @pytest.fixture
@@ -144,30 +146,41 @@ def run_worker(database_url, kafka_settings):
 
 
 @pytest.fixture
-async def pump(engine, kafka_settings):
-    async with Pump(engine, kafka_settings) as running:
-        yield running
+async def relay(db, database_url, kafka_settings):
+    """The real outbox relay, in-process (publishing every test's rows; they use their own
+    queues). Its lease rescuer runs once at start; leases the tests leave behind are set far
+    ahead (``_not_rescuable``)."""
+    settings = RelaySettings(
+        database_url=database_url,
+        kafka_bootstrap=kafka_settings.kafka_bootstrap,
+        topic_prefix=kafka_settings.topic_prefix,
+        topic_partitions=2,
+        relay_poll_interval_seconds=0.1,
+        lease_rescue_interval_seconds=600,
+        scheduler_enabled=False,
+    )
+    running = Relay(settings, db)
+    running.start()
+    yield running
+    await running.stop()
 
 
-async def test_jobs_run_and_record_results_and_events(engine, tenant, queue, pump, run_worker):
+async def test_jobs_run_and_record_results_and_events(db, tenant, queue, relay, run_worker):
     jobs = [make_job(tenant, "echo", queue, {"i": i}) for i in range(20)]
     jobs.append(make_job(tenant, "typed", queue, {"n": 21}))
-    ids = await insert_jobs(engine, jobs)
-    pump.job_ids.update(ids)
+    ids = await insert_jobs(db, jobs)
     async with run_worker(queue):
-        await wait_states(engine, ids, "succeeded")
-    assert (await job_of(engine, ids[3])).result == {"i": 3}
-    assert (await job_of(engine, ids[-1])).result == 42
+        await wait_states(db, ids, "succeeded")
+    assert (await job_of(db, ids[3])).result == {"i": 3}
+    assert (await job_of(db, ids[-1])).result == 42
     assert all(RUNS[str(i)] == 1 for i in ids[:-1])
-    attempts = await attempts_of(engine, ids[0])
-    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "succeeded")]
+    attempts = await attempts_of(db, ids[0])
+    assert [(a["attempt"], a["outcome"]) for a in attempts] == [(1, "succeeded")]
 
 
-async def test_the_same_message_five_times_runs_once(
-    engine, tenant, queue, kafka_settings, run_worker
-):
-    (job_id,) = await insert_jobs(engine, [make_job(tenant, "echo", queue, {"dup": True})])
-    job = await job_of(engine, job_id)
+async def test_the_same_message_five_times_runs_once(db, tenant, queue, kafka_settings, run_worker):
+    (job_id,) = await insert_jobs(db, [make_job(tenant, "echo", queue, {"dup": True})])
+    job = await job_of(db, job_id)
     topic = topics.work_topic(kafka_settings.topic_prefix, queue)
     await kafka.ensure_topics(kafka_settings, [topic], partitions=2)
     producer = kafka.make_producer(kafka_settings)
@@ -180,22 +193,22 @@ async def test_the_same_message_five_times_runs_once(
     finally:
         await producer.stop()
     async with run_worker(queue) as runtime:
-        await wait_states(engine, [job_id], "succeeded")
+        await wait_states(db, [job_id], "succeeded")
         await wait_for(lambda: _all_decided(runtime), 10)
     assert RUNS[str(job_id)] == 1
 
 
 async def _all_decided(runtime: Runtime) -> bool:
-    return runtime.consumers[0].offsets.undecided() == 0 and runtime.in_flight == 0
+    return runtime.consumers[0].offsets.undecided() == 0 and runtime.slots.used == 0
 
 
 async def test_poison_goes_to_the_dlq_topic_and_jobs_behind_it_run(
-    engine, tenant, queue, kafka_settings, run_worker
+    db, tenant, queue, kafka_settings, run_worker
 ):
     topic = topics.work_topic(kafka_settings.topic_prefix, queue)
     await kafka.ensure_topics(kafka_settings, [topic], partitions=2)
-    (job_id,) = await insert_jobs(engine, [make_job(tenant, "echo", queue, {"after": "poison"})])
-    job = await job_of(engine, job_id)
+    (job_id,) = await insert_jobs(db, [make_job(tenant, "echo", queue, {"after": "poison"})])
+    job = await job_of(db, job_id)
     key = str(job_id).encode()  # same key, so the same partition: the job is behind the poison
     missing = make_job(tenant, "echo", queue).envelope(1).encode()  # a job that does not exist
     producer = kafka.make_producer(kafka_settings)
@@ -208,7 +221,7 @@ async def test_poison_goes_to_the_dlq_topic_and_jobs_behind_it_run(
         await producer.stop()
     dlq = topics.dlq_topic(kafka_settings.topic_prefix)
     async with TopicReader(kafka_settings, dlq) as reader, run_worker(queue):
-        await wait_states(engine, [job_id], "succeeded")
+        await wait_states(db, [job_id], "succeeded")
         mine = lambda records: [  # noqa: E731
             b for b in dlq_bodies(records) if b.get("source", {}).get("topic") == topic
         ]
@@ -222,10 +235,10 @@ async def test_poison_goes_to_the_dlq_topic_and_jobs_behind_it_run(
 
 
 async def test_unknown_type_and_non_retryable_and_oversize_go_dead_at_once(
-    engine, tenant, queue, pump, run_worker
+    db, tenant, queue, relay, run_worker
 ):
     ids = await insert_jobs(
-        engine,
+        db,
         [
             make_job(tenant, "no-such-handler", queue),
             make_job(tenant, "nonretryable", queue),
@@ -233,136 +246,121 @@ async def test_unknown_type_and_non_retryable_and_oversize_go_dead_at_once(
             make_job(tenant, "typed", queue, {"n": "not a number"}),
         ],
     )
-    pump.job_ids.update(ids)
     async with run_worker(queue):
-        await wait_states(engine, ids, "dead")
-    classes = [(await job_of(engine, i)).errors[-1].error_class for i in ids]
+        await wait_states(db, ids, "dead")
+    classes = [(await job_of(db, i)).errors[-1].error_class for i in ids]
     assert classes == ["UnknownJobType", "NonRetryable", "ResultTooLarge", "PayloadInvalid"]
-    assert [len(await attempts_of(engine, i)) for i in ids] == [1, 1, 1, 1]
+    assert [len(await attempts_of(db, i)) for i in ids] == [1, 1, 1, 1]
 
 
-async def test_retry_after_and_timeout(engine, tenant, queue, pump, run_worker):
+async def test_retry_after_and_timeout(db, tenant, queue, relay, run_worker):
     retry_id, slow_id = await insert_jobs(
-        engine, [make_job(tenant, "retry-later", queue), make_job(tenant, "slow", queue)]
+        db, [make_job(tenant, "retry-later", queue), make_job(tenant, "slow", queue)]
     )
-    pump.job_ids.update([retry_id, slow_id])
     async with run_worker(queue):
-        await wait_states(engine, [retry_id], "retrying")
-        retrying = await job_of(engine, retry_id)
+        await wait_states(db, [retry_id], "retrying")
+        retrying = await job_of(db, retry_id)
         delay = (retrying.run_at - retrying.errors[-1].finished_at).total_seconds()
         assert delay == pytest.approx(30, abs=0.5)
-        await wait_for(lambda: _attempt_outcome(engine, slow_id, 1), 10)
-    assert await _attempt_outcome(engine, slow_id, 1) == "timeout"
-    assert (await job_of(engine, slow_id)).errors[0].error_class == "HandlerTimeout"
+        await wait_for(lambda: _attempt_outcome(db, slow_id, 1), 10)
+    assert await _attempt_outcome(db, slow_id, 1) == "timeout"
+    assert (await job_of(db, slow_id)).errors[0].error_class == "HandlerTimeout"
 
 
-async def _attempt_outcome(engine, job_id, attempt) -> str | None:
-    rows = await attempts_of(engine, job_id)
-    return next((a.outcome for a in rows if a.attempt == attempt), None)
+async def _attempt_outcome(db, job_id, attempt) -> str | None:
+    rows = await attempts_of(db, job_id)
+    return next((a["outcome"] for a in rows if a["attempt"] == attempt), None)
 
 
-async def test_cancel_while_running_stops_the_handler(engine, tenant, queue, pump, run_worker):
-    (job_id,) = await insert_jobs(engine, [make_job(tenant, "wait", queue)])
-    pump.job_ids.add(job_id)
+async def test_cancel_while_running_stops_the_handler(db, tenant, queue, relay, run_worker):
+    (job_id,) = await insert_jobs(db, [make_job(tenant, "wait", queue)])
     async with run_worker(queue, worker_lease_seconds=0.6) as runtime:
-        await wait_states(engine, [job_id], "running")
-        await wait_for(lambda: _progress(engine, job_id), 5)
-        async with db.transaction(engine) as conn:
+        await wait_states(db, [job_id], "running")
+        await wait_for(lambda: _progress(db, job_id), 5)
+        async with db.transaction() as conn:
             await jobstore.apply(conn, job_id, Cancel(), datetime.now(UTC))
-        await wait_states(engine, [job_id], "cancelled", timeout=5)
+        await wait_states(db, [job_id], "cancelled", timeout=5)
         assert not runtime.running
-    assert await _attempt_outcome(engine, job_id, 1) == "cancelled"
-    assert (await _progress(engine, job_id))["message"] == "halfway"
+    assert await _attempt_outcome(db, job_id, 1) == "cancelled"
+    assert (await _progress(db, job_id))["message"] == "halfway"
 
 
-async def _progress(engine, job_id):
-    async with db.transaction(engine) as conn:
-        metadata = await conn.scalar(
-            text("SELECT metadata FROM jobs WHERE id = :id"), {"id": job_id}
-        )
+async def _progress(db, job_id):
+    async with db.connection() as conn:
+        metadata = await conn.fetchval("SELECT metadata FROM jobs WHERE id = $1", job_id)
     return metadata.get("progress")
 
 
-async def test_a_lost_lease_drops_the_outcome(engine, tenant, queue, pump, run_worker):
-    (job_id,) = await insert_jobs(engine, [make_job(tenant, "wait", queue, {"seconds": 30})])
-    pump.job_ids.add(job_id)
+async def test_a_lost_lease_drops_the_outcome(db, tenant, queue, relay, run_worker):
+    (job_id,) = await insert_jobs(db, [make_job(tenant, "wait", queue, {"seconds": 30})])
     async with run_worker(queue, worker_lease_seconds=0.6) as runtime:
-        await wait_states(engine, [job_id], "running")
+        await wait_states(db, [job_id], "running")
         # Someone else took the job over (as after a rescue and a new claim).
-        async with db.transaction(engine) as conn:
+        async with db.connection() as conn:
             await conn.execute(
-                text("UPDATE jobs SET lease_owner = 'another-worker' WHERE id = :id"),
-                {"id": job_id},
+                "UPDATE jobs SET lease_owner = 'another-worker', sequence = sequence + 1"
+                " WHERE id = $1",
+                job_id,
             )
         await wait_for(lambda: _no_running(runtime), 5)
-    job = await job_of(engine, job_id)
+    job = await job_of(db, job_id)
     assert job.state is JobState.RUNNING
     assert job.lease_owner == "another-worker"
-    await _not_rescuable(engine, job_id)
+    await _not_rescuable(db, job_id)
 
 
-async def _not_rescuable(engine, job_id) -> None:
+async def _not_rescuable(db, job_id) -> None:
     """Tests share one database: a running job left with an expired lease would be rescued
     (and counted) by the lease rescuer's own tests. Give it a lease far in the future."""
-    async with db.transaction(engine) as conn:
+    async with db.connection() as conn:
         await conn.execute(
-            text("UPDATE jobs SET lease_expires_at = now() + interval '1 day' WHERE id = :id"),
-            {"id": job_id},
+            "UPDATE jobs SET lease_expires_at = now() + interval '1 day' WHERE id = $1", job_id
         )
 
 
 async def _no_running(runtime: Runtime) -> bool:
-    return not runtime.running and runtime.in_flight == 0
+    return not runtime.running and runtime.slots.used == 0
 
 
 async def test_stop_hands_back_unfinished_jobs_without_charging_an_attempt(
-    engine, tenant, queue, pump, run_worker
+    db, tenant, queue, relay, run_worker
 ):
     quick, stuck = await insert_jobs(
-        engine,
+        db,
         [
             make_job(tenant, "wait", queue, {"seconds": 0.3}),
             make_job(tenant, "wait", queue, {"seconds": 60}),
         ],
     )
-    pump.job_ids.update([quick, stuck])
     async with run_worker(queue, worker_shutdown_grace_seconds=1.5):
-        await wait_states(engine, [quick, stuck], "running")
-        pump.job_ids.clear()  # keep the hand-back's new work message in the outbox
+        await wait_states(db, [quick, stuck], "running")
         started = time.monotonic()
     assert time.monotonic() - started < 6
-    assert (await job_of(engine, quick)).state is JobState.SUCCEEDED
-    back = await job_of(engine, stuck)
+    assert (await job_of(db, quick)).state is JobState.SUCCEEDED
+    back = await job_of(db, stuck)
     assert back.state is JobState.QUEUED
     assert back.attempts_used == 0
     assert back.attempt == 1
-    assert await _attempt_outcome(engine, stuck, 1) == "handed_back"
+    assert await _attempt_outcome(db, stuck, 1) == "handed_back"
 
 
-async def test_in_flight_stays_within_concurrency(engine, tenant, queue, pump, run_worker):
+async def test_in_flight_stays_within_concurrency(db, tenant, queue, relay, run_worker):
     ACTIVE["max"] = 0
-    ids = await insert_jobs(engine, [make_job(tenant, "blocking", queue) for _ in range(12)])
-    pump.job_ids.update(ids)
+    ids = await insert_jobs(db, [make_job(tenant, "blocking", queue) for _ in range(12)])
     async with run_worker(queue, concurrency=3) as runtime:
         peak = 0
 
         async def done() -> bool:
             nonlocal peak
-            peak = max(peak, runtime.in_flight)
-            return set((await _states(engine, ids)).values()) == {"succeeded"}
+            peak = max(peak, runtime.slots.used)
+            return set((await states_of(db, ids)).values()) == {"succeeded"}
 
         await wait_for(done, 30, 0.02)
     assert 1 <= ACTIVE["max"] <= 3
     assert peak <= 3
 
 
-async def _states(engine, ids):
-    from tests.integration.worker.support import states_of
-
-    return await states_of(engine, ids)
-
-
-async def _publish_first_attempts(kafka_settings, queue: str, engine, job_ids) -> None:
+async def _publish_first_attempts(kafka_settings, queue: str, db, job_ids) -> None:
     """Write the jobs' work messages straight to the topic, so one fetch sees them all."""
     topic = topics.work_topic(kafka_settings.topic_prefix, queue)
     await kafka.ensure_topics(kafka_settings, [topic], partitions=2)
@@ -370,7 +368,7 @@ async def _publish_first_attempts(kafka_settings, queue: str, engine, job_ids) -
     await producer.start()
     try:
         for job_id in job_ids:
-            job = await job_of(engine, job_id)
+            job = await job_of(db, job_id)
             await producer.send_and_wait(
                 topic, key=str(job_id).encode(), value=job.envelope(1).encode()
             )
@@ -379,17 +377,18 @@ async def _publish_first_attempts(kafka_settings, queue: str, engine, job_ids) -
 
 
 async def test_a_claim_batch_that_fails_is_retried_message_by_message(
-    engine, tenant, queue, kafka_settings, *, run_worker, monkeypatch
+    db, tenant, queue, kafka_settings, *, run_worker, monkeypatch
 ):
     """One message whose claim always fails must not hold back the others of its batch: they
     run, and only its own offset stays undecided."""
-    monkeypatch.setattr("jobline_worker.runtime.CLAIM_RETRY_SECONDS", (0.05, 0.05))
-    ids = await insert_jobs(engine, [make_job(tenant, "echo", queue) for _ in range(10)])
+    monkeypatch.setattr("jobline_worker.claims.RETRY_SECONDS", (0.05, 0.05))
+    ids = await insert_jobs(db, [make_job(tenant, "echo", queue) for _ in range(10)])
     bad = ids[4]
-    await _publish_first_attempts(kafka_settings, queue, engine, ids)
+    await _publish_first_attempts(kafka_settings, queue, db, ids)
     batches_with_bad: list[int] = []
     async with run_worker(queue, concurrency=16) as runtime:
-        claim = runtime._claim
+        assert runtime.claimer is not None
+        claim = runtime.claimer._claim
 
         async def failing_claim(qc, deliveries):
             if any(d.envelope.id == bad for d in deliveries):
@@ -397,42 +396,44 @@ async def test_a_claim_batch_that_fails_is_retried_message_by_message(
                 raise RuntimeError("this job cannot be claimed")
             return await claim(qc, deliveries)
 
-        monkeypatch.setattr(runtime, "_claim", failing_claim)
+        monkeypatch.setattr(runtime.claimer, "_claim", failing_claim)
         good = [i for i in ids if i != bad]
-        await wait_states(engine, good, "succeeded")
+        await wait_states(db, good, "succeeded")
         await wait_for(lambda: _no_running(runtime), 10)
         assert runtime.consumers[0].offsets.undecided() == 1
     assert max(batches_with_bad) > 1  # it came in a batch, which was split
     assert batches_with_bad.count(1) == 3  # then alone: the first try and two retries
-    assert (await job_of(engine, bad)).state is JobState.QUEUED
+    assert (await job_of(db, bad)).state is JobState.QUEUED
     assert all(RUNS[str(i)] == 1 for i in good)
 
 
 async def test_outcomes_are_grouped_and_a_failing_group_is_recorded_one_by_one(
-    engine, tenant, queue, kafka_settings, *, run_worker, monkeypatch
+    db, tenant, queue, kafka_settings, *, run_worker, monkeypatch
 ):
-    ids = await insert_jobs(engine, [make_job(tenant, "echo", queue) for _ in range(30)])
+    ids = await insert_jobs(db, [make_job(tenant, "echo", queue) for _ in range(30)])
     bad = ids[7]
-    await _publish_first_attempts(kafka_settings, queue, engine, ids)
+    await _publish_first_attempts(kafka_settings, queue, db, ids)
     groups: list[int] = []
     async with run_worker(queue, concurrency=32) as runtime:
-        record_group = runtime._record_group
+        record = runtime.completer._record
 
         async def failing_group(group):
             groups.append(len(group))
             if any(o.execution.job.id == bad for o in group):
                 raise RuntimeError("this outcome cannot be recorded")
-            await record_group(group)
+            await record(group)
 
-        monkeypatch.setattr(runtime, "_record_group", failing_group)
+        monkeypatch.setattr(runtime.completer, "_record", failing_group)
         good = [i for i in ids if i != bad]
-        await wait_states(engine, good, "succeeded")
+        await wait_states(db, good, "succeeded")
         await wait_for(lambda: _no_running(runtime), 10)
     assert max(groups) > 1  # outcomes that finished together shared a transaction
     # The bad outcome was given up after its retries: the job stays running under our lease
     # (the relay's lease rescuer re-queues it), nothing else was lost.
-    job = await job_of(engine, bad)
+    job = await job_of(db, bad)
     assert job.state is JobState.RUNNING
-    await _not_rescuable(engine, bad)
+    await _not_rescuable(db, bad)
     assert all(RUNS[str(i)] == 1 for i in ids)
-    assert [(a.attempt, a.outcome) for a in await attempts_of(engine, ids[0])] == [(1, "succeeded")]
+    assert [(a["attempt"], a["outcome"]) for a in await attempts_of(db, ids[0])] == [
+        (1, "succeeded")
+    ]

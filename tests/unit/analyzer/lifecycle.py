@@ -10,19 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
+from jobline.core import topics
 from jobline.core.backoff import BackoffKind, BackoffPolicy
-from jobline.core.states import (
-    EVENTS_TOPIC,
-    Claim,
-    Due,
-    Fail,
-    Job,
-    JobState,
-    Succeed,
-    Transition,
-    submit,
-    transition,
-)
+from jobline.core.job import Job, JobState
+from jobline.core.states import Claim, Due, Fail, Succeed, Transition, submit, transition
 
 DEFAULT_ERROR = ("TimeoutError", "upstream 10.0.0.7:443 timed out after 30 s")
 
@@ -69,22 +60,22 @@ def run_job(
     out: list[bytes] = []
 
     def take(tr: Transition) -> Job:
-        out.extend(m.value for m in tr.messages if m.topic == EVENTS_TOPIC)
+        out.extend(m.value for m in tr.messages if m.topic == topics.EVENTS)
         return tr.job
 
     job = take(submit(job, t0))
     due = t0
     for n, outcome in enumerate(outcomes, start=1):
         started = due + gap
-        job = take(transition(job, Claim("worker-1", 60.0), started))
+        job = take(transition(job, Claim(job.attempt + 1, "worker-1", 60.0), started))
         finished = started + run
         if outcome == "s":
-            job = take(transition(job, Succeed({"ok": True}), finished))
+            job = take(transition(job, Succeed(job.attempt, "worker-1", {"ok": True}), finished))
             break
         cls, message = (errors or {}).get(n, error)
-        job = take(transition(job, Fail(cls, message), finished))
+        job = take(transition(job, Fail(job.attempt, "worker-1", cls, message), finished))
         if job.state is JobState.DEAD:
             break
         due = job.run_at
-        job = take(transition(job, Due(), due))
+        job = take(transition(job, Due(job.attempt + 1), due))
     return Lifecycle(job.id, job, tuple(out))

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
 from jobline.core.backoff import BackoffKind, BackoffPolicy
-from jobline.core.states import (
-    AttemptOutcome,
-    Cancelled,
-    Claim,
-    Fail,
-    HandBack,
-    Job,
-    JobState,
-    Succeed,
-    transition,
-)
-from jobline.observe.logs import for_job
+from jobline.core.job import AttemptOutcome, Job, JobState
+from jobline.core.retries import NO_LIMITS, HandlerLimits
+from jobline.core.states import Cancelled, Claim, Fail, HandBack, Succeed, transition
 from jobline_worker import NonRetryable, Retry, Worker
 from jobline_worker.context import JobContext
 from jobline_worker.errors import AppNotFound, DuplicateHandler, PayloadInvalid, WorkerError
@@ -32,7 +22,6 @@ from jobline_worker.outcomes import (
     Stopped,
     StopReason,
     TimedOut,
-    apply_policy,
     to_event,
 )
 from jobline_worker.registry import load_app
@@ -149,65 +138,64 @@ def test_taking_the_same_offset_twice_counts_once():
 # --- outcomes ------------------------------------------------------------------------
 
 
-def test_outcomes_map_to_state_machine_events():
-    assert to_event(Returned({"ok": 1}), 100) == Succeed({"ok": 1})
-    assert to_event(Stopped(StopReason.CANCEL_REQUESTED), 100) == Cancelled()
-    assert to_event(Stopped(StopReason.SHUTDOWN), 100) == HandBack()
-    assert to_event(Stopped(StopReason.LEASE_LOST), 100) is None
-    timeout = to_event(TimedOut(2.0), 100)
-    assert isinstance(timeout, Fail)
-    assert timeout.outcome is AttemptOutcome.TIMEOUT
-    assert timeout.retryable
-
-
-def test_exceptions_steer_the_job():
-    assert to_event(Raised(NonRetryable("bad input")), 100) == Fail(
-        "NonRetryable", "bad input", retryable=False
-    )
-    retry = to_event(Raised(Retry(after=7)), 100)
-    assert isinstance(retry, Fail)
-    assert retry.retry_after == 7
-    assert retry.retryable
-    plain = to_event(Raised(KeyError("k")), 100)
-    assert plain == Fail("KeyError", "'k'")
-
-
-def test_results_must_be_json_and_within_the_size_limit():
-    too_big = to_event(Returned("x" * 200), 100)
-    assert isinstance(too_big, Fail)
-    assert too_big.error_class == "ResultTooLarge"
-    assert not too_big.retryable
-    assert "limit is 100" in too_big.message
-    not_json = to_event(Returned({1, 2}), 100)
-    assert isinstance(not_json, Fail)
-    assert not_json.error_class == "ResultNotSerializable"
-    assert to_event(Returned(None), 100) == Succeed(None)
-
-
 def _running(**changes) -> Job:
     now = datetime.now(UTC)
     job = Job(
         id=uuid4(), tenant_id="t", type="x", queue="default", state=JobState.QUEUED,
         payload={}, created_at=now, run_at=now, max_attempts=5, **changes,
     )  # fmt: skip
-    return transition(job, Claim("w", 30), now).job
+    return transition(job, Claim(1, "w", 30), now).job
 
 
-def test_handler_policy_caps_attempts_and_replaces_backoff():
+def event(outcome, limit: int = 100, limits: HandlerLimits = NO_LIMITS):
+    return to_event(outcome, _running(), "w", limits=limits, result_max_bytes=limit)
+
+
+def test_outcomes_map_to_state_machine_events_of_the_running_attempt():
+    assert event(Returned({"ok": 1})) == Succeed(1, "w", {"ok": 1})
+    assert event(Stopped(StopReason.CANCEL_REQUESTED)) == Cancelled(1, "w")
+    assert event(Stopped(StopReason.SHUTDOWN)) == HandBack(1, "w")
+    assert event(Stopped(StopReason.LEASE_LOST)) is None
+    timeout = event(TimedOut(2.0))
+    assert isinstance(timeout, Fail)
+    assert timeout.outcome is AttemptOutcome.TIMEOUT
+    assert timeout.retryable
+
+
+def test_exceptions_steer_the_job():
+    assert event(Raised(NonRetryable("bad input"))) == Fail(
+        1, "w", "NonRetryable", "bad input", retryable=False
+    )
+    retry = event(Raised(Retry(after=7)))
+    assert isinstance(retry, Fail)
+    assert retry.retry_after == 7
+    assert retry.retryable
+    assert event(Raised(KeyError("k"))) == Fail(1, "w", "KeyError", "'k'")
+
+
+def test_results_must_be_json_and_within_the_size_limit():
+    too_big = event(Returned("x" * 200))
+    assert isinstance(too_big, Fail)
+    assert too_big.error_class == "ResultTooLarge"
+    assert not too_big.retryable
+    assert "limit is 100" in too_big.message
+    not_json = event(Returned({1, 2}))
+    assert isinstance(not_json, Fail)
+    assert not_json.error_class == "ResultNotSerializable"
+    assert event(Returned(None)) == Succeed(1, "w", None)
+
+
+def test_the_handlers_limits_travel_with_its_failures():
     capped = Worker()
-    capped.job("x", max_attempts=1)(handler_a)
-    fail = Fail("E", "m")
-    assert apply_policy(fail, _running(), capped.spec("x")) == Fail("E", "m", retryable=False)
-    fixed = Worker()
-    fixed.job("x", backoff=BackoffPolicy(BackoffKind.FIXED, 4, 4))(handler_a)
-    replaced = apply_policy(fail, _running(), fixed.spec("x"))
-    assert isinstance(replaced, Fail)
-    assert replaced.retry_after == 4
-    # Retry(after=) wins over the handler's backoff; non-failures pass through.
-    asked = Fail("Retry", "m", retry_after=1)
-    assert apply_policy(asked, _running(), fixed.spec("x")) == asked
-    assert apply_policy(Succeed(1), _running(), fixed.spec("x")) == Succeed(1)
-    assert apply_policy(fail, _running(), None) == fail
+    capped.job("x", max_attempts=1, backoff=BackoffPolicy(BackoffKind.FIXED, 4, 4))(handler_a)
+    spec = capped.spec("x")
+    assert spec is not None
+    assert spec.limits == HandlerLimits(1, BackoffPolicy(BackoffKind.FIXED, 4, 4))
+    fail = event(Raised(KeyError("k")), limits=spec.limits)
+    assert isinstance(fail, Fail)
+    assert fail.limits == spec.limits
+    # The state machine applies them: the first attempt was the last the handler allows.
+    assert transition(_running(), fail, datetime.now(UTC)).job.state is JobState.DEAD
 
 
 # --- context -------------------------------------------------------------------------
@@ -217,19 +205,18 @@ class FakeBackend:
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
 
-    async def heartbeat(self) -> bool:
-        self.calls.append(("heartbeat",))
+    async def heartbeat(self, job_id) -> bool:
+        self.calls.append(("heartbeat", job_id))
         return True
 
-    async def progress(self, fraction: float, message: str | None) -> None:
-        self.calls.append(("progress", fraction, message))
+    async def progress(self, job_id, fraction: float, message: str | None) -> None:
+        self.calls.append(("progress", job_id, fraction, message))
 
 
 def _context(backend: FakeBackend) -> JobContext:
-    job_id = uuid4()
     return JobContext(
-        job_id=job_id, type="x", queue="default", tenant="t", attempt=2, max_attempts=5,
-        timeout_seconds=10, logger=for_job(logging.getLogger("t"), str(job_id)), backend=backend,
+        job_id=uuid4(), type="x", queue="default", tenant="t", attempt=2, max_attempts=5,
+        timeout_seconds=10, backend=backend,
     )  # fmt: skip
 
 
@@ -239,7 +226,8 @@ async def test_context_reports_through_its_backend():
     assert ctx.idempotency_key == str(ctx.job_id)
     assert await ctx.heartbeat() is True
     await ctx.progress(0.25, "a quarter")
-    assert backend.calls == [("heartbeat",), ("progress", 0.25, "a quarter")]
+    assert backend.calls == [("heartbeat", ctx.job_id), ("progress", ctx.job_id, 0.25, "a quarter")]
+    assert ctx.logger.extra["job_id"] == str(ctx.job_id)  # type: ignore[index]
     with pytest.raises(ValueError, match="within"):
         await ctx.progress(1.5)
 

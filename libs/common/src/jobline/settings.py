@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobline.core.backoff import BackoffKind, BackoffPolicy
 from jobline.core.errors import ConfigError
-from jobline.core.jobdefaults import JobDefaults
+from jobline.core.jobdefaults import PLATFORM_DEFAULTS, JobDefaults
+
+_D = PLATFORM_DEFAULTS
 
 PREFIX = "JOBLINE_"
 
@@ -78,11 +80,17 @@ class KafkaSettings(_Base):
 class JobDefaultsSettings(_Base):
     """Platform defaults for a job that names none and whose type has no tenant policy."""
 
-    job_default_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
-    job_default_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 300.0
-    job_default_backoff_kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
-    job_default_backoff_base_seconds: Annotated[float, Field(ge=0, le=86400)] = 1.0
-    job_default_backoff_max_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 300.0
+    job_default_max_attempts: Annotated[int, Field(ge=1, le=1000)] = _D.max_attempts
+    job_default_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = _D.timeout_seconds
+    job_default_backoff_kind: BackoffKind = _D.backoff.kind
+    job_default_backoff_base_seconds: Annotated[float, Field(ge=0, le=86400)] = (
+        _D.backoff.base_seconds
+    )
+    job_default_backoff_max_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = (
+        _D.backoff.max_seconds
+    )
+    # Finished jobs (and their attempts) stay queryable this long, then may be purged.
+    job_retention_seconds: Annotated[float, Field(gt=0)] = 7 * 86400.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -99,6 +107,7 @@ class JobDefaultsSettings(_Base):
                 kind=self.job_default_backoff_kind,
                 base_seconds=self.job_default_backoff_base_seconds,
                 max_seconds=self.job_default_backoff_max_seconds,
+                multiplier=_D.backoff.multiplier,
             ),
         )
 

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from jobline.pg import db
+from jobline.pg import engine as db
 from jobline.web.problems import ProblemError
 from jobline_analyzer import store
 from jobline_analyzer.advice import advise

@@ -17,9 +17,11 @@ from fastapi import FastAPI
 
 from jobline.broker.kafka import ensure_topics, make_producer
 from jobline.core import topics
-from jobline.pg import db
+from jobline.pg import engine as db
+from jobline.pg.db import Database
 from jobline.web import problems
-from jobline.web.service import add_standard_routes, dependency_checks
+from jobline.web.health import add_standard_routes
+from jobline.web.service import dependency_checks
 from jobline_analyzer import api
 from jobline_analyzer.detection import DetectionLoop
 from jobline_analyzer.ingest import Ingestor
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings, application_name="jobline-analyzer")
         app.state.engine = engine
+        app.state.db = await Database(settings, application_name="jobline-analyzer").open()
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         producer = None
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             if producer is not None:
                 await producer.stop()
             await engine.dispose()
+            await app.state.db.close()
 
     app = FastAPI(title="Jobline AI analyzer", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

@@ -10,7 +10,8 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobline.core.apikeys import Scope
-from jobline.pg import db, keystore
+from jobline.pg import keystore
+from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import ProblemError
 from jobline_analyzer.settings import Settings
@@ -35,7 +36,7 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
 async def authenticate(
-    engine: Engine, authorization: Annotated[str | None, Header()] = None
+    request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> KeyRecord:
     """The API key of a ``Authorization: Bearer <key>`` header, or 401."""
     if authorization is None:
@@ -45,7 +46,8 @@ async def authenticate(
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(401, "use Authorization: Bearer <key>", headers=_CHALLENGE)
-    async with db.transaction(engine) as conn:
+    database: Database = request.app.state.db
+    async with database.connection() as conn:
         key = await keystore.authenticate(conn, token.strip(), datetime.now(UTC))
     if key is None:
         raise ProblemError(401, "the API key is invalid, revoked or expired", headers=_CHALLENGE)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobline.core import cloudevent as events
 from jobline.core import topics
-from jobline.pg import db
+from jobline.pg import engine as db
 from jobline_analyzer import histogram, metrics, store
 from jobline_analyzer.findings import Finding
 from jobline_analyzer.rollup import bucket_of

@@ -29,7 +29,7 @@ from jobline.broker.kafka import make_consumer
 from jobline.core import cloudevent as events
 from jobline.core import topics
 from jobline.core.errors import InvalidEvent
-from jobline.pg import db
+from jobline.pg import engine as db
 from jobline_analyzer import metrics, rollup, store
 from jobline_analyzer.settings import Settings
 

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut
 from jobline.core.apikeys import TENANT_RE, Scope
-from jobline.pg import db, keystore
+from jobline.pg import keystore
 from jobline.web.problems import FieldError, ProblemError, responses
-from jobline_gateway.deps import Engine, KnownQuery, Operator
+from jobline_gateway.deps import Db, KnownQuery, Operator
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQuery])
 
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQ
 @router.post(
     "", operation_id="createKey", status_code=201, response_model=KeyCreated, responses=responses()
 )
-async def create_key(body: KeyIn, _: Operator, engine: Engine) -> Any:
+async def create_key(body: KeyIn, _: Operator, db: Db) -> Any:
     """Create an API key for a tenant; the response is the only time the key is shown."""
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise ProblemError(
@@ -40,7 +40,7 @@ async def create_key(body: KeyIn, _: Operator, engine: Engine) -> Any:
                 )
             ],
         )
-    async with db.transaction(engine) as conn:
+    async with db.transaction() as conn:
         record, plaintext = await keystore.create_key(
             conn,
             tenant_id=body.tenant,
@@ -54,13 +54,13 @@ async def create_key(body: KeyIn, _: Operator, engine: Engine) -> Any:
 @router.get("", operation_id="listKeys", response_model=KeyList, responses=responses())
 async def list_keys(
     _: Operator,
-    engine: Engine,
+    db: Db,
     tenant: Annotated[
         str | None, Query(pattern=TENANT_RE.pattern, description="Only this tenant's keys.")
     ] = None,
 ) -> Any:
     """List API keys (never their secrets), optionally of one tenant."""
-    async with db.transaction(engine) as conn:
+    async with db.connection() as conn:
         records = await keystore.list_keys(conn, tenant)
     return KeyList(keys=[KeyOut.of(r) for r in records])
 
@@ -68,10 +68,12 @@ async def list_keys(
 @router.delete(
     "/{key_id}", operation_id="revokeKey", response_model=KeyOut, responses=responses(404)
 )
-async def revoke_key(key_id: UUID, _: Operator, engine: Engine) -> Any:
+async def revoke_key(key_id: UUID, _: Operator, db: Db, request: Request) -> Any:
     """Revoke an API key; it stops working on the next request."""
-    async with db.transaction(engine) as conn:
+    async with db.connection() as conn:
         record = await keystore.revoke_key(conn, key_id)
+    # Every gateway drops its copy on the NOTIFY; this one before it answers.
+    request.app.state.catalog.forget_key(key_id)
     if record is None:
         raise ProblemError(404, f"No API key {key_id}.")
     return KeyOut.of(record)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from jobline.pg import db
+from jobline.pg.db import Database
 from jobline.web import problems
-from jobline.web.service import add_standard_routes, dependency_checks
+from jobline.web.health import add_standard_routes
+from jobline.web.service import dependency_checks
 from jobline_gateway import admin, jobs, schedules, store
+from jobline_gateway.catalog import Catalog
 from jobline_gateway.guard import BodyGuard
 from jobline_gateway.metrics import RequestMetrics
 from jobline_gateway.ratelimit import TokenBuckets
@@ -28,26 +30,32 @@ async def _purge_idempotency_keys(app: FastAPI, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            async with db.transaction(app.state.engine) as conn:
+            async with app.state.db.connection() as conn:
                 await store.purge_idempotency_keys(conn)
         except Exception:  # the next round retries; a failed purge harms nothing
             log.warning("purging expired idempotency keys failed", exc_info=True)
 
 
 def create_app(settings: Settings) -> FastAPI:
-    @contextlib.asynccontextmanager
+    @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = db.create_engine(settings, application_name="jobline-gateway")
-        purger = asyncio.create_task(
-            _purge_idempotency_keys(app, settings.idempotency_purge_interval_seconds)
-        )
+        database = await Database(settings, application_name="jobline-gateway").open()
+        catalog = Catalog(database, connect_timeout=settings.db_connect_timeout_seconds)
+        app.state.db, app.state.catalog = database, catalog
+        tasks = [
+            asyncio.create_task(catalog.listener.run()),
+            asyncio.create_task(
+                _purge_idempotency_keys(app, settings.idempotency_purge_interval_seconds)
+            ),
+        ]
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
-            await app.state.engine.dispose()
+            catalog.listener.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await database.close()
 
     app = FastAPI(
         title="Jobline gateway",

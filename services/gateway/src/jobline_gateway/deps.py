@@ -1,35 +1,28 @@
 """FastAPI dependencies, declared once as ``Annotated`` aliases.
 
-``Reader``/``Writer``/``Operator`` authenticate the bearer key, check its scope and take a
-token from its rate-limit bucket, in that order: 401, then 403, then 429.
-
-``ReaderTx`` and ``WriterTx`` do the same on the request's connection (``Conn``): the key
-lookup is the first statement of the transaction the route then continues and commits, so a
-request costs one pool checkout and no separate round trips for its authentication's own
-BEGIN and ROLLBACK. A route that takes one of them must do its database work on ``Conn``.
-``Reader``/``Writer``/``Operator`` authenticate on a short connection of their own, for
-routes that open their own transactions (holding the request's connection idle meanwhile
-would take two connections per request: under load, requests holding one and waiting for a
-second can exhaust the pool). Nothing is cached either way: every request reads the key row
-again, so a revocation committed before the request's first statement takes effect on it.
+``Reader``/``Writer``/``Operator``/``ScheduleWriter`` authenticate the bearer key, check its
+scope and take a token from its rate-limit bucket, in that order: 401, then 403, then 429.
+The key row comes from the gateway's :class:`~jobline_gateway.catalog.Catalog` (no database
+round trip while it is live); the hash is compared in constant time on every request.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from jobline.core import apikeys
 from jobline.core.apikeys import Scope
-from jobline.pg import keystore
+from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import FieldError, ProblemError
+from jobline_gateway.catalog import Catalog
 from jobline_gateway.ratelimit import TokenBuckets, retry_after_header
 from jobline_gateway.settings import Settings
 
@@ -44,32 +37,20 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
+async def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
-async def _buckets(request: Request) -> TokenBuckets[object]:
-    buckets: TokenBuckets[object] = request.app.state.rate_limits
-    return buckets
+async def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-Engine = Annotated[AsyncEngine, Depends(_engine)]
-
-
-async def _request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """The request's one connection. Its transaction begins with the first statement (the
-    key lookup); the route commits it. Whatever is left uncommitted -- an error, a read-only
-    route -- is rolled back when the connection goes back to the pool, which happens as soon
-    as the route returns (scope="function"), before the response is sent. (It reads the
-    engine itself: every sub-dependency costs FastAPI per-request work.)"""
-    engine: AsyncEngine = request.app.state.engine
-    async with engine.connect() as conn:
-        yield conn
-
-
-Conn = Annotated[AsyncConnection, Depends(_request_connection, scope="function")]
+Db = Annotated[Database, Depends(_db)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def _unauthorized(detail: str) -> ProblemError:
@@ -78,77 +59,54 @@ def _unauthorized(detail: str) -> ProblemError:
     )
 
 
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-async def _authenticate(conn: AsyncConnection, credentials: Credentials) -> KeyRecord:
-    if credentials is None:
+async def authenticate(catalog: Catalog, plaintext: str | None) -> KeyRecord:
+    """The usable key ``plaintext`` names, or a 401 problem."""
+    if plaintext is None:
         raise _unauthorized("An API key is required: Authorization: Bearer <key>.")
-    # No cache: a revoked key must fail on the very next request. The lookup is one
-    # unique-index probe on api_keys.prefix.
-    record = await keystore.authenticate(conn, credentials.credentials, datetime.now(UTC))
-    if record is None:
+    try:
+        prefix = apikeys.prefix_of(plaintext)
+    except apikeys.MalformedKey:
+        raise _unauthorized("The API key is invalid, revoked or expired.") from None
+    stored = await catalog.key(prefix)
+    if (
+        stored is None
+        or not apikeys.verify(plaintext, stored.key_hash)
+        or not stored.record.usable_at(datetime.now(UTC))
+    ):
         raise _unauthorized("The API key is invalid, revoked or expired.")
-    return record
+    return stored.record
 
 
-async def _principal(conn: Conn, credentials: Credentials) -> KeyRecord:
-    """Authenticated on the request's connection, inside the transaction the route uses."""
-    return await _authenticate(conn, credentials)
+def revoked() -> ProblemError:
+    """The 401 of a key the database refused at write time (revoked a moment ago)."""
+    return _unauthorized("The API key is invalid, revoked or expired.")
 
 
-async def _principal_alone(engine: Engine, credentials: Credentials) -> KeyRecord:
-    """Authenticated on a connection of its own, returned at once (routes that do not use
-    ``Conn`` would otherwise hold a second connection idle in a transaction)."""
-    if credentials is None:
-        raise _unauthorized("An API key is required: Authorization: Bearer <key>.")
-    async with engine.connect() as conn:
-        return await _authenticate(conn, credentials)
-
-
-# Module-level aliases: with postponed annotations FastAPI resolves these names in the
-# module's globals, so the dependency cannot be a closure variable of _requires.
-_PrincipalAlone = Annotated[KeyRecord, Depends(_principal_alone)]
-_PrincipalTx = Annotated[KeyRecord, Depends(_principal)]
-_Buckets = Annotated[TokenBuckets[object], Depends(_buckets)]
-
-
-def _checked(scope: Scope, principal: KeyRecord, buckets: TokenBuckets[object]) -> KeyRecord:
-    if scope not in principal.scopes:
-        raise ProblemError(403, f"The API key lacks the {scope.value!r} scope.")
-    wait = buckets.take(principal.id, time.monotonic())
-    if wait is not None:
-        raise ProblemError(
-            429,
-            "Rate limit exceeded for this API key.",
-            kind="rate-limited",
-            headers={"Retry-After": retry_after_header(wait)},
+def _requires(scope: Scope) -> Callable[..., Awaitable[KeyRecord]]:
+    async def check(request: Request, credentials: Credentials) -> KeyRecord:
+        state = request.app.state
+        principal = await authenticate(
+            state.catalog, credentials.credentials if credentials else None
         )
-    return principal
+        if scope not in principal.scopes:
+            raise ProblemError(403, f"The API key lacks the {scope.value!r} scope.")
+        buckets: TokenBuckets[object] = state.rate_limits
+        wait = buckets.take(principal.id, time.monotonic())
+        if wait is not None:
+            raise ProblemError(
+                429,
+                "Rate limit exceeded for this API key.",
+                kind="rate-limited",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        return principal
 
-
-def _requires(
-    scope: Scope, *, on_request_connection: bool = False
-) -> Callable[..., Awaitable[KeyRecord]]:
-    """The dependency for ``scope``: on a connection of its own, or on the request's."""
-
-    async def check(principal: _PrincipalAlone, buckets: _Buckets) -> KeyRecord:
-        return _checked(scope, principal, buckets)
-
-    async def check_tx(request: Request, principal: _PrincipalTx) -> KeyRecord:
-        # The buckets straight from app state: one sub-dependency less on the hot routes.
-        return _checked(scope, principal, request.app.state.rate_limits)
-
-    return check_tx if on_request_connection else check
+    return check
 
 
 Reader = Annotated[KeyRecord, Depends(_requires(Scope.JOBS_READ))]
 Writer = Annotated[KeyRecord, Depends(_requires(Scope.JOBS_WRITE))]
 Operator = Annotated[KeyRecord, Depends(_requires(Scope.ADMIN))]
-# On the request's connection (use Conn for the route's statements).
-ReaderTx = Annotated[KeyRecord, Depends(_requires(Scope.JOBS_READ, on_request_connection=True))]
-WriterTx = Annotated[KeyRecord, Depends(_requires(Scope.JOBS_WRITE, on_request_connection=True))]
-
 # Schedules: changing needs schedules:write; reading needs jobs:read (Reader).
 ScheduleWriter = Annotated[KeyRecord, Depends(_requires(Scope.SCHEDULES_WRITE))]
 

@@ -1,30 +1,33 @@
 """``/v1/jobs``: submit, batch submit, read, list, attempts, cancel, redrive.
 
-Every route works on the request's connection (``Conn``), in the transaction its
-authentication began (``ReaderTx``/``WriterTx``): one checkout and one transaction per
-request. Writes commit before the route returns; reads end with the connection's rollback.
+A submission is one statement (its own transaction) on a pooled connection; a read is one
+or two statements; cancel and redrive lock the job in a short transaction of their own.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.datastructures import State
 
 from jobline.api.fields import QUEUE_PATTERN, TYPE_PATTERN, Timestamp
 from jobline.api.jobs import AttemptList, AttemptOut, BatchIn, BatchOut, JobOut, JobPage, JobSpec
 from jobline.core.errors import IllegalTransition
-from jobline.core.states import Cancel, Event, JobState, Redrive
+from jobline.core.job import JobState
+from jobline.core.states import Cancel, Event, Redrive
 from jobline.pg import jobstore
+from jobline.pg.db import Database
+from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway import store, submission
-from jobline_gateway.deps import Conn, KnownQuery, ReaderTx, SettingsDep, WriterTx
+from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[KnownQuery])
@@ -58,24 +61,28 @@ def _traceparent(request: Request) -> str | None:
 async def _accept(
     request: Request,
     *,
-    conn: AsyncConnection,
-    settings: Any,
-    tenant_id: str,
+    principal: KeyRecord,
     specs: list[JobSpec],
-    body: Any,
+    body: Callable[[], Any],
     key: str | None,
     endpoint: str,
 ) -> submission.Accepted:
     started = time.perf_counter()
+    state: State = request.app.state
     accepted = await submission.submit(
-        conn,
-        settings,
-        tenant_id,
+        state.db,
+        state.catalog,
+        state.settings.job_defaults,
+        principal.tenant_id,
+        principal.id,
         specs,
         now=datetime.now(UTC),
         idempotency_key=key,
-        fingerprint=submission.request_hash(endpoint, body),
+        # Only a keyed request is ever compared with another one.
+        fingerprint=submission.request_hash(endpoint, body()) if key is not None else None,
+        key_retention=timedelta(seconds=state.settings.idempotency_retention_seconds),
         traceparent=_traceparent(request),
+        batch=endpoint == "batch",
     )
     SUBMIT_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     if accepted.replayed:
@@ -96,19 +103,15 @@ async def submit_job(
     spec: JobSpec,
     *,
     request: Request,
-    principal: WriterTx,
-    conn: Conn,
-    settings: SettingsDep,
+    principal: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Submit one job; it is queued, or scheduled when run_at/delay_seconds lie ahead."""
     accepted = await _accept(
         request,
-        conn=conn,
-        settings=settings,
-        tenant_id=principal.tenant_id,
+        principal=principal,
         specs=[spec],
-        body=spec.model_dump(mode="json"),
+        body=lambda: spec.model_dump(mode="json"),
         key=idempotency_key,
         endpoint="single",
     )
@@ -130,19 +133,15 @@ async def submit_batch(
     batch: BatchIn,
     *,
     request: Request,
-    principal: WriterTx,
-    conn: Conn,
-    settings: SettingsDep,
+    principal: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Submit up to 1,000 jobs in one transaction: all are accepted or none."""
     accepted = await _accept(
         request,
-        conn=conn,
-        settings=settings,
-        tenant_id=principal.tenant_id,
+        principal=principal,
         specs=batch.jobs,
-        body=batch.model_dump(mode="json"),
+        body=lambda: batch.model_dump(mode="json"),
         key=idempotency_key,
         endpoint="batch",
     )
@@ -156,8 +155,8 @@ async def submit_batch(
 @router.get("", operation_id="listJobs", response_model=JobPage, responses=responses())
 async def list_jobs(
     *,
-    principal: ReaderTx,
-    conn: Conn,
+    principal: Reader,
+    db: Db,
     settings: SettingsDep,
     status: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     type: Annotated[str | None, Query(pattern=TYPE_PATTERN)] = None,
@@ -191,7 +190,8 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
     )
-    page, following = await store.list_jobs(conn, principal.tenant_id, where, after, size)
+    async with db.connection() as conn:
+        page, following = await store.list_jobs(conn, principal.tenant_id, where, after, size)
     return JobPage(
         jobs=[JobOut.of(j) for j in page],
         next_cursor=following.encode() if following else None,
@@ -203,9 +203,10 @@ async def list_jobs(
 @router.get(
     "/{job_id:uuid}", operation_id="getJob", response_model=JobOut, responses=responses(404)
 )
-async def get_job(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
+async def get_job(job_id: UUID, principal: Reader, db: Db) -> Any:
     """A job: status, attempts, timings, last error and result."""
-    job = await store.get_job(conn, principal.tenant_id, job_id)
+    async with db.connection() as conn:
+        job = await store.get_job(conn, principal.tenant_id, job_id)
     if job is None:
         raise _not_found(job_id)
     return JobOut.of(job)
@@ -217,24 +218,13 @@ async def get_job(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     response_model=AttemptList,
     responses=responses(404),
 )
-async def list_attempts(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
+async def list_attempts(job_id: UUID, principal: Reader, db: Db) -> Any:
     """Each attempt of a job: worker, start, end, outcome and error."""
-    if not await store.job_exists(conn, principal.tenant_id, job_id):
-        raise _not_found(job_id)
-    rows = await store.attempts(conn, job_id)
-    return AttemptList(
-        attempts=[
-            AttemptOut(
-                attempt=r.attempt,
-                worker_id=r.worker_id,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                outcome=r.outcome,
-                error=r.error,
-            )
-            for r in rows
-        ]
-    )
+    async with db.connection() as conn:
+        if not await store.job_exists(conn, principal.tenant_id, job_id):
+            raise _not_found(job_id)
+        rows = await store.attempts(conn, job_id)
+    return AttemptList(attempts=[AttemptOut(**dict(r)) for r in rows])
 
 
 @router.post(
@@ -243,9 +233,9 @@ async def list_attempts(job_id: UUID, principal: ReaderTx, conn: Conn) -> Any:
     response_model=JobOut,
     responses=responses(404, 409),
 )
-async def cancel_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
+async def cancel_job(job_id: UUID, principal: Writer, db: Db) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
-    return await _apply(conn, principal.tenant_id, job_id, Cancel())
+    return await _apply(db, principal.tenant_id, job_id, Cancel())
 
 
 @router.post(
@@ -254,15 +244,17 @@ async def cancel_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
     response_model=JobOut,
     responses=responses(404, 409),
 )
-async def redrive_job(job_id: UUID, principal: WriterTx, conn: Conn) -> Any:
+async def redrive_job(job_id: UUID, principal: Writer, db: Db) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
-    return await _apply(conn, principal.tenant_id, job_id, Redrive())
+    return await _apply(db, principal.tenant_id, job_id, Redrive())
 
 
-async def _apply(conn: AsyncConnection, tenant_id: str, job_id: UUID, event: Event) -> JobOut:
+async def _apply(db: Database, tenant_id: str, job_id: UUID, event: Event) -> JobOut:
     try:
-        applied = await jobstore.apply(conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id)
-        await conn.commit()
+        async with db.transaction() as conn:
+            applied = await jobstore.apply(
+                conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id
+            )
     except IllegalTransition as exc:
         raise ProblemError(409, str(exc), kind="illegal-transition") from None
     if applied is None:

@@ -24,11 +24,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, NoReturn
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobline.api.fields import Timestamp
 from jobline.api.jobs import JobOut
@@ -45,6 +43,7 @@ from jobline.api.schedules import (
     SchedulePage,
     SchedulePatch,
 )
+from jobline.core import jobdefaults
 from jobline.core.errors import InvalidSchedule
 from jobline.core.schedules import (
     ScheduleSpec,
@@ -53,15 +52,15 @@ from jobline.core.schedules import (
     resume_next_fire,
     spec_from_row,
 )
-from jobline.pg import db, tables
+from jobline.pg.db import Conn
 from jobline.pg.jobstore import job_from_row
 from jobline.web.problems import FieldError, ProblemError, responses
-from jobline_gateway.deps import Engine, KnownQuery, Reader, ScheduleWriter, SettingsDep
+from jobline_gateway.catalog import Catalog
+from jobline_gateway.deps import CatalogDep, Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
+from jobline_gateway.settings import Settings
+from jobline_gateway.store import SQL
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[KnownQuery])
-
-schedules = tables.schedules
-jobs = tables.jobs
 
 # Fields whose change moves the planned times: the schedule is planned afresh from now.
 _TIMING: Final = frozenset({"cron", "timezone", "interval_seconds", "start_at", "end_at"})
@@ -83,8 +82,15 @@ CursorParam = Annotated[
     response_model=ScheduleOut,
     responses=responses(409),
 )
-async def create_schedule(body: ScheduleIn, principal: ScheduleWriter, engine: Engine) -> Any:
+async def create_schedule(
+    body: ScheduleIn,
+    principal: ScheduleWriter,
+    db: Db,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
+    await _check_template(catalog, settings, principal.tenant_id, body.job.stored())
     spec = _spec(
         cron=body.cron,
         timezone=body.timezone,
@@ -112,12 +118,11 @@ async def create_schedule(body: ScheduleIn, principal: ScheduleWriter, engine: E
         "next_fire_at": None if body.paused else next_fire(spec, now),
     }
     try:
-        async with db.transaction(engine) as conn:
-            row = (
-                await conn.execute(insert(schedules).values(**values).returning(schedules))
-            ).one()
-    except IntegrityError as exc:
+        async with db.connection() as conn:
+            row = await SQL.fetchrow(conn, "insert_schedule", **values)
+    except asyncpg.UniqueViolationError as exc:
         raise _conflict(exc, body.name) from None
+    assert row is not None
     out = _out(row)
     return JSONResponse(
         out.model_dump(mode="json"), status_code=201, headers={"Location": out.links.self}
@@ -128,7 +133,7 @@ async def create_schedule(body: ScheduleIn, principal: ScheduleWriter, engine: E
 async def list_schedules(
     *,
     principal: Reader,
-    engine: Engine,
+    db: Db,
     settings: SettingsDep,
     name: Annotated[ScheduleName | None, Query(description="Only the schedule so named.")] = None,
     limit: Limit = None,
@@ -137,20 +142,20 @@ async def list_schedules(
     """List the tenant's schedules by name, with cursor pagination."""
     after = _decode_cursor(cursor, str) if cursor is not None else None
     size = min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max)
-    # Keyset on name: uq_schedules_tenant_id_name (tenant_id, name) is this listing's index.
-    statement = select(schedules).where(schedules.c.tenant_id == principal.tenant_id)
-    if name is not None:
-        statement = statement.where(schedules.c.name == name)
-    if after is not None:
-        statement = statement.where(schedules.c.name > after)
-    statement = statement.order_by(schedules.c.name).limit(size + 1)
-    async with db.transaction(engine) as conn:
-        rows = (await conn.execute(statement)).all()
+    async with db.connection() as conn:
+        rows = await SQL.fetch(
+            conn,
+            "list_schedules",
+            tenant_id=principal.tenant_id,
+            name=name,
+            after=after,
+            limit=size + 1,
+        )
     page = rows[:size]
     more = len(rows) > size
     return SchedulePage(
         schedules=[_out(r) for r in page],
-        next_cursor=_encode_cursor(page[-1].name) if more and page else None,
+        next_cursor=_encode_cursor(page[-1]["name"]) if more and page else None,
     )
 
 
@@ -160,9 +165,9 @@ async def list_schedules(
     response_model=ScheduleOut,
     responses=responses(404),
 )
-async def get_schedule(schedule_id: UUID, principal: Reader, engine: Engine) -> Any:
+async def get_schedule(schedule_id: UUID, principal: Reader, db: Db) -> Any:
     """A schedule: its timing, job template, policies and next planned fire time."""
-    async with db.transaction(engine) as conn:
+    async with db.connection() as conn:
         row = await _get(conn, principal.tenant_id, schedule_id)
     return _out(row)
 
@@ -173,16 +178,23 @@ async def get_schedule(schedule_id: UUID, principal: Reader, engine: Engine) -> 
     response_model=ScheduleOut,
     responses=responses(404, 409),
 )
-async def update_schedule(
-    schedule_id: UUID, body: SchedulePatch, principal: ScheduleWriter, engine: Engine
+async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
+    schedule_id: UUID,
+    body: SchedulePatch,
+    principal: ScheduleWriter,
+    db: Db,
+    catalog: CatalogDep,
+    settings: SettingsDep,
 ) -> Any:
     """Change a schedule; a new timing is planned afresh from now."""
     given = body.model_fields_set
     if "cron" in given and "interval_seconds" in given:
         _invalid(InvalidSchedule("give exactly one of cron or interval_seconds"))
+    if "job" in given and body.job is not None:
+        await _check_template(catalog, settings, principal.tenant_id, body.job.stored())
     now = datetime.now(UTC)
     try:
-        async with db.transaction(engine) as conn:
+        async with db.transaction() as conn:
             row = await _get(conn, principal.tenant_id, schedule_id, lock=True)
             merged = _merge(row, body)
             spec = _spec(
@@ -201,19 +213,18 @@ async def update_schedule(
                 "overlap_policy": spec.overlap_policy.value,
                 "start_at": spec.start_at,
                 "end_at": spec.end_at,
-                "updated_at": now,
             }
-            pending = row.next_fire_at
+            pending = row["next_fire_at"]
             if given & _TIMING:
                 # Paused: nothing is pending under the new timing; resume plans from then.
-                pending = None if row.paused else next_fire(spec, now)
-            paused = row.paused if body.paused is None else body.paused
-            if row.paused and not paused:
+                pending = None if row["paused"] else next_fire(spec, now)
+            paused = row["paused"] if body.paused is None else body.paused
+            if row["paused"] and not paused:
                 pending = resume_next_fire(spec, now, pending)
             values["paused"] = paused
             values["next_fire_at"] = pending
-            updated = (await conn.execute(_update(row.id).values(**values))).one()
-    except IntegrityError as exc:
+            updated = await SQL.fetchrow(conn, "update_schedule", id=row["id"], **values)
+    except asyncpg.UniqueViolationError as exc:
         raise _conflict(exc, body.name or "") from None
     return _out(updated)
 
@@ -221,16 +232,12 @@ async def update_schedule(
 @router.delete(
     "/{schedule_id}", operation_id="deleteSchedule", status_code=204, responses=responses(404)
 )
-async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: Engine) -> Response:
+async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Response:
     """Delete a schedule; the jobs it created stay (no longer linked to it)."""
-    async with db.transaction(engine) as conn:
-        deleted = (
-            await conn.execute(
-                delete(schedules)
-                .where(schedules.c.id == schedule_id, schedules.c.tenant_id == principal.tenant_id)
-                .returning(schedules.c.id)
-            )
-        ).first()
+    async with db.connection() as conn:
+        deleted = await SQL.fetchval(
+            conn, "delete_schedule", id=schedule_id, tenant_id=principal.tenant_id
+        )
     if deleted is None:
         raise _not_found(schedule_id)
     return Response(status_code=204)
@@ -242,15 +249,15 @@ async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: 
     response_model=ScheduleOut,
     responses=responses(404),
 )
-async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: Engine) -> Any:
+async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Any:
     """Stop firing (idempotent); the pending fire time is kept for resume."""
-    async with db.transaction(engine) as conn:
+    async with db.transaction() as conn:
         row = await _get(conn, principal.tenant_id, schedule_id, lock=True)
-        if row.paused:
+        if row["paused"]:
             return _out(row)
-        updated = (
-            await conn.execute(_update(row.id).values(paused=True, updated_at=datetime.now(UTC)))
-        ).one()
+        updated = await SQL.fetchrow(
+            conn, "set_schedule_paused", id=row["id"], paused=True, next_fire_at=row["next_fire_at"]
+        )
     return _out(updated)
 
 
@@ -260,20 +267,18 @@ async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: E
     response_model=ScheduleOut,
     responses=responses(404),
 )
-async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: Engine) -> Any:
+async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Any:
     """Fire again from now (idempotent): times missed while paused run as the misfire
     policy says (`skip`/`fire_once`: one, `catch_up`: up to `catch_up_limit`)."""
     now = datetime.now(UTC)
-    async with db.transaction(engine) as conn:
+    async with db.transaction() as conn:
         row = await _get(conn, principal.tenant_id, schedule_id, lock=True)
-        if not row.paused:
+        if not row["paused"]:
             return _out(row)
-        pending = resume_next_fire(_stored_spec(row), now, row.next_fire_at)
-        updated = (
-            await conn.execute(
-                _update(row.id).values(paused=False, next_fire_at=pending, updated_at=now)
-            )
-        ).one()
+        pending = resume_next_fire(_stored_spec(row), now, row["next_fire_at"])
+        updated = await SQL.fetchrow(
+            conn, "set_schedule_paused", id=row["id"], paused=False, next_fire_at=pending
+        )
     return _out(updated)
 
 
@@ -286,20 +291,20 @@ async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, engine: 
 async def next_fire_times(
     schedule_id: UUID,
     principal: Reader,
-    engine: Engine,
+    db: Db,
     count: Annotated[int, Query(ge=1, le=MAX_PREVIEW, description="How many.")] = 5,
     after: Annotated[
         Timestamp | None, Query(description="Fire times strictly after this (default now).")
     ] = None,
 ) -> Any:
     """The next planned fire times, in the schedule's time zone and in UTC."""
-    async with db.transaction(engine) as conn:
+    async with db.connection() as conn:
         row = await _get(conn, principal.tenant_id, schedule_id)
     spec = _stored_spec(row)
     start = after or datetime.now(UTC)
     zone = spec.zone
     return NextFires(
-        schedule_id=row.id,
+        schedule_id=row["id"],
         timezone=spec.timezone,
         after=start,
         fires=[FireTime(local=t.astimezone(zone), utc=t) for t in next_fires(spec, start, count)],
@@ -316,7 +321,7 @@ async def schedule_jobs(
     *,
     schedule_id: UUID,
     principal: Reader,
-    engine: Engine,
+    db: Db,
     settings: SettingsDep,
     limit: Limit = None,
     cursor: CursorParam = None,
@@ -326,15 +331,11 @@ async def schedule_jobs(
     if before is not None and before.tzinfo is None:
         raise _bad_cursor()
     size = min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max)
-    # UNIQUE (schedule_id, fire_time) is also this listing's index, read backwards; fire_time
-    # is unique within the schedule, so it alone is the keyset.
-    statement = select(jobs).where(jobs.c.schedule_id == schedule_id, jobs.c.fire_time.isnot(None))
-    if before is not None:
-        statement = statement.where(jobs.c.fire_time < before)
-    statement = statement.order_by(jobs.c.fire_time.desc()).limit(size + 1)
-    async with db.transaction(engine) as conn:
+    async with db.connection() as conn:
         await _get(conn, principal.tenant_id, schedule_id)
-        rows = (await conn.execute(statement)).all()
+        rows = await SQL.fetch(
+            conn, "schedule_jobs", schedule_id=schedule_id, before=before, limit=size + 1
+        )
     page = rows[:size]
     more = len(rows) > size
     return ScheduledJobPage(
@@ -342,11 +343,11 @@ async def schedule_jobs(
             ScheduledJobOut(
                 **JobOut.of(job_from_row(r)).model_dump(),
                 schedule_id=schedule_id,
-                fire_time=r.fire_time,
+                fire_time=r["fire_time"],
             )
             for r in page
         ],
-        next_cursor=_encode_cursor(page[-1].fire_time.isoformat()) if more and page else None,
+        next_cursor=_encode_cursor(page[-1]["fire_time"].isoformat()) if more and page else None,
     )
 
 
@@ -360,9 +361,34 @@ def _spec(**fields: Any) -> ScheduleSpec:
         _invalid(exc)
 
 
+async def _check_template(
+    catalog: Catalog, settings: Settings, tenant_id: str, template: dict[str, Any]
+) -> None:
+    """A 422 naming ``job.backoff`` if the template's partial backoff contradicts the one it
+    inherits now (the tenant's type policy, else the defaults), as a submission would be."""
+    backoff = template.get("backoff")
+    if not backoff or {"base_seconds", "max_seconds"} <= backoff.keys():
+        return  # nothing inherited that could contradict it (the schema checked the order)
+    policies = await catalog.policies(tenant_id, [template["type"]])
+    try:
+        jobdefaults.resolve(settings.job_defaults, policies.get(template["type"]), backoff=backoff)
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            f"Invalid job backoff: {exc}.",
+            kind="validation",
+            title="Invalid request",
+            errors=[
+                FieldError(
+                    field="job.backoff", location="body", pointer="/job/backoff", message=str(exc)
+                )
+            ],
+        ) from None
+
+
 def _stored_spec(row: Any) -> ScheduleSpec:
     try:
-        return spec_from_row(row._mapping)
+        return spec_from_row(row)
     except InvalidSchedule as exc:  # stored valid, invalid now (e.g. a zone left tzdata)
         raise ProblemError(409, f"The stored schedule is no longer valid: {exc}") from None
 
@@ -396,16 +422,16 @@ def _invalid(exc: InvalidSchedule) -> NoReturn:
 def _merge(row: Any, body: SchedulePatch) -> dict[str, Any]:
     """The schedule's fields after the patch (cron and interval replace each other)."""
     merged: dict[str, Any] = {
-        "name": row.name,
-        "cron": row.cron,
-        "timezone": row.timezone,
-        "interval_seconds": int(row.interval_seconds) if row.interval_seconds else None,
-        "job_template": row.job_template,
-        "misfire_policy": row.misfire_policy,
-        "catch_up_limit": row.catch_up_limit,
-        "overlap_policy": row.overlap_policy,
-        "start_at": row.start_at,
-        "end_at": row.end_at,
+        "name": row["name"],
+        "cron": row["cron"],
+        "timezone": row["timezone"],
+        "interval_seconds": int(row["interval_seconds"]) if row["interval_seconds"] else None,
+        "job_template": row["job_template"],
+        "misfire_policy": row["misfire_policy"],
+        "catch_up_limit": row["catch_up_limit"],
+        "overlap_policy": row["overlap_policy"],
+        "start_at": row["start_at"],
+        "end_at": row["end_at"],
     }
     given = body.model_fields_set
     for name in ("name", "timezone", "misfire_policy", "catch_up_limit", "overlap_policy"):
@@ -423,43 +449,33 @@ def _merge(row: Any, body: SchedulePatch) -> dict[str, Any]:
     return merged
 
 
-async def _get(
-    conn: AsyncConnection, tenant_id: str, schedule_id: UUID, *, lock: bool = False
-) -> Any:
-    statement = select(schedules).where(
-        schedules.c.id == schedule_id, schedules.c.tenant_id == tenant_id
-    )
-    if lock:
-        statement = statement.with_for_update()
-    row = (await conn.execute(statement)).one_or_none()
+async def _get(conn: Conn, tenant_id: str, schedule_id: UUID, *, lock: bool = False) -> Any:
+    name = "lock_schedule" if lock else "get_schedule"
+    row = await SQL.fetchrow(conn, name, id=schedule_id, tenant_id=tenant_id)
     if row is None:
         raise _not_found(schedule_id)
     return row
 
 
-def _update(schedule_id: UUID) -> Any:
-    return update(schedules).where(schedules.c.id == schedule_id).returning(schedules)
-
-
 def _out(row: Any) -> ScheduleOut:
-    base = f"/v1/schedules/{row.id}"
+    base = f"/v1/schedules/{row['id']}"
     return ScheduleOut(
-        id=row.id,
-        name=row.name,
-        cron=row.cron,
-        timezone=row.timezone,
-        interval_seconds=int(row.interval_seconds) if row.interval_seconds else None,
-        job=row.job_template,
-        misfire_policy=row.misfire_policy,
-        catch_up_limit=row.catch_up_limit,
-        overlap_policy=row.overlap_policy,
-        paused=row.paused,
-        start_at=row.start_at,
-        end_at=row.end_at,
-        next_fire_at=row.next_fire_at,
-        last_fired_at=row.last_fired_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=row["id"],
+        name=row["name"],
+        cron=row["cron"],
+        timezone=row["timezone"],
+        interval_seconds=int(row["interval_seconds"]) if row["interval_seconds"] else None,
+        job=row["job_template"],
+        misfire_policy=row["misfire_policy"],
+        catch_up_limit=row["catch_up_limit"],
+        overlap_policy=row["overlap_policy"],
+        paused=row["paused"],
+        start_at=row["start_at"],
+        end_at=row["end_at"],
+        next_fire_at=row["next_fire_at"],
+        last_fired_at=row["last_fired_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
         links=ScheduleLinks(
             self=base,
             next=f"{base}/next",
@@ -470,8 +486,8 @@ def _out(row: Any) -> ScheduleOut:
     )
 
 
-def _conflict(exc: IntegrityError, name: str) -> ProblemError:
-    if _UNIQUE_NAME in str(exc.orig):
+def _conflict(exc: asyncpg.UniqueViolationError, name: str) -> ProblemError:
+    if exc.constraint_name == _UNIQUE_NAME:
         return ProblemError(
             409, f"A schedule named {name!r} already exists.", kind="duplicate-name"
         )

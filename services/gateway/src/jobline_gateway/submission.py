@@ -1,31 +1,34 @@
-"""Accepting jobs: defaults, the state machine's submit, and idempotency, in one transaction.
+"""Accepting jobs: defaults, the state machine's submit, and idempotency, in one statement.
 
-Nothing is published here. The job rows and their outbox rows commit together; the relay
-publishes the outbox. An Idempotency-Key row is claimed in the same transaction, before the
-jobs are inserted, so concurrent requests with one key serialise on its primary key and
-exactly one of them inserts jobs.
+Nothing is published here. The job rows and their outbox rows are written by one statement
+(:func:`jobline.pg.jobstore.insert`), which is its own transaction: the answer goes out only
+after it committed. An Idempotency-Key is claimed by the same statement, so concurrent
+requests with one key serialise on its primary key and exactly one of them inserts jobs; the
+others replay its stored answer.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import orjson
 
 from jobline.api.jobs import JobOut, JobSpec
 from jobline.core import jobdefaults, states
-from jobline.core.backoff import BackoffPolicy
-from jobline.core.states import Job, JobState, Transition
+from jobline.core.job import Job, JobState
+from jobline.core.jobdefaults import JobDefaults, TypePolicy
+from jobline.core.states import Transition
 from jobline.pg import jobstore
+from jobline.pg.db import Database
 from jobline.web.problems import FieldError, ProblemError
 from jobline_gateway import store
-from jobline_gateway.settings import Settings
+from jobline_gateway.catalog import Catalog
+from jobline_gateway.deps import revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +42,8 @@ class Accepted:
 
 def request_hash(endpoint: str, body: Any) -> str:
     """Canonical JSON of the validated request: whitespace and key order do not matter."""
-    canonical = json.dumps([endpoint, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    canonical = orjson.dumps([endpoint, body], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def build_job(
@@ -48,24 +51,45 @@ def build_job(
     tenant_id: str,
     now: datetime,
     *,
-    policy: jobdefaults.TypePolicy | None,
-    settings: Settings,
+    policy: TypePolicy | None,
+    defaults: JobDefaults,
     traceparent: str | None,
+    at: str = "",
 ) -> Job:
-    """The new job: explicit request fields win, then the tenant's type policy, then defaults."""
+    """The new job: explicit request fields win, then the tenant's type policy, then defaults.
+
+    ``at`` is where the spec sits in the request body (``jobs.3`` in a batch), for errors.
+    """
     if spec.run_at is not None:
         run_at = spec.run_at
     elif spec.delay_seconds is not None:
         run_at = now + timedelta(seconds=spec.delay_seconds)
     else:
         run_at = now
-    resolved = jobdefaults.resolve(
-        settings.job_defaults,
-        policy,
-        max_attempts=spec.max_attempts,
-        backoff=BackoffPolicy.from_dict(spec.backoff.model_dump()) if spec.backoff else None,
-        timeout_seconds=spec.timeout_seconds,
-    )
+    try:
+        resolved = jobdefaults.resolve(
+            defaults,
+            policy,
+            max_attempts=spec.max_attempts,
+            backoff=spec.backoff.given() if spec.backoff is not None else None,
+            timeout_seconds=spec.timeout_seconds,
+        )
+    except ValueError as exc:  # a partial backoff that contradicts the inherited one
+        field = f"{at}.backoff" if at else "backoff"
+        raise ProblemError(
+            422,
+            f"Invalid backoff: {exc}.",
+            kind="validation",
+            title="Invalid request",
+            errors=[
+                FieldError(
+                    field=field,
+                    location="body",
+                    pointer="/" + field.replace(".", "/"),
+                    message=str(exc),
+                )
+            ],
+        ) from None
     return Job(
         id=uuid4(),
         tenant_id=tenant_id,
@@ -84,23 +108,30 @@ def build_job(
     )
 
 
-async def submit(
-    conn: AsyncConnection,
-    settings: Settings,
+async def submit(  # noqa: PLR0917 - the request's parts, each its own name
+    db: Database,
+    catalog: Catalog,
+    defaults: JobDefaults,
     tenant_id: str,
+    api_key_id: UUID,
     specs: Sequence[JobSpec],
     *,
     now: datetime,
     idempotency_key: str | None,
-    fingerprint: str,
+    fingerprint: str | None,
+    key_retention: timedelta,
     traceparent: str | None = None,
+    batch: bool = False,
 ) -> Accepted:
-    """Insert ``specs`` as new jobs in one transaction, or replay the key's original answer.
+    """Insert ``specs`` as new jobs, or replay the key's original answer.
 
-    Works in ``conn``'s transaction (the request's, begun by its authentication) and commits
-    it; on an error it leaves the rollback to the connection's owner.
+    ``fingerprint`` (the request's hash) is needed only with an ``idempotency_key``;
+    ``batch`` says the specs are a batch body's ``jobs`` (errors point into it).
     """
-    policies = await _policies(conn, tenant_id, specs)
+    # The types whose defaults the request leaves open; a spec that sets both max_attempts
+    # and backoff takes nothing from a policy.
+    open_types = {s.type for s in specs if s.max_attempts is None or s.backoff is None}
+    policies = await catalog.policies(tenant_id, open_types) if open_types else {}
     submitted: list[Transition] = [
         states.submit(
             build_job(
@@ -108,48 +139,40 @@ async def submit(
                 tenant_id,
                 now,
                 policy=policies.get(s.type),
-                settings=settings,
+                defaults=defaults,
                 traceparent=traceparent,
+                at=f"jobs.{i}" if batch else "",
             ),
             now,
         )
-        for s in specs
+        for i, s in enumerate(specs)
     ]
     answer = [JobOut.of(t.job).model_dump(mode="json") for t in submitted]
+    claim = None
     if idempotency_key is not None:
-        won = await store.claim_idempotency_key(
-            conn,
-            tenant_id,
-            idempotency_key,
+        assert fingerprint is not None
+        claim = jobstore.IdempotencyClaim(
+            tenant_id=tenant_id,
+            key=idempotency_key,
             request_hash=fingerprint,
-            job_ids=[t.job.id for t in submitted],
             response=answer,
-            expires_at=now + timedelta(seconds=settings.idempotency_retention_seconds),
+            expires_at=now + key_retention,
         )
-        if not won:
+    async with db.connection() as conn:
+        inserted = await jobstore.insert(conn, submitted, idempotency=claim, api_key_id=api_key_id)
+        if not inserted.authorized:
+            catalog.forget_key(api_key_id)
+            raise revoked()
+        if not inserted.inserted:
+            assert idempotency_key is not None
+            assert fingerprint is not None
             return await _replay(conn, tenant_id, idempotency_key, fingerprint)
-    await jobstore.insert(conn, submitted, idempotency_key=idempotency_key)
-    await conn.commit()
     return Accepted(answer, replayed=False, types=[t.job.type for t in submitted])
 
 
-async def _policies(
-    conn: AsyncConnection, tenant_id: str, specs: Sequence[JobSpec]
-) -> dict[str, jobdefaults.TypePolicy]:
-    """The tenant's policies for the types whose defaults the request leaves open.
-
-    A spec that sets both max_attempts and backoff takes nothing from a policy, so a
-    request made only of such specs skips the lookup (one statement fewer).
-    """
-    open_types = {s.type for s in specs if s.max_attempts is None or s.backoff is None}
-    if not open_types:
-        return {}
-    return await store.type_policies(conn, tenant_id, open_types)
-
-
-async def _replay(conn: AsyncConnection, tenant_id: str, key: str, fingerprint: str) -> Accepted:
-    # The claim returned no row, so a live row for this key is committed: the INSERT
-    # waited for its owner to commit. READ COMMITTED lets this new statement see it.
+async def _replay(conn: Any, tenant_id: str, key: str, fingerprint: str) -> Accepted:
+    # The insert found the key taken by a committed row (it waited for its owner to commit);
+    # this new statement sees it.
     stored = await store.stored_key(conn, tenant_id, key)
     if stored is None:  # expired and purged between the two statements: ask to retry
         raise ProblemError(409, "The Idempotency-Key is being reused; retry the request.")

@@ -10,42 +10,46 @@ its backoff or goes dead (with its DLQ message) by the normal rules.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from jobline.core.states import LeaseExpired
+from jobline.core.errors import IllegalTransition
+from jobline.core.states import LeaseExpired, transition
 from jobline.pg import jobstore
+from jobline.pg.db import Database
 from jobline_relay import metrics
 
 log = logging.getLogger(__name__)
 
 
-async def rescue_batch(engine: AsyncEngine, batch_size: int) -> int:
+async def rescue_batch(db: Database, batch_size: int, *, retention: timedelta) -> int:
     """One round in one transaction; returns how many jobs were rescued."""
-    rescued = []
-    async with engine.begin() as conn:
+    writes = []
+    async with db.transaction() as conn:
         now = datetime.now(UTC)
-        for job_id in await jobstore.expired_leases(conn, batch_size):
-            applied = await jobstore.apply(conn, job_id, LeaseExpired(), now)
-            if applied is not None:
-                rescued.append(applied)
-    for applied in rescued:
-        metrics.LEASE_EXPIRIES.labels(outcome=applied.after.state.value).inc()
+        ids = await jobstore.expired_leases(conn, batch_size)
+        for job in (await jobstore.lock_many(conn, ids)).values():
+            event = LeaseExpired(job.attempt)
+            try:
+                writes.append(jobstore.Write(job, event, transition(job, event, now)))
+            except IllegalTransition:  # renewed or finished since the scan: not expired
+                continue
+        await jobstore.save_many(conn, writes, now, retention=retention)
+    for write in writes:
+        metrics.LEASE_EXPIRIES.labels(outcome=write.after.state.value).inc()
         log.warning(
             "lease expired: attempt %d failed, job now %s",
-            applied.before.attempt,
-            applied.after.state.value,
-            extra={"job_id": str(applied.after.id), "worker_id": applied.before.lease_owner},
+            write.before.attempt,
+            write.after.state.value,
+            extra={"job_id": str(write.after.id), "worker_id": write.before.lease_owner},
         )
-    return len(rescued)
+    return len(writes)
 
 
-async def rescue_all(engine: AsyncEngine, batch_size: int) -> int:
+async def rescue_all(db: Database, batch_size: int, *, retention: timedelta) -> int:
     """Rounds until one comes back short: every lease expired by now is handled."""
     total = 0
     while True:
-        count = await rescue_batch(engine, batch_size)
+        count = await rescue_batch(db, batch_size, retention=retention)
         total += count
         if count < batch_size:
             return total

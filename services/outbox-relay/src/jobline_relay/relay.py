@@ -15,16 +15,16 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobline.broker import kafka
 from jobline.core.backoff import BackoffKind, BackoffPolicy, delay_seconds
 from jobline.core.errors import DependencyUnavailable
 from jobline.pg import outbox
-from jobline.pg.queries import q
+from jobline.pg.db import Database
 from jobline_relay import lease_rescue, metrics
 from jobline_relay.publisher import Publisher
 from jobline_relay.scheduler import Scheduler
@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 class Relay:
     """One relay replica: owns its producer, its LISTEN connection and its loops."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
-        self.engine = engine
+        self.db = db
         self.wakeup = Wakeup(
             settings.plain_url, connect_timeout=settings.db_connect_timeout_seconds
         )
@@ -48,6 +48,7 @@ class Relay:
             settings.relay_retry_base_seconds,
             max(settings.relay_retry_max_seconds, settings.relay_retry_base_seconds),
         )
+        self._last_poll = 0.0
         self.last_error: str | None = None  # of the publish loop; None while it is healthy
         self.failing_since: float | None = None
         self._stopping = asyncio.Event()
@@ -78,7 +79,7 @@ class Relay:
         ]
         if self.settings.scheduler_enabled:
             scheduler = Scheduler(
-                self.engine,
+                self.db,
                 batch_size=self.settings.scheduler_batch_size,
                 defaults=self.settings.job_defaults,
                 poll_interval=self.settings.scheduler_poll_interval_seconds,
@@ -131,8 +132,10 @@ class Relay:
                 log.info("publishing again after %d failed attempts", failures)
             failures = 0
             self.last_error = self.failing_since = None
-            if result.published >= batch_size:
+            if result.rows >= batch_size:
                 continue  # more is due: drain on without waiting
+            # A NOTIFY that arrived during the batch is kept (cleared before the take), so
+            # this returns at once when more is due.
             await self.wakeup.wait(await self._idle_timeout())
 
     async def _ensure_publisher(self) -> Publisher:
@@ -151,7 +154,7 @@ class Relay:
                 raise
             self._producer = producer
             self._publisher = Publisher(
-                self.engine,
+                self.db,
                 producer,
                 self.settings,
                 batch_size=self.settings.relay_batch_size,
@@ -160,15 +163,27 @@ class Relay:
         return self._publisher
 
     async def _idle_timeout(self) -> float:
-        """Until the next NOTIFY, the poll interval, or the next delayed row falls due."""
+        """Until the next NOTIFY, the poll interval, or the next delayed row falls due.
+
+        The next delayed row is known from the NOTIFY payloads while the listener is up; the
+        database is asked too once per poll interval (a NOTIFY may have been missed), and
+        every time while the listener is down.
+        """
         timeout = self.settings.relay_poll_interval_seconds
+        due, self.wakeup.next_due = self.wakeup.next_due, None
+        if due is not None:
+            timeout = min(timeout, max(due - time.time(), 0.0))
+        now = time.monotonic()
+        if self.wakeup.listening and now - self._last_poll < timeout:
+            return timeout
+        self._last_poll = now
         try:
-            async with self.engine.connect() as conn:
-                seconds = (await conn.execute(q("outbox_next_due"))).scalar()
+            async with self.db.connection() as conn:
+                seconds = await outbox.seconds_until_next(conn)
         except Exception:  # the next claim will report it
             return timeout
         if seconds is not None:
-            timeout = min(timeout, max(float(seconds), 0.0))
+            timeout = min(timeout, max(seconds, 0.0))
         return timeout
 
     def _record_failure(self, exc: Exception) -> None:
@@ -190,10 +205,14 @@ class Relay:
     # --- periodic chores --------------------------------------------------------------
 
     async def _rescue(self) -> None:
-        await lease_rescue.rescue_all(self.engine, self.settings.lease_rescue_batch_size)
+        await lease_rescue.rescue_all(
+            self.db,
+            self.settings.lease_rescue_batch_size,
+            retention=timedelta(seconds=self.settings.job_retention_seconds),
+        )
 
     async def _refresh_backlog(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.db.connection() as conn:
             due, oldest = await outbox.backlog(conn)
         metrics.OUTBOX_BACKLOG.set(due)
         metrics.OUTBOX_OLDEST_AGE.set(oldest)

@@ -6,8 +6,8 @@ asks the pure planner (:func:`jobline.schedules.plan_fires`) what to fire at the
 then moves the schedule's ``next_fire_at``. The row lock keeps every other relay off the
 schedule until that commits, so replicas never plan from the same state; and
 ``UNIQUE (schedule_id, fire_time)`` on jobs is the safety net behind it: a fire time that
-already has a job (a repeat after some inconsistency) is skipped in its own savepoint rather
-than failing the round. Any number of relays, any crash: one job per fire time.
+already has a job (a repeat after some inconsistency) is found by a probe of that index and
+skipped. Any number of relays, any crash: one job per fire time.
 
 Between rounds the scheduler sleeps until the earliest ``next_fire_at`` (asked of the database,
 one index probe), never longer than its poll interval, so an every-second schedule fires every
@@ -25,20 +25,21 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from jobline.core import jobdefaults, states
 from jobline.core.backoff import BackoffPolicy
 from jobline.core.errors import InvalidSchedule
-from jobline.core.jobdefaults import JobDefaults, TypePolicy
+from jobline.core.job import Job, JobState
+from jobline.core.jobdefaults import PLATFORM_DEFAULTS, JobDefaults, TypePolicy
 from jobline.core.schedules import FirePlan, OverlapPolicy, fire_key, plan_fires, spec_from_row
-from jobline.core.states import Job, JobState
 from jobline.pg import jobstore
-from jobline.pg.queries import q
+from jobline.pg.db import Conn, Database
+from jobline.pg.queries import SQL as SHARED
+from jobline.pg.queries import Queries
 from jobline_relay import metrics
 
 log = logging.getLogger(__name__)
+
+SQL = Queries.load("jobline_relay")
 
 # The shortest wait between rounds (see Scheduler._idle_timeout).
 MIN_SLEEP_SECONDS = 0.02
@@ -56,12 +57,11 @@ def job_of(
     """The job a schedule fires for ``fire_time``: the template's fields, then the tenant's
     type policy, then the platform defaults (the rule every submission follows)."""
     template: dict[str, Any] = row["job_template"]
-    backoff = template.get("backoff")
     resolved = jobdefaults.resolve(
         defaults,
         policy,
         max_attempts=template.get("max_attempts"),
-        backoff=BackoffPolicy.from_dict(backoff) if backoff else None,
+        backoff=template.get("backoff"),
         timeout_seconds=template.get("timeout_seconds"),
     )
     return Job(
@@ -90,21 +90,22 @@ class Fired:
     plan: FirePlan
     created: tuple[datetime, ...]
     duplicates: int
+    # Fire times that made no job: the template does not resolve (see _fire_one).
+    unresolved: int = 0
 
 
 async def fire_due(
-    engine: AsyncEngine, limit: int, defaults: JobDefaults | None = None
+    db: Database, limit: int, defaults: JobDefaults = PLATFORM_DEFAULTS
 ) -> tuple[int, list[Fired]]:
     """One round in one transaction: (schedules claimed, what each fired)."""
-    defaults = defaults or JobDefaults()
     results: list[Fired] = []
-    async with engine.begin() as conn:
-        rows = (await conn.execute(q("claim_due_schedules"), {"limit": limit})).mappings().all()
+    async with db.transaction() as conn:
+        rows = await SQL.fetch(conn, "claim_due_schedules", limit=limit)
         for row in rows:
             # A savepoint per schedule: one that fails is rolled back alone and retried next
             # round; the others of the round still commit.
             try:
-                async with conn.begin_nested():
+                async with conn.transaction():
                     results.append(await _fire_one(conn, row, defaults))
             except Exception:
                 metrics.SCHEDULE_ERRORS.inc()
@@ -114,7 +115,7 @@ async def fire_due(
     return len(rows), results
 
 
-async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any], defaults: JobDefaults) -> Fired:
+async def _fire_one(conn: Conn, row: Mapping[str, Any], defaults: JobDefaults) -> Fired:
     now: datetime = row["db_now"]
     schedule_id: UUID = row["id"]
     try:
@@ -123,59 +124,71 @@ async def _fire_one(conn: AsyncConnection, row: Mapping[Any, Any], defaults: Job
         # Stored before a rule changed (e.g. a time zone withdrawn from tzdata): it can never
         # fire again, so stop planning it instead of failing every round.
         log.error("schedule %s is no longer valid, not firing it: %s", schedule_id, exc)
-        await conn.execute(
-            q("advance_schedule"), {"id": schedule_id, "next_fire_at": None, "last_fired_at": None}
+        await SQL.execute(
+            conn, "advance_schedule", id=schedule_id, next_fire_at=None, last_fired_at=None
         )
         return Fired(schedule_id, row["misfire_policy"], now, FirePlan((), 0, 0, None), (), 0)
     running = False
     if spec.overlap_policy is OverlapPolicy.SKIP_IF_RUNNING:
-        running = bool(
-            (
-                await conn.execute(q("schedule_has_active_job"), {"schedule_id": schedule_id})
-            ).scalar_one()
-        )
+        running = bool(await SQL.fetchval(conn, "schedule_has_active_job", schedule_id=schedule_id))
     plan = plan_fires(spec, row["next_fire_at"], now, running=running)
     created: list[datetime] = []
-    duplicates = 0
+    duplicates = unresolved = 0
+    jobs: dict[datetime, Job] = {}
     if plan.fire_times:
         policy = await _type_policy(conn, row)
-        for fire_time in plan.fire_times:
-            submitted = states.submit(job_of(row, fire_time, now, policy, defaults), now)
-            try:
-                async with conn.begin_nested():
-                    await jobstore.insert(
-                        conn,
-                        [submitted],
-                        schedule_id=schedule_id,
-                        fire_time=fire_time,
-                        idempotency_key=fire_key(schedule_id, fire_time),
-                    )
-            except IntegrityError:
-                duplicates += 1  # this fire time already has its job: the unique key held
+        try:
+            jobs = {t: job_of(row, t, now, policy, defaults) for t in plan.fire_times}
+        except ValueError as exc:
+            # The template's partial backoff contradicts the one it inherits now (the
+            # tenant's type policy or the defaults changed since the gateway accepted it).
+            # Raising would retry this schedule every round for ever and never move it;
+            # instead these times make no job (logged, counted) and the schedule moves on,
+            # firing again as soon as the template resolves.
+            unresolved = len(plan.fire_times)
+            metrics.SCHEDULE_ERRORS.inc()
+            log.error(
+                "schedule %s: its job template does not resolve (%s); %d fire times skipped",
+                schedule_id,
+                exc,
+                unresolved,
+            )
+        for fire_time, job in jobs.items():
+            if await SQL.fetchval(
+                conn, "schedule_fired", schedule_id=schedule_id, fire_time=fire_time
+            ):
+                duplicates += 1  # this fire time already has its job
                 continue
+            submitted = states.submit(job, now)
+            await jobstore.insert(
+                conn,
+                [submitted],
+                schedule_id=schedule_id,
+                fire_time=fire_time,
+                idempotency_key=fire_key(schedule_id, fire_time),
+            )
             created.append(fire_time)
-    await conn.execute(
-        q("advance_schedule"),
-        {
-            "id": schedule_id,
-            "next_fire_at": plan.next_fire_at,
-            "last_fired_at": created[-1] if created else None,
-        },
+    await SQL.execute(
+        conn,
+        "advance_schedule",
+        id=schedule_id,
+        next_fire_at=plan.next_fire_at,
+        last_fired_at=created[-1] if created else None,
     )
-    return Fired(schedule_id, spec.misfire_policy.value, now, plan, tuple(created), duplicates)
+    return Fired(
+        schedule_id, spec.misfire_policy.value, now, plan, tuple(created), duplicates, unresolved
+    )
 
 
-async def _type_policy(conn: AsyncConnection, row: Mapping[Any, Any]) -> TypePolicy | None:
-    found = (
-        await conn.execute(
-            q("schedule_type_policy"),
-            {"tenant_id": row["tenant_id"], "type": row["job_template"]["type"]},
-        )
-    ).one_or_none()
-    if found is None:
+async def _type_policy(conn: Conn, row: Mapping[str, Any]) -> TypePolicy | None:
+    template_type = row["job_template"]["type"]
+    found = await SHARED.fetch(
+        conn, "type_policies", tenant_id=row["tenant_id"], types=[template_type]
+    )
+    if not found:
         return None
-    backoff = BackoffPolicy.from_dict(found.backoff) if found.backoff else None
-    return TypePolicy(found.max_attempts, backoff)
+    backoff = BackoffPolicy.from_dict(found[0]["backoff"]) if found[0]["backoff"] else None
+    return TypePolicy(found[0]["max_attempts"], backoff)
 
 
 def _observe(fired: Fired) -> None:
@@ -201,10 +214,10 @@ def _observe(fired: Fired) -> None:
         )
 
 
-async def seconds_until_due(engine: AsyncEngine) -> float | None:
+async def seconds_until_due(db: Database) -> float | None:
     """Seconds until the earliest unpaused schedule is due (<= 0: now), None if none is."""
-    async with engine.connect() as conn:
-        seconds = (await conn.execute(q("schedules_next_due"))).scalar()
+    async with db.connection() as conn:
+        seconds = await SQL.fetchval(conn, "schedules_next_due")
     return float(seconds) if seconds is not None else None
 
 
@@ -213,14 +226,14 @@ class Scheduler:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         batch_size: int,
         poll_interval: float,
-        defaults: JobDefaults | None = None,
+        defaults: JobDefaults = PLATFORM_DEFAULTS,
     ) -> None:
-        self.defaults = defaults or JobDefaults()
-        self.engine = engine
+        self.defaults = defaults
+        self.db = db
         self.batch_size = batch_size
         self.poll_interval = poll_interval
 
@@ -228,7 +241,7 @@ class Scheduler:
         """Fire due schedules until ``stopping`` is set; a failed round is retried."""
         while not stopping.is_set():
             try:
-                claimed, _ = await fire_due(self.engine, self.batch_size, self.defaults)
+                claimed, _ = await fire_due(self.db, self.batch_size, self.defaults)
                 if claimed >= self.batch_size:
                     continue  # more may be due: go on without waiting
                 wait = await self._idle_timeout()
@@ -240,7 +253,7 @@ class Scheduler:
                     await stopping.wait()
 
     async def _idle_timeout(self) -> float:
-        seconds = await seconds_until_due(self.engine)
+        seconds = await seconds_until_due(self.db)
         if seconds is None:
             return self.poll_interval
         # The floor: something due that this round did not claim is held by another relay

@@ -24,9 +24,10 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # The fallback when no NOTIFY arrives (listen connection down, or a NOTIFY lost):
     # the longest an idle relay waits before claiming again.
     relay_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
-    # The producer's linger: how long aiokafka waits to fill a request. The relay sends a
-    # whole batch at once, so a few ms is enough.
-    relay_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+    # The producer's linger: how long aiokafka waits to fill a request. The relay hands it a
+    # whole batch before yielding, so the batch fills a request anyway; any linger is pure
+    # added latency for the submit-to-start path.
+    relay_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 0
     # A batch whose acks have not all arrived by then is rolled back and retried.
     relay_publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     # Backoff between failed batches (broker or database down): exponential, capped.

@@ -3,55 +3,66 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
+from jobline.observe import logs
 from jobline.observe.logs import JobLogger
+
+_job_log = logging.getLogger("jobline.job")
 
 
 class CancelSignal:
     """Set when the handler should stop (cancel requested, lease lost, shutdown, timeout).
 
     Works from both worlds: async handlers ``await ctx.cancelled.wait()``, blocking handlers
-    in the thread pool poll ``ctx.cancelled.is_set()``.
+    in the thread pool poll ``ctx.cancelled.is_set()`` (a plain attribute: reading it from
+    another thread is safe, and most handlers never look, so nothing is allocated up front).
     """
 
+    __slots__ = ("_event", "_set", "reason")
+
     def __init__(self) -> None:
-        self._flag = threading.Event()
-        self._event = asyncio.Event()
+        self._set = False
+        self._event: asyncio.Event | None = None
         self.reason: str | None = None
 
     def set(self, reason: str = "cancelled") -> None:
         """Raise the signal (call on the event loop's thread)."""
         if self.reason is None:
             self.reason = reason
-        self._flag.set()
-        self._event.set()
+        self._set = True
+        if self._event is not None:
+            self._event.set()
 
     def is_set(self) -> bool:
         """Whether the handler has been asked to stop; safe from any thread."""
-        return self._flag.is_set()
+        return self._set
 
     async def wait(self) -> None:
         """Wait until the handler is asked to stop."""
+        if self._set:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
         await self._event.wait()
 
 
 class ContextBackend(Protocol):
-    """What the runtime provides behind a context (a fake in unit tests)."""
+    """What the runtime provides behind a context (the lease keeper; a fake in unit tests)."""
 
-    async def heartbeat(self) -> bool:
-        """Renew the lease now; False if it is lost."""
+    async def heartbeat(self, job_id: UUID) -> bool:
+        """Renew the job's lease now; False if it is lost."""
         ...
 
-    async def progress(self, fraction: float, message: str | None) -> None:
-        """Store the progress report."""
+    async def progress(self, job_id: UUID, fraction: float, message: str | None) -> None:
+        """Store the job's progress report."""
         ...
 
 
-@dataclass
+@dataclass(slots=True)
 class JobContext:
     """The job a handler is running and the ways it can report back."""
 
@@ -62,21 +73,30 @@ class JobContext:
     attempt: int
     max_attempts: int
     timeout_seconds: float
-    logger: JobLogger
     backend: ContextBackend
     cancelled: CancelSignal = field(default_factory=CancelSignal)
+    _logger: JobLogger | None = None
 
     @property
     def idempotency_key(self) -> str:
         """A stable key for the handler's own side effects: the job id, same on every attempt."""
         return str(self.job_id)
 
+    @property
+    def logger(self) -> JobLogger:
+        """A logger whose records carry the job id, type and attempt."""
+        if self._logger is None:
+            self._logger = logs.for_job(
+                _job_log, str(self.job_id), job_type=self.type, attempt=self.attempt
+            )
+        return self._logger
+
     async def heartbeat(self) -> bool:
         """Renew the lease now; False if the job is no longer this worker's."""
-        return await self.backend.heartbeat()
+        return await self.backend.heartbeat(self.job_id)
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; stored in the job's metadata under ``progress``."""
         if not 0.0 <= fraction <= 1.0:
             raise ValueError("progress fraction must be within [0, 1]")
-        await self.backend.progress(fraction, message)
+        await self.backend.progress(self.job_id, fraction, message)

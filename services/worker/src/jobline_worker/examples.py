@@ -23,11 +23,9 @@ import time
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobline.observe.metrics import REGISTRY, Counter
-from jobline.pg import db
+from jobline.pg.db import Database
 from jobline_worker.context import JobContext
 from jobline_worker.errors import NonRetryable
 from jobline_worker.registry import Worker
@@ -55,15 +53,15 @@ SCHEMA_SQL: Final = (
     )""",
 )
 # The effect and its duplicate check in one statement: the primary key decides.
-SEND_SQL: Final = text(
+SEND_SQL: Final = (
     "INSERT INTO jobline_examples.email_effects (idempotency_key, recipient, subject, attempt)"
-    " VALUES (:key, :to, :subject, :attempt)"
+    " VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (idempotency_key) DO UPDATE"
     " SET deliveries = email_effects.deliveries + 1"
     " RETURNING deliveries"
 )
 
-_engine: AsyncEngine | None = None
+_db: Database | None = None
 
 
 class Sleep(BaseModel):
@@ -103,20 +101,20 @@ class AlwaysFails(RuntimeError):
 @worker.on_startup
 async def open_database(settings: Settings) -> None:
     """Open the examples' pool and create the effects table if needed."""
-    global _engine  # noqa: PLW0603 - one pool per process, opened by the worker's start-up
-    _engine = db.create_engine(settings, application_name="jobline-examples")
-    async with db.transaction(_engine) as conn:
+    global _db  # noqa: PLW0603 - one pool per process, opened by the worker's start-up
+    _db = await Database(settings, application_name="jobline-examples").open()
+    async with _db.transaction() as conn:
         for statement in SCHEMA_SQL:
-            await conn.execute(text(statement))
+            await conn.execute(statement)
 
 
 @worker.on_shutdown
 async def close_database(_: Settings) -> None:
     """Close the examples' pool."""
-    global _engine  # noqa: PLW0603
-    if _engine is not None:
-        await _engine.dispose()
-        _engine = None
+    global _db  # noqa: PLW0603
+    if _db is not None:
+        await _db.close()
+        _db = None
 
 
 @worker.job("echo")
@@ -159,20 +157,12 @@ def cpu(ctx: JobContext, payload: Cpu) -> dict[str, int]:
 @worker.job("send-email", queue="emails", timeout=30, max_attempts=5, model=Email)
 async def send_email(ctx: JobContext, payload: Email) -> dict[str, Any]:
     """Simulate sending an email once per idempotency key."""
-    if _engine is None:
+    if _db is None:
         raise NonRetryable("the examples' database pool is not open")
-    async with db.transaction(_engine) as conn:
-        deliveries = (
-            await conn.execute(
-                SEND_SQL,
-                {
-                    "key": ctx.idempotency_key,
-                    "to": payload.to,
-                    "subject": payload.subject,
-                    "attempt": ctx.attempt,
-                },
-            )
-        ).scalar_one()
+    async with _db.connection() as conn:
+        deliveries = await conn.fetchval(
+            SEND_SQL, ctx.idempotency_key, payload.to, payload.subject, ctx.attempt
+        )
     if deliveries > 1:
         EMAIL_DUPLICATES.inc()
         ctx.logger.warning("duplicate send-email delivery; not sent again")

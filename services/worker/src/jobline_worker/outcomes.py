@@ -3,26 +3,27 @@
 The runtime observes one of four endings (the handler returned, raised, ran out of time, or
 was stopped from outside) and :func:`to_event` maps it to ``Succeed``, ``Fail``,
 ``Cancelled`` or ``HandBack`` -- or to None when the job is no longer ours and the outcome
-must be discarded.
+must be discarded. Whether a failure is retried is not decided here: the handler's limits
+travel in the ``Fail`` event to the state machine's one retry rule
+(:mod:`jobline.core.retries`).
 """
 
 from __future__ import annotations
 
 import json
-import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from jobline.core.backoff import delay_seconds
-from jobline.core.states import AttemptOutcome, Cancelled, Event, Fail, HandBack, Job, Succeed
+from jobline.core.job import AttemptOutcome, Job
+from jobline.core.retries import HandlerLimits
+from jobline.core.states import Cancelled, Event, Fail, HandBack, Succeed, attempt_outcome
 from jobline_worker.errors import (
     NonRetryable,
     ResultNotSerializable,
     ResultTooLarge,
     Retry,
 )
-from jobline_worker.registry import JobSpec
 
 TIMEOUT_ERROR = "HandlerTimeout"
 
@@ -78,54 +79,52 @@ def check_result(value: Any, max_bytes: int) -> Any:
     return value
 
 
-def to_event(outcome: Outcome, result_max_bytes: int) -> Event | None:
-    """The event that records ``outcome``; None means discard (the job is not ours)."""
+def to_event(
+    outcome: Outcome, job: Job, worker_id: str, *, limits: HandlerLimits, result_max_bytes: int
+) -> Event | None:
+    """The event that records ``outcome`` of ``job``'s running attempt; None means discard
+    (the job is no longer ours)."""
+    attempt = job.attempt
     match outcome:
         case Returned(value=value):
             try:
-                return Succeed(check_result(value, result_max_bytes))
+                return Succeed(attempt, worker_id, check_result(value, result_max_bytes))
             except NonRetryable as exc:
-                return fail_for(exc)
+                return fail_for(exc, job, worker_id, limits)
         case Raised(error=error):
-            return fail_for(error)
+            return fail_for(error, job, worker_id, limits)
         case TimedOut(seconds=seconds):
             return Fail(
+                attempt,
+                worker_id,
                 TIMEOUT_ERROR,
                 f"the handler ran longer than its timeout of {seconds:g}s",
                 outcome=AttemptOutcome.TIMEOUT,
+                limits=limits,
             )
         case Stopped(reason=StopReason.CANCEL_REQUESTED):
-            return Cancelled()
+            return Cancelled(attempt, worker_id)
         case Stopped(reason=StopReason.SHUTDOWN):
-            return HandBack()
+            return HandBack(attempt, worker_id)
         case Stopped(reason=StopReason.LEASE_LOST):
             return None
     raise AssertionError(f"unknown outcome {outcome!r}")  # pragma: no cover - exhaustive
 
 
-def fail_for(error: BaseException) -> Fail:
+def fail_for(error: BaseException, job: Job, worker_id: str, limits: HandlerLimits) -> Fail:
     """The failure an exception stands for: NonRetryable -> DLQ, Retry -> at its time."""
     name = type(error).__name__
     message = str(error) or name
     if isinstance(error, NonRetryable):
-        return Fail(name, message, retryable=False)
+        return Fail(job.attempt, worker_id, name, message, retryable=False, limits=limits)
     if isinstance(error, Retry):
-        return Fail(name, message, retry_after=error.after)
-    return Fail(name, message)
+        return Fail(job.attempt, worker_id, name, message, retry_after=error.after, limits=limits)
+    return Fail(job.attempt, worker_id, name, message, limits=limits)
 
 
-def apply_policy(event: Event, job: Job, spec: JobSpec | None) -> Event:
-    """Apply the handler's own limits to a failure of ``job`` (its running attempt).
-
-    ``max_attempts`` caps the job's budget: the attempt that reaches it is the last.
-    ``backoff`` replaces the job's policy for the retry delay (seeded like the state machine's,
-    so it stays reproducible) unless the handler asked for a time with ``Retry``.
-    """
-    if spec is None or not isinstance(event, Fail) or not event.retryable:
-        return event
-    if spec.max_attempts is not None and job.attempts_used >= spec.max_attempts:
-        return replace(event, retryable=False)
-    if spec.backoff is not None and event.retry_after is None:
-        rng = random.Random(f"{job.id}:{job.attempt}")
-        return replace(event, retry_after=delay_seconds(spec.backoff, job.attempts_used, rng))
-    return event
+def label(event: Event | None) -> str:
+    """The ``outcome`` label of the finished-attempts metric for a recorded event."""
+    if event is None:
+        return "lease_lost"
+    outcome = attempt_outcome(event)
+    return outcome.value if outcome is not None else type(event).__name__.lower()

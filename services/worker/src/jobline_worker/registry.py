@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from jobline.core import topics
 from jobline.core.backoff import BackoffPolicy
+from jobline.core.retries import HandlerLimits
 from jobline_worker.errors import AppNotFound, DuplicateHandler
 
 Handler = Callable[..., Any]
@@ -44,6 +45,11 @@ class JobSpec:
     backoff: BackoffPolicy | None = None
     model: builtins.type[BaseModel] | None = None
     is_async: bool = field(default=False)
+
+    @property
+    def limits(self) -> HandlerLimits:
+        """The caps this handler puts on a job's attempt budget and backoff."""
+        return HandlerLimits(self.max_attempts, self.backoff)
 
     def effective_timeout(self, job_timeout: float) -> float:
         """The timeout an attempt runs under: the job's, capped by the handler's."""

@@ -6,10 +6,16 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from jobline.settings import DatabaseSettings, HttpSettings, KafkaSettings, RuntimeSettings
+from jobline.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    JobDefaultsSettings,
+    KafkaSettings,
+    RuntimeSettings,
+)
 
 
-class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
+class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, JobDefaultsSettings):
     """Everything the worker reads from the environment, validated at start."""
 
     worker_port: Annotated[int, Field(ge=1, le=65535)] = 8003
@@ -28,6 +34,10 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     worker_result_max_bytes: Annotated[int, Field(ge=16, le=16 * 1024 * 1024)] = 64 * 1024
     # How often decided offsets are committed (they are also committed on rebalance/stop).
     worker_commit_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # How long a fetch waits for data. Real Kafka answers a waiting fetch as soon as data
+    # arrives, so a long wait costs nothing; the embedded broker (Tansu) answers only when the
+    # wait ends, so delivery is delayed by it: `jobline dev` and the tests set 5 ms for it.
+    worker_fetch_max_wait_ms: Annotated[int, Field(ge=1, le=60_000)] = 500
     # Consumer group timing. Kafka's defaults unless set; tests shorten them because the
     # embedded broker ignores LeaveGroup, so a replacement waits out the old member's session.
     worker_kafka_session_timeout_ms: Annotated[int, Field(ge=500)] | None = None

@@ -2,8 +2,9 @@
 
 Requests forbid unknown fields and bound every number, so a typo or an absurd value is a
 422 naming the field instead of a job that misbehaves later. Free-form JSON (payload,
-metadata) is checked for what PostgreSQL's jsonb would refuse (``\\u0000``, NaN) and for
-depth, so nothing valid here can fail at INSERT time.
+metadata) is checked for what PostgreSQL's jsonb would refuse (``\\u0000``, NaN), for
+integers the JSON encoder cannot write (beyond 64 bits), and for depth, so nothing valid here
+can fail at INSERT time.
 
 Pydantic only: this package is shared by the gateway and the client, and the client must
 install with nothing but httpx and pydantic.
@@ -30,6 +31,10 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 MAX_JSON_DEPTH: Final = 32
+# Integers in free-form JSON: signed 64-bit, what orjson (the storage and message encoder)
+# writes and what most JSON consumers read exactly.
+MIN_JSON_INT: Final = -(2**63)
+MAX_JSON_INT: Final = 2**63 - 1
 # Datetimes outside these years are refused: they are surely mistakes, and the far ends
 # would overflow once shifted to UTC.
 MIN_YEAR: Final = 1970
@@ -55,7 +60,8 @@ def _pointer(path: list[str]) -> str:
 
 
 def check_json(value: Any) -> Any:
-    """Reject ``\\u0000`` in any string or key, non-finite numbers and deep nesting."""
+    """Reject ``\\u0000`` in any string or key, non-finite numbers, integers beyond 64 bits
+    and deep nesting."""
     stack: list[tuple[Any, list[str]]] = [(value, [])]
     while stack:
         item, path = stack.pop()
@@ -67,6 +73,13 @@ def check_json(value: Any) -> Any:
             if "\x00" in item:
                 raise PydanticCustomError(
                     "nul_character", "contains \\u0000 at {at}", {"at": _pointer(path) or "/"}
+                )
+        elif isinstance(item, int):
+            if not MIN_JSON_INT <= item <= MAX_JSON_INT:
+                raise PydanticCustomError(
+                    "int_range",
+                    "integer beyond 64 bits at {at}",
+                    {"at": _pointer(path) or "/"},
                 )
         elif isinstance(item, float):
             if not math.isfinite(item):
@@ -135,9 +148,10 @@ def _closed(schema: JsonDict) -> None:
 # The schema of what check_json lets through (the depth limit aside): JSON whose strings and
 # keys hold no \u0000, at any depth. Validation stays check_json's one fast pass.
 NulFreeText = Annotated[str, Field(pattern="^[^\\u0000]*$")]
+JsonInt = Annotated[int, Field(ge=MIN_JSON_INT, le=MAX_JSON_INT)]
 JsonValue = TypeAliasType(
     "JsonValue",
-    "NulFreeText | int | float | bool | list[JsonValue]"
+    "NulFreeText | JsonInt | float | bool | list[JsonValue]"
     " | Annotated[dict[NulFreeText, JsonValue], Field(json_schema_extra=_closed)] | None",
 )
 JsonObject = Annotated[

@@ -61,7 +61,8 @@ class BackoffKind(StrEnum):
 
 
 class BackoffIn(Request):
-    """Retry backoff; missing fields take the platform defaults."""
+    """Retry backoff; a missing field takes the value of the policy that applies otherwise
+    (the tenant's policy for the job type, else the platform defaults)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -69,17 +70,28 @@ class BackoffIn(Request):
         }
     )
 
-    kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
-    base_seconds: Annotated[float, Field(ge=0, le=86400), JsonNumber] = 1.0
-    max_seconds: Annotated[
-        float, Field(ge=0, le=7 * 86400, description="At least `base_seconds`."), JsonNumber
-    ] = 300.0
+    kind: BackoffKind | None = None
+    base_seconds: Annotated[float, Field(ge=0, le=86400), JsonNumber] | None = None
+    max_seconds: (
+        Annotated[
+            float, Field(ge=0, le=7 * 86400, description="At least `base_seconds`."), JsonNumber
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _ordered(self) -> BackoffIn:
-        if self.max_seconds < self.base_seconds:
+        if (
+            self.max_seconds is not None
+            and self.base_seconds is not None
+            and self.max_seconds < self.base_seconds
+        ):
             raise PydanticCustomError("backoff_order", "max_seconds must be >= base_seconds")
         return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields the request set."""
+        return self.model_dump(exclude_none=True)
 
 
 _ONE_DELAY_SCHEMA: Final[JsonDict] = {

@@ -30,7 +30,7 @@ from jobline.api.fields import (
     Text,
     Timestamp,
 )
-from jobline.api.jobs import BackoffIn, BackoffOut, JobOut
+from jobline.api.jobs import BackoffIn, BackoffKind, JobOut
 
 MAX_PREVIEW: Final = 100
 MAX_INTERVAL_SECONDS: Final = 366 * 86400
@@ -226,12 +226,23 @@ class SchedulePatch(Request):
 # --- responses ---------------------------------------------------------------------------
 
 
+class BackoffTemplateOut(Answer):
+    """The template's backoff as given: a null field is taken, at each fire, from the tenant's
+    policy for the job type, else the platform defaults."""
+
+    kind: BackoffKind | None = None
+    base_seconds: float | None = None
+    max_seconds: float | None = None
+
+
 class JobTemplateOut(Answer):
+    """The job each fire creates; null fields are inherited at each fire."""
+
     type: str
     payload: dict[str, Any]
     queue: str
     max_attempts: int | None = None
-    backoff: BackoffOut | None = None
+    backoff: BackoffTemplateOut | None = None
     timeout_seconds: float | None = None
 
 

@@ -2,7 +2,8 @@
 
 ``failures`` counts the failed attempts so far (1 after the first failure). Jitter draws
 from a caller-supplied :class:`random.Random`, so a seed makes every delay reproducible;
-the state machine seeds it with the job id and attempt, which keeps it pure.
+:mod:`jobline.core.retries` seeds it with the job id and attempt, which keeps it pure.
+The default policy is not written here: see :data:`jobline.core.jobdefaults.PLATFORM_DEFAULTS`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ class BackoffKind(StrEnum):
 class BackoffPolicy:
     """How long to wait before retry number ``failures``."""
 
-    kind: BackoffKind = BackoffKind.EXPONENTIAL_JITTER
-    base_seconds: float = 1.0
-    max_seconds: float = 300.0
+    kind: BackoffKind
+    base_seconds: float
+    max_seconds: float
     multiplier: float = 2.0
 
     def __post_init__(self) -> None:
@@ -50,10 +51,11 @@ class BackoffPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackoffPolicy:
+        """A stored policy; every field was written by :meth:`to_dict`."""
         return cls(
-            kind=BackoffKind(data.get("kind", BackoffKind.EXPONENTIAL_JITTER)),
-            base_seconds=float(data.get("base_seconds", 1.0)),
-            max_seconds=float(data.get("max_seconds", 300.0)),
+            kind=BackoffKind(data["kind"]),
+            base_seconds=float(data["base_seconds"]),
+            max_seconds=float(data["max_seconds"]),
             multiplier=float(data.get("multiplier", 2.0)),
         )
 

@@ -36,6 +36,14 @@ class WorkEnvelope:
     deadline: str | None = None
     traceparent: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The job as it was when the message was written (see Job.envelope): optional, so a
+    # message from before these fields, or from another producer, still decodes.
+    sequence: int | None = None
+    budget_start: int = 0
+    priority: int = 0
+    backoff: dict[str, Any] | None = None
+    created_at: str | None = None
+    run_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +59,12 @@ class WorkEnvelope:
             "deadline": self.deadline,
             "traceparent": self.traceparent,
             "metadata": self.metadata,
+            "sequence": self.sequence,
+            "budget_start": self.budget_start,
+            "priority": self.priority,
+            "backoff": self.backoff,
+            "created_at": self.created_at,
+            "run_at": self.run_at,
         }
 
     def encode(self) -> bytes:
@@ -73,6 +87,12 @@ class WorkEnvelope:
                 deadline=data.get("deadline"),
                 traceparent=data.get("traceparent"),
                 metadata=data.get("metadata") or {},
+                sequence=_optional_int(data, "sequence"),
+                budget_start=_optional_int(data, "budget_start") or 0,
+                priority=_optional_int(data, "priority") or 0,
+                backoff=data.get("backoff"),
+                created_at=data.get("created_at"),
+                run_at=data.get("run_at"),
             )
         except KeyError as exc:
             raise InvalidEnvelope(f"envelope lacks field {exc.args[0]!r}") from None
@@ -105,6 +125,10 @@ def _int(data: dict[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an integer")
     return value
+
+
+def _optional_int(data: dict[str, Any], name: str) -> int | None:
+    return None if data.get(name) is None else _int(data, name)
 
 
 def _obj(data: dict[str, Any], name: str) -> dict[str, Any]:

@@ -18,6 +18,10 @@ class IllegalTransition(JoblineError):
     """This event is not allowed in the job's current state."""
 
 
+class StaleEvent(IllegalTransition):
+    """This event belongs to another attempt or lease than the job's current one."""
+
+
 class InvalidEvent(JoblineError):
     """The CloudEvent is malformed."""
 

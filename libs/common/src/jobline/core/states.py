@@ -1,192 +1,96 @@
 """The job state machine: pure, clock-as-parameter, no I/O.
 
 ``transition(job, event, now)`` returns the new job and the outbox messages its storage
-must write in the same transaction. Storage applies it with a conditional UPDATE on the
-*old* job's ``(state, attempt)``, so a duplicate or stale delivery can neither run a job
-twice at once nor move it backwards.
+must write in the same transaction.
 
-Attempt accounting: ``attempt`` counts attempts started and only ever grows (it guards
-claims, so it must be monotonic). ``budget_start`` marks where the current attempt budget
-began; redrive and hand-back move it instead of rewinding ``attempt``.
+Delivery guards live here, once: an event that belongs to one attempt says which
+(:class:`Due` and :class:`Claim` name the attempt their work message starts; an outcome names
+the attempt and the lease owner that ran it), and ``transition`` rejects a stale one with
+:class:`~jobline.core.errors.StaleEvent`. Storage writes every transition with a conditional
+UPDATE on the job's state, attempt and sequence as the transition saw them: the durable twin
+of the same rule, so a duplicate or stale delivery can neither run a job twice at once nor
+move it backwards.
 """
 
 from __future__ import annotations
 
-import json
-import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Final, NamedTuple, TypeAlias
-from uuid import UUID
+from typing import Any, NamedTuple, TypeAlias
 
-from jobline.core import cloudevent as events
-from jobline.core.backoff import BackoffPolicy, next_retry_at
-from jobline.core.envelope import WorkEnvelope
-from jobline.core.errors import IllegalTransition
+from jobline.core import messages
+from jobline.core.errors import IllegalTransition, StaleEvent
+from jobline.core.job import AttemptError, AttemptOutcome, Job, JobState
+from jobline.core.messages import OutboxMessage
+from jobline.core.retries import NO_LIMITS, HandlerLimits, retry_at
 
-DEFAULT_MAX_ATTEMPTS: Final = 5
-DEFAULT_TIMEOUT_SECONDS: Final = 300.0
-LEASE_EXPIRED_ERROR: Final = "LeaseExpired"
-EVENTS_TOPIC: Final = "events"
-DLQ_TOPIC: Final = "jobs.dlq"
-
-
-class JobState(StrEnum):
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES: Final = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
-
-
-class AttemptOutcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    LEASE_EXPIRED = "lease_expired"
-    CANCELLED = "cancelled"
-    HANDED_BACK = "handed_back"
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptError:
-    """Why one attempt failed."""
-
-    attempt: int
-    error_class: str
-    message: str
-    outcome: AttemptOutcome
-    started_at: datetime | None
-    finished_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "attempt": self.attempt,
-            "error_class": self.error_class,
-            "message": self.message,
-            "outcome": self.outcome.value,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AttemptError:
-        started = data.get("started_at")
-        return cls(
-            attempt=int(data["attempt"]),
-            error_class=str(data["error_class"]),
-            message=str(data["message"]),
-            outcome=AttemptOutcome(data.get("outcome", AttemptOutcome.FAILED)),
-            started_at=datetime.fromisoformat(started) if started else None,
-            finished_at=datetime.fromisoformat(data["finished_at"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A job as the state machine sees it; storage maps it to and from a ``jobs`` row."""
-
-    id: UUID
-    tenant_id: str
-    type: str
-    queue: str
-    state: JobState
-    payload: dict[str, Any]
-    created_at: datetime
-    run_at: datetime
-    attempt: int = 0
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    budget_start: int = 0
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    priority: int = 0
-    metadata: dict[str, Any] = field(default_factory=dict)
-    sequence: int = 0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
-    cancel_requested_at: datetime | None = None
-    result: Any = None
-    errors: tuple[AttemptError, ...] = ()
-    traceparent: str | None = None
-
-    @property
-    def attempts_used(self) -> int:
-        """Attempts counted against the current budget."""
-        return self.attempt - self.budget_start
-
-    @property
-    def attempts_left(self) -> int:
-        return max(self.max_attempts - self.attempts_used, 0)
-
-    @property
-    def last_error(self) -> AttemptError | None:
-        return self.errors[-1] if self.errors else None
-
-    def envelope(self, attempt: int) -> WorkEnvelope:
-        """The work message that starts ``attempt`` of this job."""
-        return WorkEnvelope(
-            id=self.id,
-            tenant=self.tenant_id,
-            type=self.type,
-            queue=self.queue,
-            attempt=attempt,
-            payload=self.payload,
-            timeout_seconds=self.timeout_seconds,
-            max_attempts=self.max_attempts,
-            traceparent=self.traceparent,
-            metadata=self.metadata,
-        )
-
+LEASE_EXPIRED_ERROR = "LeaseExpired"
 
 # --- events -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """The relay published the job's delayed work message: scheduled | retrying -> queued."""
+    """The relay publishes the delayed work message of ``attempt``: scheduled | retrying ->
+    queued, if the job still waits for that attempt."""
+
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A worker takes the job: queued -> running, attempt + 1, lease set."""
+    """A worker takes the job for ``attempt`` (its work message's): queued -> running."""
 
+    attempt: int
     worker_id: str
     lease_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
 class Succeed:
-    """The handler returned ``result``."""
+    """The handler of ``attempt``, run by ``worker_id``, returned ``result``."""
 
+    attempt: int
+    worker_id: str
     result: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """The attempt failed. ``retry_after`` overrides the backoff policy (``Retry(after=)``)."""
+    """The attempt failed. ``retry_after`` overrides the backoff (``Retry(after=)``);
+    ``limits`` are the handler's caps on the job's budget and backoff."""
 
+    attempt: int
+    worker_id: str
     error_class: str
     message: str
     retryable: bool = True
     retry_after: float | None = None
     outcome: AttemptOutcome = AttemptOutcome.FAILED
+    limits: HandlerLimits = NO_LIMITS
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The worker stopped the running handler after a cancel request."""
+
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandBack:
+    """A draining worker returns the running job unfinished; the attempt is not charged."""
+
+    attempt: int
+    worker_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseExpired:
-    """The worker stopped renewing its lease (crashed or hung): a failed attempt."""
+    """The lease of ``attempt`` ran out (its worker crashed or hung): a failed attempt."""
+
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,36 +99,12 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
-class Cancelled:
-    """The worker stopped a running handler after a cancel request."""
-
-
-@dataclass(frozen=True, slots=True)
 class Redrive:
     """An operator sends a dead job back with a fresh attempt budget."""
 
 
-@dataclass(frozen=True, slots=True)
-class HandBack:
-    """A draining worker returns a running job unfinished; the attempt is not charged."""
-
-
-Event: TypeAlias = (
-    Due | Claim | Succeed | Fail | LeaseExpired | Cancel | Cancelled | Redrive | HandBack
-)
-
-
-# --- what a transition writes -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    """A row for the outbox: ``topic`` is logical ("jobs.<queue>", "events", "jobs.dlq")."""
-
-    topic: str
-    key: str
-    value: bytes
-    available_at: datetime
+Outcome: TypeAlias = Succeed | Fail | Cancelled | HandBack
+Event: TypeAlias = Due | Claim | Outcome | LeaseExpired | Cancel | Redrive
 
 
 class Transition(NamedTuple):
@@ -232,8 +112,20 @@ class Transition(NamedTuple):
     messages: tuple[OutboxMessage, ...]
 
 
-def work_topic(queue: str) -> str:
-    return f"jobs.{queue}"
+def attempt_outcome(event: Event) -> AttemptOutcome | None:
+    """How ``event`` ends an attempt (for the attempt record and metrics); None if it does not."""
+    match event:
+        case Succeed():
+            return AttemptOutcome.SUCCEEDED
+        case Fail(outcome=outcome):
+            return outcome
+        case LeaseExpired():
+            return AttemptOutcome.LEASE_EXPIRED
+        case Cancelled():
+            return AttemptOutcome.CANCELLED
+        case HandBack():
+            return AttemptOutcome.HANDED_BACK
+    return None
 
 
 # --- the machine ---------------------------------------------------------------------
@@ -247,23 +139,30 @@ def submit(job: Job, now: datetime) -> Transition:
     """
     if job.sequence != 0 or job.attempt != 0:
         raise IllegalTransition("only a new job can be submitted")
-    state = JobState.SCHEDULED if job.run_at > now else JobState.QUEUED
+    delayed = job.run_at > now
+    state = JobState.SCHEDULED if delayed else JobState.QUEUED
     new = replace(job, state=state, created_at=now)
-    return _emit(new, now, work=(job.run_at if job.run_at > now else now))
+    return _emit(new, now, work=(job.run_at if delayed else now))
 
 
 def transition(job: Job, event: Event, now: datetime) -> Transition:
-    """Apply ``event`` to ``job`` at ``now``; illegal combinations raise IllegalTransition."""
+    """Apply ``event`` to ``job`` at ``now``.
+
+    Raises :class:`IllegalTransition` for an event the job's state does not allow, and its
+    subclass :class:`StaleEvent` for one that names another attempt or lease.
+    """
     match event:
-        case Due():
+        case Due(attempt=attempt):
             _require(job, event, JobState.SCHEDULED, JobState.RETRYING)
+            _require_next(job, event, attempt)
             return _emit(replace(job, state=JobState.QUEUED), now)
-        case Claim(worker_id=worker, lease_seconds=lease):
+        case Claim(attempt=attempt, worker_id=worker, lease_seconds=lease):
             _require(job, event, JobState.QUEUED)
+            _require_next(job, event, attempt)
             new = replace(
                 job,
                 state=JobState.RUNNING,
-                attempt=job.attempt + 1,
+                attempt=attempt,
                 started_at=now,
                 finished_at=None,
                 lease_owner=worker,
@@ -271,15 +170,25 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
             )
             return _emit(new, now)
         case Succeed(result=result):
-            _require(job, event, JobState.RUNNING)
+            _require_running(job, event)
             return _emit(_finish(job, JobState.SUCCEEDED, now, result=result), now)
         case Fail():
-            _require(job, event, JobState.RUNNING)
+            _require_running(job, event)
             return _fail(job, event, now)
-        case LeaseExpired():
+        case LeaseExpired(attempt=attempt):
             _require(job, event, JobState.RUNNING)
+            if job.attempt != attempt:
+                raise StaleEvent(
+                    f"LeaseExpired names attempt {attempt}, the job runs {job.attempt}"
+                )
+            if job.lease_expires_at is not None and job.lease_expires_at > now:
+                raise StaleEvent("LeaseExpired while the lease still holds (it was renewed)")
             failure = Fail(
-                LEASE_EXPIRED_ERROR, "lease expired", outcome=AttemptOutcome.LEASE_EXPIRED
+                attempt,
+                job.lease_owner or "",
+                LEASE_EXPIRED_ERROR,
+                "lease expired",
+                outcome=AttemptOutcome.LEASE_EXPIRED,
             )
             return _fail(job, failure, now)
         case Cancel():
@@ -290,7 +199,7 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
             _require(job, event, JobState.QUEUED, JobState.SCHEDULED, JobState.RETRYING)
             return _emit(_finish(job, JobState.CANCELLED, now, cancel_requested_at=now), now)
         case Cancelled():
-            _require(job, event, JobState.RUNNING)
+            _require_running(job, event)
             if job.cancel_requested_at is None:
                 raise IllegalTransition("a running job can only be cancelled after a request")
             return _emit(_finish(job, JobState.CANCELLED, now), now)
@@ -306,7 +215,7 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
             )
             return _emit(new, now, work=now)
         case HandBack():
-            _require(job, event, JobState.RUNNING)
+            _require_running(job, event)
             new = replace(
                 job,
                 state=JobState.QUEUED,
@@ -332,32 +241,25 @@ def _fail(job: Job, failure: Fail, now: datetime) -> Transition:
     if job.cancel_requested_at is not None:
         # The client asked to stop: a failure while stopping ends the job, not a retry.
         return _emit(_finish(failed, JobState.CANCELLED, now), now)
-    if failure.retryable and failed.attempts_left > 0:
-        if failure.retry_after is not None:
-            due = now + timedelta(seconds=max(failure.retry_after, 0.0))
-        else:
-            rng = random.Random(f"{job.id}:{job.attempt}")
-            due = next_retry_at(job.backoff, failed.attempts_used, now, rng)
+    due = retry_at(
+        job,
+        now,
+        retryable=failure.retryable,
+        retry_after=failure.retry_after,
+        limits=failure.limits,
+    )
+    if due is not None:
         retrying = replace(
-            failed,
-            state=JobState.RETRYING,
-            run_at=due,
-            lease_owner=None,
-            lease_expires_at=None,
+            failed, state=JobState.RETRYING, run_at=due, lease_owner=None, lease_expires_at=None
         )
         return _emit(retrying, now, work=due)
-    dead, messages = _emit(_finish(failed, JobState.DEAD, now), now)
-    return Transition(dead, (*messages, _dead_letter(dead, now)))
+    dead, emitted = _emit(_finish(failed, JobState.DEAD, now), now)
+    return Transition(dead, (*emitted, messages.dead_letter(dead, now)))
 
 
 def _finish(job: Job, state: JobState, now: datetime, **changes: Any) -> Job:
     return replace(
-        job,
-        state=state,
-        finished_at=now,
-        lease_owner=None,
-        lease_expires_at=None,
-        **changes,
+        job, state=state, finished_at=now, lease_owner=None, lease_expires_at=None, **changes
     )
 
 
@@ -367,86 +269,30 @@ def _require(job: Job, event: Event, *allowed: JobState) -> None:
         raise IllegalTransition(f"{name} is not allowed for a {job.state.value} job")
 
 
+def _require_next(job: Job, event: Due | Claim, attempt: int) -> None:
+    """A work message starts the attempt after the job's last one, or it is stale."""
+    if attempt != job.attempt + 1:
+        name = type(event).__name__
+        raise StaleEvent(
+            f"{name} for attempt {attempt}, but the job's next attempt is {job.attempt + 1}"
+        )
+
+
+def _require_running(job: Job, event: Outcome) -> None:
+    """An outcome is the running attempt's, reported by the lease's owner, or it is stale."""
+    _require(job, event, JobState.RUNNING)
+    if event.attempt != job.attempt or event.worker_id != job.lease_owner:
+        name = type(event).__name__
+        raise StaleEvent(
+            f"{name} of attempt {event.attempt} by {event.worker_id!r}, but attempt "
+            f"{job.attempt} is running under {job.lease_owner!r}"
+        )
+
+
 def _emit(job: Job, now: datetime, *, work: datetime | None = None) -> Transition:
     """Bump the sequence and write the lifecycle event (+ the next work message)."""
     job = replace(job, sequence=job.sequence + 1)
-    messages = [
-        OutboxMessage(
-            topic=EVENTS_TOPIC,
-            key=str(job.id),
-            value=events.encode(_lifecycle_event(job, now)),
-            available_at=now,
-        )
-    ]
+    emitted = [messages.lifecycle(job, now)]
     if work is not None:
-        messages.append(
-            OutboxMessage(
-                topic=work_topic(job.queue),
-                key=str(job.id),
-                value=job.envelope(job.attempt + 1).encode(),
-                available_at=work,
-            )
-        )
-    return Transition(job, tuple(messages))
-
-
-def _lifecycle_event(job: Job, now: datetime) -> Any:
-    # A claim's event is "started"; every other state names itself.
-    name = "started" if job.state is JobState.RUNNING else job.state.value
-    last = job.last_error if job.state in (JobState.RETRYING, JobState.DEAD) else None
-    data: dict[str, Any] = {
-        "job_id": str(job.id),
-        "tenant": job.tenant_id,
-        "type": job.type,
-        "queue": job.queue,
-        "state": job.state.value,
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "sequence": job.sequence,
-        "timings": {
-            "created_at": _iso(job.created_at),
-            "run_at": _iso(job.run_at),
-            "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at),
-            "queue_wait_seconds": _seconds(job.run_at, job.started_at)
-            if job.state is JobState.RUNNING
-            else None,
-            "run_seconds": _seconds(job.started_at, job.finished_at),
-        },
-        "error": (
-            {"class": last.error_class, "message": last.message, "outcome": last.outcome.value}
-            if last
-            else None
-        ),
-    }
-    return events.job_event(
-        job_id=str(job.id), sequence=job.sequence, state=name, time=now, data=data
-    )
-
-
-def _dead_letter(job: Job, now: datetime) -> OutboxMessage:
-    """Self-contained: enough to understand and replay the job without the database."""
-    body = {
-        "envelope": job.envelope(job.attempt).to_dict(),
-        "reason": job.last_error.to_dict() if job.last_error else None,
-        "errors": [e.to_dict() for e in job.errors],
-        "dead_at": _iso(now),
-        "created_at": _iso(job.created_at),
-        "attempts": job.attempt,
-    }
-    return OutboxMessage(
-        topic=DLQ_TOPIC,
-        key=str(job.id),
-        value=json.dumps(body, separators=(",", ":")).encode(),
-        available_at=now,
-    )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return max((end - start).total_seconds(), 0.0)
+        emitted.append(messages.work(job, work))
+    return Transition(job, tuple(emitted))

@@ -1,8 +1,9 @@
-"""Topic names. Pure: no I/O.
+"""Topic names, the one place they are written. Pure: no I/O.
 
-The state machine speaks in *logical* names ("jobs.<queue>", "jobs.dlq", "events",
-"insights"); the edge that publishes (the outbox relay) turns them into real topic names
-with :func:`resolve`, so the deployment's prefix never leaks into the domain.
+The state machine speaks in *logical* names (:func:`work` "jobs.<queue>", :data:`DLQ`,
+:data:`EVENTS`, :data:`INSIGHTS`); the edge that publishes (the outbox relay) turns them into
+the deployment's topic names with :func:`resolve` (``<prefix>.<logical>``), so the prefix
+never leaks into the domain. The ``*_topic(prefix, ...)`` helpers are the resolved names.
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
-def work_logical(queue: str) -> str:
+def work(queue: str) -> str:
     """The logical name of ``queue``'s work topic, as the state machine emits it."""
     return WORK_PREFIX + validate_queue_name(queue)
+
+
+def is_work(logical: str) -> bool:
+    """Whether ``logical`` names a work topic (the dead-letter topic is not one)."""
+    return logical.startswith(WORK_PREFIX) and logical != DLQ
 
 
 def work_topic(prefix: str, queue: str) -> str:

@@ -30,6 +30,7 @@ from jobline.core import topics
 from jobline.core.apikeys import ALL_SCOPES
 from jobline.core.errors import DependencyUnavailable, JoblineError
 from jobline.pg import db, keystore, migrate
+from jobline.pg.db import Database
 from jobline.settings import KafkaSettings
 
 DEV_PG_PORT: Final = 54329
@@ -213,16 +214,15 @@ async def _dev_key(database_url: str, path: Path) -> str:
     from jobline.settings import DatabaseSettings
 
     saved = await asyncio.to_thread(_read_key, path)
-    engine = db.create_engine(DatabaseSettings(database_url=database_url))
-    try:
-        async with db.transaction(engine) as conn:
-            if saved and await keystore.authenticate(conn, saved, datetime.now(UTC)):
-                return saved
-            _, plaintext = await keystore.create_key(
-                conn, tenant_id=DEV_TENANT, name="dev", scopes=ALL_SCOPES
-            )
-    finally:
-        await engine.dispose()
+    async with (
+        Database(DatabaseSettings(database_url=database_url)) as database,
+        database.transaction() as conn,
+    ):
+        if saved and await keystore.authenticate(conn, saved, datetime.now(UTC)):
+            return saved
+        _, plaintext = await keystore.create_key(
+            conn, tenant_id=DEV_TENANT, name="dev", scopes=ALL_SCOPES
+        )
     await asyncio.to_thread(_write_key, path, plaintext)
     return plaintext
 
@@ -251,7 +251,11 @@ def _write_state(data_dir: Path, endpoints: Endpoints) -> None:
 
 @contextmanager
 def _children(endpoints: Endpoints, data_dir: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    from jobline.dev.embedded import BROKER_TUNING
+
+    tuning = {} if os.environ.get("JOBLINE_KAFKA_BOOTSTRAP") else dict(BROKER_TUNING)
     env = {
+        **tuning,
         **os.environ,
         "JOBLINE_DATABASE_URL": endpoints.database_url,
         "JOBLINE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,

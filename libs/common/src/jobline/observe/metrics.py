@@ -1,4 +1,4 @@
-"""Prometheus helpers: one registry per process and the ``/metrics`` route.
+"""Prometheus helpers: one registry per process (``/metrics`` serves it, see jobline.web).
 
 Services declare their metrics against :data:`REGISTRY` (not the client's global default
 registry), so tests can build several apps in one process without duplicate-name errors
@@ -7,9 +7,7 @@ leaking between unrelated modules.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -33,15 +31,4 @@ def render(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
 
-def router(registry: CollectorRegistry = REGISTRY) -> APIRouter:
-    """``GET /metrics`` in the Prometheus text format."""
-    routes = APIRouter()
-
-    @routes.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return routes
-
-
-__all__ = ["LATENCY_BUCKETS", "REGISTRY", "Counter", "Gauge", "Histogram", "render", "router"]
+__all__ = ["LATENCY_BUCKETS", "REGISTRY", "Counter", "Gauge", "Histogram", "render"]

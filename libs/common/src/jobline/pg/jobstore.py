@@ -1,60 +1,51 @@
-"""Jobs in PostgreSQL: map rows to the pure :class:`Job`, and apply transitions durably.
+"""Jobs in PostgreSQL: map rows to the pure :class:`Job`, and write transitions durably.
 
-Every change of state goes through :func:`apply` (or :func:`insert` for a new job): lock
-the row, run the pure state machine on it, write the result with the guarded UPDATE, its
-outbox messages and the attempt record, all in the caller's transaction.
+Two ways to write a transition, one rule:
 
-The worker's hot path uses the set-based variants :func:`lock_many` and :func:`save_many`:
-the same lock, the same pure decision per job and the same per-row guard, but a whole batch
-of jobs in a fixed number of statements (round trips) instead of four per job.
+* The locked way, for any event: lock the rows (:func:`lock_many`), let the pure state machine
+  decide on them, write the results guarded on the state, attempt and sequence they were
+  decided on, with their outbox rows and attempt records (:func:`save_many`), all in the
+  caller's transaction. :func:`apply` does it for one job.
+* The direct way, for the two transitions every job makes (a claim, a success): the worker
+  decides them on the job as its work message (or its own claim) describes it and writes the
+  columns they change in one statement, guarded on the same state, attempt and sequence
+  (:func:`claim` and :func:`succeed`). A job that changed meanwhile does not match; the
+  caller takes the locked way for it.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import orjson
 
+from jobline.core import topics
 from jobline.core.backoff import BackoffPolicy
 from jobline.core.errors import IllegalTransition
-from jobline.core.states import (
-    AttemptError,
-    AttemptOutcome,
-    Cancelled,
-    Claim,
-    Event,
-    Fail,
-    HandBack,
-    Job,
-    JobState,
-    LeaseExpired,
-    Succeed,
-    Transition,
-    transition,
-)
+from jobline.core.job import AttemptError, Job, JobState
+from jobline.core.states import Claim, Event, Succeed, Transition, attempt_outcome, transition
 from jobline.pg import outbox
-from jobline.pg.queries import q
+from jobline.pg.db import Conn
+from jobline.pg.queries import SQL, rowcount
 
 # Finished jobs stay queryable this long, then the purge may delete them.
 DEFAULT_RETENTION: Final = timedelta(days=7)
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """A transition that was written: the job before and after, and what it emitted."""
-
-    before: Job
-    after: Job
-    transition: Transition
+def json_text(value: Any) -> str | None:
+    """A jsonb array element as JSON text (see queries.sql); None stays SQL NULL."""
+    return None if value is None else orjson.dumps(value).decode()
 
 
-def job_from_row(row: Any) -> Job:
-    r: Mapping[str, Any] = row._mapping if hasattr(row, "_mapping") else row
+def json_texts(values: Iterable[Any]) -> list[str | None]:
+    return [json_text(v) for v in values]
+
+
+def job_from_row(r: Mapping[str, Any]) -> Job:
     return Job(
         id=r["id"],
         tenant_id=r["tenant_id"],
@@ -83,128 +74,83 @@ def job_from_row(row: Any) -> Job:
     )
 
 
+# --- new jobs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An Idempotency-Key the submission claims, and the answer stored for its replays."""
+
+    tenant_id: str
+    key: str
+    request_hash: str
+    response: Any
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What :func:`insert` did: ``authorized`` False means the API key is no longer usable;
+    ``inserted`` False (authorized) means another request holds the Idempotency-Key."""
+
+    authorized: bool
+    inserted: bool
+
+
 async def insert(
-    conn: AsyncConnection,
+    conn: Conn,
     submitted: Sequence[Transition],
     *,
     schedule_id: UUID | None = None,
     fire_time: datetime | None = None,
+    idempotency: IdempotencyClaim | None = None,
     idempotency_key: str | None = None,
-) -> None:
-    """Insert new jobs (the results of :func:`jobline.states.submit`) and their messages.
+    api_key_id: UUID | None = None,
+) -> Inserted:
+    """Insert new jobs (the results of :func:`jobline.core.states.submit`) and their messages.
 
-    One statement (``insert_jobs``: the job rows and their outbox rows) for any number of jobs.
+    One statement for any number of jobs: on its own it is its own transaction. With
+    ``idempotency`` the key is claimed in the same statement and nothing is inserted if
+    another request holds it; ``idempotency_key`` alone only records a key (schedules use
+    their fire key). With ``api_key_id`` nothing is inserted unless that key is still usable.
     """
-    if not submitted:
-        return
     jobs = [t.job for t in submitted]
     messages = [(m, t.job.id) for t in submitted for m in t.messages]
-    await conn.execute(
-        q("insert_jobs"),
-        {
-            "ids": [j.id for j in jobs],
-            "tenant_ids": [j.tenant_id for j in jobs],
-            "types": [j.type for j in jobs],
-            "queues": [j.queue for j in jobs],
-            "states": [j.state.value for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "payloads_json": [json.dumps(j.payload) for j in jobs],
-            "metadata_json": [json.dumps(j.metadata) for j in jobs],
-            "attempts": [j.attempt for j in jobs],
-            "max_attempts_list": [j.max_attempts for j in jobs],
-            "budget_starts": [j.budget_start for j in jobs],
-            "backoffs_json": [json.dumps(j.backoff.to_dict()) for j in jobs],
-            "timeouts": [float(j.timeout_seconds) for j in jobs],
-            "run_ats": [j.run_at for j in jobs],
-            "created_ats": [j.created_at for j in jobs],
-            "sequences": [j.sequence for j in jobs],
-            "traceparents": [j.traceparent for j in jobs],
-            "schedule_id": schedule_id,
-            "fire_time": fire_time,
-            "idempotency_key": idempotency_key,
-            **outbox.columns(messages),
-        },
+    row = await SQL.fetchrow(
+        conn,
+        "insert_jobs",
+        api_key_id=api_key_id,
+        key_tenant=idempotency.tenant_id if idempotency else None,
+        idempotency_key=idempotency.key if idempotency else idempotency_key,
+        request_hash=idempotency.request_hash if idempotency else None,
+        key_response=idempotency.response if idempotency else None,
+        key_expires_at=idempotency.expires_at if idempotency else None,
+        ids=[j.id for j in jobs],
+        tenant_ids=[j.tenant_id for j in jobs],
+        types=[j.type for j in jobs],
+        queues=[j.queue for j in jobs],
+        states=[j.state.value for j in jobs],
+        priorities=[j.priority for j in jobs],
+        payloads=json_texts(j.payload for j in jobs),
+        metadatas=json_texts(j.metadata for j in jobs),
+        attempts=[j.attempt for j in jobs],
+        max_attempts=[j.max_attempts for j in jobs],
+        budget_starts=[j.budget_start for j in jobs],
+        backoffs=json_texts(j.backoff.to_dict() for j in jobs),
+        timeouts=[float(j.timeout_seconds) for j in jobs],
+        run_ats=[j.run_at for j in jobs],
+        created_ats=[j.created_at for j in jobs],
+        sequences=[j.sequence for j in jobs],
+        traceparents=[j.traceparent for j in jobs],
+        schedule_id=schedule_id,
+        fire_time=fire_time,
+        **outbox.columns(messages),
     )
+    assert row is not None
+    return Inserted(authorized=bool(row["authorized"]), inserted=bool(row["inserted"]))
 
 
-async def lock(conn: AsyncConnection, job_id: UUID, tenant_id: str | None = None) -> Job | None:
-    """The job under a row lock (FOR UPDATE), or None; ``tenant_id`` scopes the lookup."""
-    if tenant_id is None:
-        result = await conn.execute(q("lock_job"), {"id": job_id})
-    else:
-        result = await conn.execute(q("lock_tenant_job"), {"id": job_id, "tenant_id": tenant_id})
-    row = result.one_or_none()
-    return job_from_row(row) if row is not None else None
-
-
-async def lock_many(conn: AsyncConnection, job_ids: Collection[UUID]) -> dict[UUID, Job]:
-    """The jobs of ``job_ids`` that exist, each under a row lock, taken in id order."""
-    if not job_ids:
-        return {}
-    result = await conn.execute(q("lock_jobs"), {"ids": list(job_ids)})
-    return {job.id: job for job in map(job_from_row, result)}
-
-
-async def apply(
-    conn: AsyncConnection,
-    job_id: UUID,
-    event: Event,
-    now: datetime,
-    *,
-    tenant_id: str | None = None,
-    retention: timedelta = DEFAULT_RETENTION,
-) -> Applied | None:
-    """Lock, transition and save one job. None if there is no such job.
-
-    Raises :class:`IllegalTransition` when the event does not apply to the job as it is now.
-    """
-    job = await lock(conn, job_id, tenant_id)
-    if job is None:
-        return None
-    return await save(conn, job, event, transition(job, event, now), now, retention=retention)
-
-
-async def save(
-    conn: AsyncConnection,
-    before: Job,
-    event: Event,
-    result: Transition,
-    now: datetime,
-    *,
-    retention: timedelta = DEFAULT_RETENTION,
-) -> Applied:
-    """Write ``result`` guarded on ``before``'s state and attempt, with its messages."""
-    after = result.job
-    if after == before and not result.messages:
-        return Applied(before, after, result)
-    purge_after = _purge_after(after, retention)
-    updated = await conn.execute(
-        q("save_job"),
-        {
-            "id": after.id,
-            "state": after.state.value,
-            "attempt": after.attempt,
-            "budget_start": after.budget_start,
-            "run_at": after.run_at,
-            "started_at": after.started_at,
-            "finished_at": after.finished_at,
-            "lease_owner": after.lease_owner,
-            "lease_expires_at": after.lease_expires_at,
-            "cancel_requested_at": after.cancel_requested_at,
-            "sequence": after.sequence,
-            "result": after.result,
-            "last_error": after.last_error.to_dict() if after.last_error else None,
-            "errors": [e.to_dict() for e in after.errors],
-            "purge_after": purge_after,
-            "expected_state": before.state.value,
-            "expected_attempt": before.attempt,
-        },
-    )
-    if updated.rowcount != 1:
-        raise IllegalTransition(f"job {after.id} changed concurrently")
-    await outbox.write(conn, result.messages, job_id=after.id)
-    await _record_attempt(conn, before, after, event, now)
-    return Applied(before, after, result)
+# --- the locked way ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,27 +161,59 @@ class Write:
     event: Event
     transition: Transition
 
+    @property
+    def after(self) -> Job:
+        return self.transition.job
+
+
+async def lock_many(
+    conn: Conn, job_ids: Collection[UUID], tenant_id: str | None = None
+) -> dict[UUID, Job]:
+    """The jobs of ``job_ids`` that exist (of ``tenant_id``), each under a row lock."""
+    if not job_ids:
+        return {}
+    rows = await SQL.fetch(conn, "lock_jobs", ids=list(job_ids), tenant_id=tenant_id)
+    return {job.id: job for job in map(job_from_row, rows)}
+
+
+async def apply(
+    conn: Conn,
+    job_id: UUID,
+    event: Event,
+    now: datetime,
+    *,
+    tenant_id: str | None = None,
+    retention: timedelta = DEFAULT_RETENTION,
+) -> Write | None:
+    """Lock, transition and save one job, in the caller's transaction. None: no such job.
+
+    Raises :class:`IllegalTransition` when the event does not apply to the job as it is now.
+    """
+    job = (await lock_many(conn, [job_id], tenant_id)).get(job_id)
+    if job is None:
+        return None
+    write = Write(job, event, transition(job, event, now))
+    await save_many(conn, [write], now, retention=retention)
+    return write
+
 
 async def save_many(
-    conn: AsyncConnection,
+    conn: Conn,
     writes: Sequence[Write],
     now: datetime,
     *,
     retention: timedelta = DEFAULT_RETENTION,
-) -> list[Applied]:
-    """:func:`save` for many jobs at once (at most one write per job), in four statements.
+) -> None:
+    """Write transitions of jobs locked by this transaction (at most one per job).
 
-    Each row is guarded on its own ``before`` state and attempt, exactly as :func:`save`;
-    if any guard fails nothing may be kept, so this raises :class:`IllegalTransition` and
-    the caller's transaction rolls back every row. Messages keep their order (by write,
-    then within the transition).
+    Each row is guarded on its ``before`` state, attempt and sequence; if any guard fails
+    nothing may be kept, so this raises :class:`IllegalTransition` and the caller's
+    transaction rolls back every row. Messages keep their order (by write, then within the
+    transition).
     """
-    changed = [
-        w for w in writes if not (w.transition.job == w.before and not w.transition.messages)
-    ]
-    applied = [Applied(w.before, w.transition.job, w.transition) for w in writes]
+    changed = [w for w in writes if not (w.after == w.before and not w.transition.messages)]
     if not changed:
-        return applied
+        return
     if len({w.before.id for w in changed}) != len(changed):
         raise ValueError("save_many takes at most one write per job")
     cols: dict[str, list[Any]] = {
@@ -243,12 +221,12 @@ async def save_many(
         for name in (
             "ids", "states", "attempts", "budget_starts", "run_ats", "started_ats",
             "finished_ats", "lease_owners", "lease_expires_ats", "cancel_requested_ats",
-            "sequences", "results_json", "last_errors_json", "errors_json", "purge_afters",
-            "expected_states", "expected_attempts",
+            "sequences", "results", "last_errors", "errors", "purge_afters",
+            "expected_states", "expected_attempts", "expected_sequences",
         )
     }  # fmt: skip
     for w in changed:
-        before, after = w.before, w.transition.job
+        before, after = w.before, w.after
         cols["ids"].append(after.id)
         cols["states"].append(after.state.value)
         cols["attempts"].append(after.attempt)
@@ -260,32 +238,31 @@ async def save_many(
         cols["lease_expires_ats"].append(after.lease_expires_at)
         cols["cancel_requested_ats"].append(after.cancel_requested_at)
         cols["sequences"].append(after.sequence)
-        # json.dumps(None) is 'null': the same jsonb save_job's JSONB binds store for None.
-        cols["results_json"].append(json.dumps(after.result))
-        last_error = after.last_error.to_dict() if after.last_error else None
-        cols["last_errors_json"].append(json.dumps(last_error))
-        cols["errors_json"].append(json.dumps([e.to_dict() for e in after.errors]))
-        cols["purge_afters"].append(_purge_after(after, retention))
+        cols["results"].append(json_text(after.result))
+        cols["last_errors"].append(
+            json_text(after.last_error.to_dict() if after.last_error else None)
+        )
+        cols["errors"].append(json_text([e.to_dict() for e in after.errors]))
+        cols["purge_afters"].append(purge_after(after, retention))
         cols["expected_states"].append(before.state.value)
         cols["expected_attempts"].append(before.attempt)
-    updated = await conn.execute(q("save_jobs"), cols)
-    if updated.rowcount != len(changed):
+        cols["expected_sequences"].append(before.sequence)
+    updated = rowcount(await SQL.execute(conn, "save_jobs", **cols))
+    if updated != len(changed):
         raise IllegalTransition(
-            f"{len(changed) - updated.rowcount} of {len(changed)} jobs changed concurrently"
+            f"{len(changed) - updated} of {len(changed)} jobs changed concurrently"
         )
-    await outbox.write_many(
-        conn, [(m, w.before.id) for w in changed for m in w.transition.messages]
-    )
+    await outbox.write(conn, [(m, w.before.id) for w in changed for m in w.transition.messages])
     await _record_attempts(conn, changed, now)
-    return applied
 
 
-def _purge_after(after: Job, retention: timedelta) -> datetime | None:
-    return after.finished_at + retention if after.state.terminal and after.finished_at else None
+def purge_after(job: Job, retention: timedelta) -> datetime | None:
+    """When a finished job may be purged; None while it is not finished."""
+    return job.finished_at + retention if job.state.terminal and job.finished_at else None
 
 
-async def _record_attempts(conn: AsyncConnection, writes: Sequence[Write], now: datetime) -> None:
-    """:func:`_record_attempt` for many writes: one INSERT for claims, one UPDATE for ends."""
+async def _record_attempts(conn: Conn, writes: Sequence[Write], now: datetime) -> None:
+    """One INSERT for the claims among ``writes``, one UPDATE for attempts they end."""
     starts: dict[str, list[Any]] = {
         "job_ids": [],
         "attempts": [],
@@ -293,17 +270,17 @@ async def _record_attempts(conn: AsyncConnection, writes: Sequence[Write], now: 
         "started_ats": [],
     }
     ends: dict[str, list[Any]] = {
-        "job_ids": [], "attempts": [], "finished_ats": [], "outcomes": [], "errors_json": []
+        "job_ids": [], "attempts": [], "finished_ats": [], "outcomes": [], "errors": []
     }  # fmt: skip
     for w in writes:
-        before, after, event = w.before, w.transition.job, w.event
+        before, after, event = w.before, w.after, w.event
         if isinstance(event, Claim):
             starts["job_ids"].append(after.id)
             starts["attempts"].append(after.attempt)
             starts["worker_ids"].append(event.worker_id)
             starts["started_ats"].append(now)
             continue
-        outcome = _outcome(event)
+        outcome = attempt_outcome(event)
         if outcome is None or before.state is not JobState.RUNNING:
             continue
         new_error = after.last_error if len(after.errors) > len(before.errors) else None
@@ -311,80 +288,117 @@ async def _record_attempts(conn: AsyncConnection, writes: Sequence[Write], now: 
         ends["attempts"].append(before.attempt)
         ends["finished_ats"].append(now)
         ends["outcomes"].append(outcome.value)
-        ends["errors_json"].append(json.dumps(new_error.to_dict() if new_error else None))
+        ends["errors"].append(json_text(new_error.to_dict() if new_error else None))
     if starts["job_ids"]:
-        await conn.execute(q("start_attempts"), starts)
+        await SQL.execute(conn, "start_attempts", **starts)
     if ends["job_ids"]:
-        await conn.execute(q("finish_attempts"), ends)
+        await SQL.execute(conn, "finish_attempts", **ends)
 
 
-async def _record_attempt(
-    conn: AsyncConnection, before: Job, after: Job, event: Event, now: datetime
-) -> None:
-    if isinstance(event, Claim):
-        await conn.execute(
-            q("start_attempt"),
-            {
-                "job_id": after.id,
-                "attempt": after.attempt,
-                "worker_id": event.worker_id,
-                "started_at": now,
-            },
-        )
-        return
-    outcome = _outcome(event)
-    if outcome is None or before.state is not JobState.RUNNING:
-        return
-    new_error = after.last_error if len(after.errors) > len(before.errors) else None
-    error = new_error.to_dict() if new_error is not None else None
-    await conn.execute(
-        q("finish_attempt"),
-        {
-            "job_id": after.id,
-            "attempt": before.attempt,
-            "finished_at": now,
-            "outcome": outcome.value,
-            "error": error,
-        },
+# --- the direct way ---------------------------------------------------------------------
+
+CLAIM_COLUMNS: Final = frozenset(
+    {"state", "attempt", "started_at", "finished_at", "lease_owner", "lease_expires_at", "sequence"}
+)
+"""The columns claim_jobs writes: exactly the fields a Claim changes (a unit test checks)."""
+
+SUCCEED_COLUMNS: Final = frozenset(
+    {"state", "finished_at", "lease_owner", "lease_expires_at", "sequence", "result"}
+)
+"""The columns succeed_jobs writes (and purge_after): exactly what a Succeed changes."""
+
+
+async def claim(
+    conn: Conn, claims: Sequence[tuple[Job, Claim, Transition]], now: datetime
+) -> set[UUID]:
+    """Write claims decided on the jobs as their work messages describe them; one statement.
+
+    All claims share one worker and lease. Returns the ids claimed; the others changed since
+    their message was written (or were never queued at that attempt).
+    """
+    if not claims:
+        return set()
+    first = claims[0][1]
+    rows = await SQL.fetch(
+        conn,
+        "claim_jobs",
+        ids=[job.id for job, _, _ in claims],
+        attempts=[event.attempt for _, event, _ in claims],
+        sequences=[t.job.sequence for _, _, t in claims],
+        expected_sequences=[job.sequence for job, _, _ in claims],
+        events=[t.messages[0].value for _, _, t in claims],
+        now=now,
+        worker_id=first.worker_id,
+        lease_expires_at=now + timedelta(seconds=first.lease_seconds),
+        events_topic=topics.EVENTS,
     )
+    return {r["id"] for r in rows}
 
 
-def _outcome(event: Event) -> AttemptOutcome | None:
-    match event:
-        case Succeed():
-            return AttemptOutcome.SUCCEEDED
-        case Fail(outcome=outcome):
-            return outcome
-        case LeaseExpired():
-            return AttemptOutcome.LEASE_EXPIRED
-        case Cancelled():
-            return AttemptOutcome.CANCELLED
-        case HandBack():
-            return AttemptOutcome.HANDED_BACK
-    return None
+async def succeed(
+    conn: Conn,
+    successes: Sequence[tuple[Job, Succeed, Transition]],
+    now: datetime,
+    *,
+    retention: timedelta = DEFAULT_RETENTION,
+) -> set[UUID]:
+    """Write successes decided on the jobs as this worker claimed them; one statement.
+
+    All share one worker. Returns the ids written; the others are no longer this worker's
+    running attempt at the claim's sequence (rescued, handed back, or changed otherwise).
+    """
+    if not successes:
+        return set()
+    rows = await SQL.fetch(
+        conn,
+        "succeed_jobs",
+        ids=[job.id for job, _, _ in successes],
+        attempts=[event.attempt for _, event, _ in successes],
+        sequences=[t.job.sequence for _, _, t in successes],
+        results=json_texts(event.result for _, event, _ in successes),
+        events=[t.messages[0].value for _, _, t in successes],
+        now=now,
+        purge_after=now + retention,
+        worker_id=successes[0][1].worker_id,
+        events_topic=topics.EVENTS,
+    )
+    return {r["id"] for r in rows}
 
 
-async def renew_lease(
-    conn: AsyncConnection, job_id: UUID, attempt: int, worker_id: str, lease_seconds: float
-) -> tuple[bool, bool]:
-    """Extend a running job's lease: (still ours, cancel requested)."""
-    row = (
-        await conn.execute(
-            q("renew_lease"),
-            {
-                "id": job_id,
-                "attempt": attempt,
-                "worker_id": worker_id,
-                "lease_seconds": lease_seconds,
-            },
-        )
-    ).one_or_none()
-    if row is None:
-        return False, False
-    return True, row.cancel_requested_at is not None
+# --- leases -----------------------------------------------------------------------------
 
 
-async def expired_leases(conn: AsyncConnection, limit: int) -> list[UUID]:
+async def renew_leases(
+    conn: Conn, worker_id: str, attempts: Mapping[UUID, int], lease_seconds: float
+) -> dict[UUID, bool]:
+    """Extend the leases of ``attempts`` (job id -> attempt) held by ``worker_id``.
+
+    Returns, for each lease still ours, whether its job's cancellation was requested; a job
+    missing from the answer is no longer ours.
+    """
+    if not attempts:
+        return {}
+    rows = await SQL.fetch(
+        conn,
+        "renew_leases",
+        ids=list(attempts),
+        attempts=list(attempts.values()),
+        worker_id=worker_id,
+        lease_seconds=lease_seconds,
+    )
+    return {r["id"]: r["cancel_requested"] for r in rows}
+
+
+async def record_progress(
+    conn: Conn, job_id: UUID, attempt: int, worker_id: str, progress: dict[str, Any]
+) -> bool:
+    """Store a running attempt's progress; False if the attempt is no longer ours."""
+    status = await SQL.execute(
+        conn, "record_progress", id=job_id, attempt=attempt, worker_id=worker_id, progress=progress
+    )
+    return rowcount(status) == 1
+
+
+async def expired_leases(conn: Conn, limit: int) -> list[UUID]:
     """Ids of running jobs whose lease ran out, locked for this transaction."""
-    result = await conn.execute(q("expired_leases"), {"limit": limit})
-    return [r.id for r in result]
+    return [r["id"] for r in await SQL.fetch(conn, "expired_leases", limit=limit)]

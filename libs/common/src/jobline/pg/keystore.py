@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobline.core import apikeys
 from jobline.core.apikeys import Scope
+from jobline.pg.db import Conn
+from jobline.pg.queries import SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,19 +32,13 @@ class KeyRecord:
         return self.expires_at is None or self.expires_at > now
 
 
-_COLUMNS = "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at"
-
-
-async def ensure_tenant(conn: AsyncConnection, tenant_id: str, name: str | None = None) -> None:
+async def ensure_tenant(conn: Conn, tenant_id: str, name: str | None = None) -> None:
     apikeys.validate_tenant(tenant_id)
-    await conn.execute(
-        text("INSERT INTO tenants (id, name) VALUES (:id, :name) ON CONFLICT (id) DO NOTHING"),
-        {"id": tenant_id, "name": name or tenant_id},
-    )
+    await SQL.execute(conn, "ensure_tenant", id=tenant_id, name=name or tenant_id)
 
 
 async def create_key(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     tenant_id: str,
     name: str,
@@ -53,69 +48,56 @@ async def create_key(
     """Create the tenant if needed and a key for it; returns the record and the plaintext."""
     await ensure_tenant(conn, tenant_id)
     new = apikeys.generate()
-    row = (
-        await conn.execute(
-            text(
-                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes, expires_at)"
-                " VALUES (:id, :tenant, :name, :prefix, :hash, :scopes, :expires)"
-                f" RETURNING {_COLUMNS}"
-            ),
-            {
-                "id": uuid4(),
-                "tenant": tenant_id,
-                "name": name,
-                "prefix": new.prefix,
-                "hash": new.key_hash,
-                "scopes": sorted(s.value for s in scopes),
-                "expires": expires_at,
-            },
-        )
-    ).one()
-    return _record(row), new.plaintext
-
-
-async def list_keys(conn: AsyncConnection, tenant_id: str | None = None) -> list[KeyRecord]:
-    where = "WHERE tenant_id = :tenant" if tenant_id else ""
-    rows = await conn.execute(
-        text(f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at, id"),
-        {"tenant": tenant_id},
+    row = await SQL.fetchrow(
+        conn,
+        "insert_key",
+        id=uuid4(),
+        tenant_id=tenant_id,
+        name=name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        scopes=sorted(s.value for s in scopes),
+        expires_at=expires_at,
     )
-    return [_record(r) for r in rows]
+    assert row is not None
+    return record_of(row), new.plaintext
 
 
-async def revoke_key(conn: AsyncConnection, key_id: UUID) -> KeyRecord | None:
-    row = (
-        await conn.execute(
-            text(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = :id"
-                f" RETURNING {_COLUMNS}"
-            ),
-            {"id": key_id},
-        )
-    ).one_or_none()
-    return _record(row) if row else None
+async def list_keys(conn: Conn, tenant_id: str | None = None) -> list[KeyRecord]:
+    return [record_of(r) for r in await SQL.fetch(conn, "list_keys", tenant_id=tenant_id)]
 
 
-async def authenticate(conn: AsyncConnection, plaintext: str, now: datetime) -> KeyRecord | None:
+async def revoke_key(conn: Conn, key_id: UUID) -> KeyRecord | None:
+    row = await SQL.fetchrow(conn, "revoke_key", id=key_id)
+    return record_of(row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key row with its hash, as the authentication lookup reads it."""
+
+    record: KeyRecord
+    key_hash: str
+
+
+async def by_prefix(conn: Conn, prefix: str) -> StoredKey | None:
+    row = await SQL.fetchrow(conn, "key_by_prefix", prefix=prefix)
+    return StoredKey(record_of(row), row["key_hash"]) if row else None
+
+
+async def authenticate(conn: Conn, plaintext: str, now: datetime) -> KeyRecord | None:
     """The usable key ``plaintext`` names, or None (malformed, unknown, revoked, expired)."""
     try:
         prefix = apikeys.prefix_of(plaintext)
     except apikeys.MalformedKey:
         return None
-    row = (
-        await conn.execute(
-            text(f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE prefix = :prefix"),
-            {"prefix": prefix},
-        )
-    ).one_or_none()
-    if row is None or not apikeys.verify(plaintext, row.key_hash):
+    stored = await by_prefix(conn, prefix)
+    if stored is None or not apikeys.verify(plaintext, stored.key_hash):
         return None
-    record = _record(row)
-    return record if record.usable_at(now) else None
+    return stored.record if stored.record.usable_at(now) else None
 
 
-def _record(row: object) -> KeyRecord:
-    r = row._mapping  # type: ignore[attr-defined]
+def record_of(r: Mapping[str, Any]) -> KeyRecord:
     return KeyRecord(
         id=r["id"],
         tenant_id=r["tenant_id"],

@@ -1,87 +1,102 @@
-"""The transactional outbox: write messages with the state change, claim and drain them.
+"""The transactional outbox: write messages with the state change, take them to publish.
 
-Writers (gateway, worker, relay, scheduler) call :func:`write` inside the transaction that
-changes job state. The relay calls :func:`claim` and :func:`delete` in one transaction that
-stays open while it publishes, so a crash before the delete re-publishes (a duplicate the
-worker's guarded claim absorbs) and never loses a message.
+Writers (gateway, worker, relay, scheduler) add the messages of a transition in the
+transaction (or statement) that changes the job. Consecutive messages of one job that fall
+due together share one row, so a submission writes one row (its "queued" event and its work
+message) where it used to write two. The relay takes due rows (:func:`take`) in a transaction
+that stays open while it publishes, so a crash before the commit re-publishes (a duplicate
+the worker's guarded claim absorbs) and never loses a message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from jobline.core.states import OutboxMessage
-from jobline.pg.queries import q
+from jobline.core.messages import OutboxMessage
+from jobline.pg.db import Conn
+from jobline.pg.queries import SQL
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
+    """A taken row: its messages as (logical topic, value), in the order written."""
+
     id: int
-    topic: str
-    key: str | None
-    value: bytes
     job_id: UUID | None
+    key: str | None
+    available_at: datetime
+    due_attempt: int | None
+    messages: tuple[tuple[str, bytes], ...]
 
 
-async def write(
-    conn: AsyncConnection, messages: Iterable[OutboxMessage], job_id: UUID | None = None
-) -> int:
-    """Insert the messages of one or more transitions; returns how many."""
-    return await write_many(
-        conn, [(m, job_id if job_id is not None else _job_id(m.key)) for m in messages]
-    )
+def columns(messages: Sequence[tuple[OutboxMessage, UUID]]) -> dict[str, list[Any]]:
+    """The array parameters of ``insert_outbox`` (and of ``insert_jobs``'s outbox part).
 
-
-async def write_many(
-    conn: AsyncConnection, messages: Sequence[tuple[OutboxMessage, UUID | None]]
-) -> int:
-    """Insert ``(message, job_id)`` pairs in order, in one statement; returns how many.
-
-    One multi-row INSERT from arrays rather than an executemany of ``insert_outbox``: a
-    single execution of the statement (the NOTIFY trigger runs once) and one prepared
-    statement for any number of rows.
+    Messages of one job with the same ``available_at``, one after the other, form one row.
     """
-    if not messages:
-        return 0
-    await conn.execute(q("insert_outbox_rows"), columns(messages))
-    return len(messages)
-
-
-def columns(messages: Sequence[tuple[OutboxMessage, UUID | None]]) -> dict[str, list[Any]]:
-    """The array parameters of ``insert_outbox_rows`` (and of ``insert_jobs``'s outbox part)."""
-    return {
-        "topics": [m.topic for m, _ in messages],
-        "keys": [m.key for m, _ in messages],
-        "msg_values": [m.value for m, _ in messages],
-        "available_ats": [m.available_at for m, _ in messages],
-        "job_ids": [job_id for _, job_id in messages],
+    rows: dict[str, list[Any]] = {
+        "row_job_ids": [],
+        "row_keys": [],
+        "row_available_ats": [],
+        "row_due_attempts": [],
     }
+    flat: dict[str, list[Any]] = {"msg_rows": [], "msg_topics": [], "msg_payloads": []}
+    last: tuple[UUID, datetime] | None = None
+    for message, job_id in messages:
+        group = (job_id, message.available_at)
+        if group != last:
+            rows["row_job_ids"].append(job_id)
+            rows["row_keys"].append(message.key)
+            rows["row_available_ats"].append(message.available_at)
+            rows["row_due_attempts"].append(message.due_attempt)
+            last = group
+        elif message.due_attempt is not None:
+            rows["row_due_attempts"][-1] = message.due_attempt
+        flat["msg_rows"].append(len(rows["row_job_ids"]))  # 1-based, as WITH ORDINALITY
+        flat["msg_topics"].append(message.topic)
+        flat["msg_payloads"].append(message.value)
+    return rows | flat
 
 
-async def claim(conn: AsyncConnection, limit: int) -> list[OutboxRow]:
-    """Lock up to ``limit`` due rows no other relay holds (oldest first)."""
-    result = await conn.execute(q("claim_outbox"), {"limit": limit})
-    return [OutboxRow(r.id, r.topic, r.key, bytes(r.value), r.job_id) for r in result]
+async def write(conn: Conn, messages: Sequence[tuple[OutboxMessage, UUID]]) -> None:
+    """Insert ``(message, job_id)`` pairs in order, in one statement."""
+    if messages:
+        await SQL.execute(conn, "insert_outbox", **columns(messages))
 
 
-async def delete(conn: AsyncConnection, ids: Sequence[int]) -> None:
-    if ids:
-        await conn.execute(q("delete_outbox"), {"ids": list(ids)})
+async def take(conn: Conn, limit: int) -> list[OutboxRow]:
+    """Delete and return up to ``limit`` due rows no other relay holds, oldest first.
+
+    Only inside a transaction: its rollback puts the rows back.
+    """
+    records = await SQL.fetch(conn, "take_outbox", limit=limit)
+    rows = [
+        OutboxRow(
+            id=r["id"],
+            job_id=r["job_id"],
+            key=r["key"],
+            available_at=r["available_at"],
+            due_attempt=r["due_attempt"],
+            messages=tuple(zip(r["topics"], map(bytes, r["payloads"]), strict=True)),
+        )
+        for r in records
+    ]
+    rows.sort(key=lambda row: (row.available_at, row.id))
+    return rows
 
 
-async def backlog(conn: AsyncConnection) -> tuple[int, float]:
+async def backlog(conn: Conn) -> tuple[int, float]:
     """Rows due now and the age in seconds of the oldest (0 when none)."""
-    row = (await conn.execute(q("outbox_backlog"))).one()
-    return int(row.due), float(row.oldest_age_seconds or 0.0)
+    row = await SQL.fetchrow(conn, "outbox_backlog")
+    assert row is not None
+    return int(row["due"]), float(row["oldest_age_seconds"] or 0.0)
 
 
-def _job_id(key: str | None) -> UUID | None:
-    try:
-        return UUID(key) if key else None
-    except ValueError:
-        return None
+async def seconds_until_next(conn: Conn) -> float | None:
+    """Seconds until the earliest row not yet due; None when there is none."""
+    seconds = await SQL.fetchval(conn, "outbox_next_due")
+    return float(seconds) if seconds is not None else None

@@ -1,102 +1,127 @@
--- The hot-path statements of Jobline, by name (loaded by jobline/queries.py).
--- Parameters use SQLAlchemy's :name style. Each block says why its locks and indexes are there.
+-- The shared statements of Jobline, by name (loaded by jobline/pg/queries.py: ":name"
+-- parameters become asyncpg's $n). Each block says why its locks and indexes are there.
+-- jsonb parameters and columns are Python objects (the codec in jobline/pg/db.py), except in
+-- arrays: an array of jsonb values comes as JSON text per element (text[], cast per row),
+-- since asyncpg would read a JSON array element (a list) as one more array dimension.
 
--- name: insert_job
--- A new job; its outbox rows are written in the same transaction (insert_outbox).
--- The single-row form: jobstore.insert uses insert_jobs (jobs and outbox in one statement).
-INSERT INTO jobs (
-    id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
-    budget_start, backoff, timeout_seconds, run_at, created_at, updated_at, sequence,
-    schedule_id, fire_time, idempotency_key, traceparent
-) VALUES (
-    :id, :tenant_id, :type, :queue, :state, :priority, :payload, :metadata, :attempt,
-    :max_attempts, :budget_start, :backoff, :timeout_seconds, :run_at, :created_at, :created_at,
-    :sequence, :schedule_id, :fire_time, :idempotency_key, :traceparent
+-- ==== jobs: writes ======================================================================
+
+-- name: insert_jobs
+-- A submission in one statement (one round trip, its own transaction when run alone):
+-- the job rows, their outbox rows and, when given, the Idempotency-Key claim. Arrays in, one
+-- row per element (unnest), so the statement text is the same for 1 or 1,000 jobs and stays
+-- prepared once per connection.
+-- * api_key_id: the submitting key is checked here, in the statement that writes, so a key
+--   revoked after the gateway's cached lookup fails on its very next request (0 rows, 401).
+--   NULL for internal writers (the scheduler).
+-- * idempotency_key is recorded on the jobs either way (a schedule's fire key, too); it is
+--   claimed in idempotency_keys only when key_tenant is given (a client's Idempotency-Key).
+-- * The key claim races on the primary key (tenant_id, key), never check-then-insert: a
+--   second submission with the same key waits on the first one's uncommitted row, then sees
+--   the conflict, claims nothing, and so inserts no job (the caller replays). An expired row
+--   is overwritten in place (DO UPDATE ... WHERE expired).
+-- * Outbox rows come flat (one element per message, msg_rows says which outbox row each
+--   message belongs to) and are folded per row in SQL, because a multi-dimensional array
+--   parameter must be rectangular. WITH ORDINALITY + ORDER BY keep rows and messages in the
+--   order given: a job's events must leave the outbox in the order they were written.
+WITH auth AS (
+    SELECT CAST(:api_key_id AS uuid) IS NULL OR EXISTS (
+        SELECT 1 FROM api_keys
+        WHERE id = CAST(:api_key_id AS uuid) AND revoked_at IS NULL
+          AND (expires_at IS NULL OR expires_at > now())
+    ) AS ok
+),
+claimed_key AS (
+    INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_ids, response, expires_at)
+    SELECT CAST(:key_tenant AS text), CAST(:idempotency_key AS text),
+           CAST(:request_hash AS text), CAST(:ids AS uuid[]), CAST(:key_response AS jsonb),
+           CAST(:key_expires_at AS timestamptz)
+    FROM auth WHERE auth.ok AND CAST(:key_tenant AS text) IS NOT NULL
+    ON CONFLICT (tenant_id, key) DO UPDATE SET
+        request_hash = EXCLUDED.request_hash,
+        job_ids = EXCLUDED.job_ids,
+        response = EXCLUDED.response,
+        created_at = now(),
+        expires_at = EXCLUDED.expires_at
+    WHERE idempotency_keys.expires_at <= now()
+    RETURNING 1
+),
+go AS (
+    SELECT auth.ok AND (
+        CAST(:key_tenant AS text) IS NULL OR EXISTS (SELECT 1 FROM claimed_key)
+    ) AS ok
+    FROM auth
+),
+new_jobs AS (
+    INSERT INTO jobs (
+        id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
+        budget_start, backoff, timeout_seconds, run_at, created_at, updated_at, sequence,
+        schedule_id, fire_time, idempotency_key, traceparent
+    )
+    SELECT
+        v.id, v.tenant_id, v.type, v.queue, v.state, v.priority, CAST(v.payload AS jsonb),
+        CAST(v.metadata AS jsonb), v.attempt, v.max_attempts, v.budget_start,
+        CAST(v.backoff AS jsonb), v.timeout_seconds, v.run_at,
+        v.created_at, v.created_at, v.sequence, CAST(:schedule_id AS uuid),
+        CAST(:fire_time AS timestamptz), CAST(:idempotency_key AS text), v.traceparent
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:tenant_ids AS text[]), CAST(:types AS text[]),
+        CAST(:queues AS text[]), CAST(:states AS text[]), CAST(:priorities AS smallint[]),
+        CAST(:payloads AS text[]), CAST(:metadatas AS text[]), CAST(:attempts AS int[]),
+        CAST(:max_attempts AS int[]), CAST(:budget_starts AS int[]),
+        CAST(:backoffs AS text[]), CAST(:timeouts AS float8[]),
+        CAST(:run_ats AS timestamptz[]), CAST(:created_ats AS timestamptz[]),
+        CAST(:sequences AS int[]), CAST(:traceparents AS text[])
+    ) AS v(
+        id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
+        budget_start, backoff, timeout_seconds, run_at, created_at, sequence, traceparent
+    )
+    WHERE (SELECT ok FROM go)
+    RETURNING 1
+),
+new_outbox AS (
+    INSERT INTO outbox (job_id, key, available_at, due_attempt, topics, payloads)
+    SELECT r.job_id, r.key, r.available_at, r.due_attempt, m.topics, m.payloads
+    FROM unnest(
+        CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
+        CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[])
+    ) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, n)
+    JOIN (
+        SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
+               array_agg(msg.payload ORDER BY msg.n) AS payloads
+        FROM unnest(
+            CAST(:msg_rows AS int[]), CAST(:msg_topics AS text[]), CAST(:msg_payloads AS bytea[])
+        ) WITH ORDINALITY AS msg(row_n, topic, payload, n)
+        GROUP BY msg.row_n
+    ) AS m ON m.row_n = r.n
+    WHERE (SELECT ok FROM go)
+    ORDER BY r.n
+    RETURNING 1
 )
-
--- name: insert_outbox
--- The only way anything reaches Kafka. available_at is the delay: the relay skips rows that
--- are not yet due, so delayed jobs and retry backoff share this one durable mechanism.
--- The statement-level trigger notifies the relay once per statement (folded per transaction).
--- The single-row form: outbox.write uses insert_outbox_rows (one statement for all rows).
-INSERT INTO outbox (topic, key, value, available_at, job_id)
-VALUES (:topic, :key, :value, :available_at, :job_id)
-
--- name: lock_job
--- Every transition reads the row under FOR UPDATE first: concurrent writers to one job
--- (a worker finishing, a cancel, the lease rescuer) serialise here, and the pure state
--- machine decides on the row as it is now. Plain FOR UPDATE, not SKIP LOCKED: the relay
--- holds this lock while it publishes a delayed job's message, and a worker that received
--- that message must wait the few milliseconds rather than drop it.
-SELECT * FROM jobs WHERE id = :id FOR UPDATE
-
--- name: lock_tenant_job
--- The gateway's variant: another tenant's job does not exist (404, never 403).
-SELECT * FROM jobs WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE
-
--- name: save_job
--- The guarded write of a transition: only if the row is still in the state and attempt the
--- transition was computed from. Zero rows means someone else moved it: the caller drops its
--- outbox rows by rolling back.
-UPDATE jobs SET
-    state = :state,
-    attempt = :attempt,
-    budget_start = :budget_start,
-    run_at = :run_at,
-    updated_at = now(),
-    started_at = :started_at,
-    finished_at = :finished_at,
-    lease_owner = :lease_owner,
-    lease_expires_at = :lease_expires_at,
-    cancel_requested_at = :cancel_requested_at,
-    sequence = :sequence,
-    result = :result,
-    last_error = :last_error,
-    errors = :errors,
-    purge_after = :purge_after
-WHERE id = :id AND state = :expected_state AND attempt = :expected_attempt
-
--- name: start_attempt
--- One row per attempt; ON CONFLICT because a redelivered claim that lost its race must not
--- fail the transaction of the one that won (the guard on jobs already decided).
-INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
-VALUES (:job_id, :attempt, :worker_id, :started_at)
-ON CONFLICT (job_id, attempt) DO NOTHING
-
--- name: finish_attempt
-UPDATE job_attempts SET finished_at = :finished_at, outcome = :outcome, error = :error
-WHERE job_id = :job_id AND attempt = :attempt AND finished_at IS NULL
-
--- name: renew_lease
--- The heartbeat. Guarded on owner and attempt so a worker whose job was rescued (its lease
--- expired and another attempt started) learns it lost the job: zero rows.
-UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
-WHERE id = :id AND state = 'running' AND attempt = :attempt AND lease_owner = :worker_id
-RETURNING cancel_requested_at
-
--- name: expired_leases
--- The lease rescuer's scan: ix_jobs_running_lease is partial on state = 'running', so this
--- reads only running jobs. SKIP LOCKED: several relays rescue in parallel without waiting
--- on each other or on a worker that is finishing the job right now.
-SELECT id FROM jobs
-WHERE state = 'running' AND lease_expires_at < now()
-ORDER BY lease_expires_at
-LIMIT :limit
-FOR UPDATE SKIP LOCKED
+SELECT (SELECT ok FROM auth) AS authorized, (SELECT ok FROM go) AS inserted,
+       (SELECT count(*) FROM new_jobs) AS jobs
 
 -- name: lock_jobs
--- The worker's batch variant of lock_job: every job of one fetched batch (or one group of
--- outcomes) under FOR UPDATE in one round trip. ORDER BY id makes every batch take its locks
--- in the same order (LockRows sits above the Sort), so two batches that share jobs queue
--- behind each other instead of deadlocking. Plain FOR UPDATE for the reason lock_job gives.
-SELECT * FROM jobs WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+-- Every generic transition reads its rows under FOR UPDATE first: concurrent writers to one
+-- job (a worker finishing, a cancel, the lease rescuer, the relay's due flip) serialise here,
+-- and the pure state machine decides on the rows as they are now. ORDER BY id makes every
+-- batch take its locks in the same order (LockRows sits above the Sort), so two batches that
+-- share jobs queue behind each other instead of deadlocking. Plain FOR UPDATE, not SKIP
+-- LOCKED: the relay holds this lock while it publishes a delayed job's message, and a worker
+-- that received that message must wait the few milliseconds rather than drop it.
+-- tenant_id scopes the gateway's lookups (another tenant's job does not exist: 404).
+SELECT * FROM jobs
+WHERE id = ANY(CAST(:ids AS uuid[]))
+  AND (CAST(:tenant_id AS text) IS NULL OR tenant_id = CAST(:tenant_id AS text))
+ORDER BY id
+FOR UPDATE
 
 -- name: save_jobs
--- The set-based save_job: one row per transition, from arrays (unnest), so the statement text
--- is the same for any batch size and stays prepared once per connection. Each row carries
--- its own guard (expected_state, expected_attempt) exactly like save_job; the caller compares
--- the row count with the rows it sent and rolls the whole batch back on a mismatch. jsonb
--- values arrive as JSON text (a jsonb[] parameter would need a per-element codec).
+-- The guarded write of any transitions, one row each, from arrays (unnest). A row is written
+-- only if the job is still in the state, attempt and sequence the transition was computed
+-- from; the caller compares the row count with the rows it sent and rolls back the whole
+-- batch on a mismatch (someone else moved a job). This is the durable twin of the state
+-- machine's own guards (jobline.core.states).
 UPDATE jobs AS j SET
     state = v.state,
     attempt = v.attempt,
@@ -119,18 +144,102 @@ FROM unnest(
     CAST(:started_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
     CAST(:lease_owners AS text[]), CAST(:lease_expires_ats AS timestamptz[]),
     CAST(:cancel_requested_ats AS timestamptz[]), CAST(:sequences AS int[]),
-    CAST(:results_json AS text[]), CAST(:last_errors_json AS text[]),
-    CAST(:errors_json AS text[]), CAST(:purge_afters AS timestamptz[]),
-    CAST(:expected_states AS text[]), CAST(:expected_attempts AS int[])
+    CAST(:results AS text[]), CAST(:last_errors AS text[]), CAST(:errors AS text[]),
+    CAST(:purge_afters AS timestamptz[]), CAST(:expected_states AS text[]),
+    CAST(:expected_attempts AS int[]), CAST(:expected_sequences AS int[])
 ) AS v(
     id, state, attempt, budget_start, run_at, started_at, finished_at, lease_owner,
     lease_expires_at, cancel_requested_at, sequence, result, last_error, errors, purge_after,
-    expected_state, expected_attempt
+    expected_state, expected_attempt, expected_sequence
 )
 WHERE j.id = v.id AND j.state = v.expected_state AND j.attempt = v.expected_attempt
+  AND j.sequence = v.expected_sequence
+
+-- name: claim_jobs
+-- The worker's claim of a fetched batch in one statement, without reading the rows first:
+-- each work message carries the job as it was written (its sequence included), the state
+-- machine decides the claim on that, and this writes the columns a claim changes (a unit
+-- test holds the list to the state machine) only where the job is still queued at that
+-- attempt and sequence. A job that changed since (a due flip, a hand-back, a duplicate of
+-- an older message) does not match; the worker then takes the locked path (lock_jobs) for
+-- it. The claim's attempt row and "started" event commit with it, only for rows claimed.
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
+        CAST(:expected_sequences AS int[]), CAST(:events AS bytea[])
+    ) WITH ORDINALITY AS v(id, attempt, sequence, expected_sequence, event, n)
+),
+claimed AS (
+    UPDATE jobs AS j SET
+        state = 'running',
+        attempt = v.attempt,
+        started_at = :now,
+        finished_at = NULL,
+        lease_owner = :worker_id,
+        lease_expires_at = :lease_expires_at,
+        sequence = v.sequence,
+        updated_at = now()
+    FROM v
+    WHERE j.id = v.id AND j.state = 'queued' AND j.attempt = v.attempt - 1
+      AND j.sequence = v.expected_sequence
+    RETURNING j.id
+),
+attempt_rows AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
+    SELECT v.id, v.attempt, :worker_id, :now FROM v JOIN claimed USING (id)
+    ON CONFLICT (job_id, attempt) DO NOTHING
+),
+events AS (
+    INSERT INTO outbox (job_id, key, available_at, topics, payloads)
+    SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
+    FROM v JOIN claimed USING (id)
+    ORDER BY v.n
+)
+SELECT id FROM claimed
+
+-- name: succeed_jobs
+-- The worker's record of succeeded attempts in one statement, decided on the job as the
+-- worker claimed it: written only where that attempt still runs under this worker's lease at
+-- the sequence of the claim (a rescued or handed-back job does not match and goes the locked
+-- way). A cancel request does not bump the sequence but cannot change a success. The
+-- "succeeded" event and the attempt's end commit with it.
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
+        CAST(:results AS text[]), CAST(:events AS bytea[])
+    ) WITH ORDINALITY AS v(id, attempt, sequence, result, event, n)
+),
+done AS (
+    UPDATE jobs AS j SET
+        state = 'succeeded',
+        finished_at = :now,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        sequence = v.sequence,
+        result = CAST(v.result AS jsonb),
+        purge_after = :purge_after,
+        updated_at = now()
+    FROM v
+    WHERE j.id = v.id AND j.state = 'running' AND j.attempt = v.attempt
+      AND j.lease_owner = :worker_id AND j.sequence = v.sequence - 1
+    RETURNING j.id
+),
+attempt_ends AS (
+    UPDATE job_attempts AS a SET finished_at = :now, outcome = 'succeeded'
+    FROM v JOIN done USING (id)
+    WHERE a.job_id = v.id AND a.attempt = v.attempt AND a.finished_at IS NULL
+),
+events AS (
+    INSERT INTO outbox (job_id, key, available_at, topics, payloads)
+    SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
+    FROM v JOIN done USING (id)
+    ORDER BY v.n
+)
+SELECT id FROM done
 
 -- name: start_attempts
--- start_attempt for a batch of claims (same ON CONFLICT reasoning).
+-- One row per attempt; ON CONFLICT because a redelivered claim that lost its race must not
+-- fail the transaction of the one that won (the guard on jobs already decided).
 INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
 SELECT * FROM unnest(
     CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
@@ -139,90 +248,89 @@ SELECT * FROM unnest(
 ON CONFLICT (job_id, attempt) DO NOTHING
 
 -- name: finish_attempts
--- finish_attempt for a batch of outcomes; error is JSON text per row (see save_jobs).
 UPDATE job_attempts AS a SET
     finished_at = v.finished_at, outcome = v.outcome, error = CAST(v.error AS jsonb)
 FROM unnest(
     CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:finished_ats AS timestamptz[]),
-    CAST(:outcomes AS text[]), CAST(:errors_json AS text[])
+    CAST(:outcomes AS text[]), CAST(:errors AS text[])
 ) AS v(job_id, attempt, finished_at, outcome, error)
 WHERE a.job_id = v.job_id AND a.attempt = v.attempt AND a.finished_at IS NULL
 
--- name: insert_outbox_rows
--- insert_outbox for any number of rows in one statement (one trigger run, one round trip,
--- one prepared statement whatever the count). WITH ORDINALITY + ORDER BY keeps the ids in
--- the order given: a job's messages (its event, then its work message) and the events of
--- consecutive transitions must leave the outbox in the order they were written.
-INSERT INTO outbox (topic, key, value, available_at, job_id)
-SELECT v.topic, v.key, v.value, v.available_at, v.job_id
-FROM unnest(
-    CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:msg_values AS bytea[]),
-    CAST(:available_ats AS timestamptz[]), CAST(:job_ids AS uuid[])
-) WITH ORDINALITY AS v(topic, key, value, available_at, job_id, n)
-ORDER BY v.n
+-- name: renew_leases
+-- The heartbeat of every attempt a worker runs, in one statement per round (the worker's
+-- lease keeper). Guarded on owner and attempt, so a worker whose job was rescued (its lease
+-- expired and another attempt started) learns it lost the job: that id is not returned.
+UPDATE jobs AS j SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[])) AS v(id, attempt)
+WHERE j.id = v.id AND j.state = 'running' AND j.attempt = v.attempt
+  AND j.lease_owner = :worker_id
+RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
 
--- name: insert_jobs
--- insert_job + insert_outbox_rows for any number of new jobs, in one statement: one round
--- trip and one prepared statement per submission, whatever its size (a batch of 1,000 was
--- 1,000 executions of insert_job). Arrays in, one row per element (unnest); jsonb values come
--- as JSON text. The outbox rows keep the given order (see insert_outbox_rows). The jobs'
--- constraints (tenant, unique schedule fire time) raise exactly as insert_job's do.
-WITH new_jobs AS (
-    INSERT INTO jobs (
-        id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
-        budget_start, backoff, timeout_seconds, run_at, created_at, updated_at, sequence,
-        schedule_id, fire_time, idempotency_key, traceparent
-    )
-    SELECT
-        v.id, v.tenant_id, v.type, v.queue, v.state, v.priority, CAST(v.payload AS jsonb),
-        CAST(v.metadata AS jsonb), v.attempt, v.max_attempts, v.budget_start,
-        CAST(v.backoff AS jsonb), v.timeout_seconds, v.run_at, v.created_at, v.created_at,
-        v.sequence, CAST(:schedule_id AS uuid), CAST(:fire_time AS timestamptz),
-        CAST(:idempotency_key AS text), v.traceparent
-    FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:tenant_ids AS text[]), CAST(:types AS text[]),
-        CAST(:queues AS text[]), CAST(:states AS text[]), CAST(:priorities AS smallint[]),
-        CAST(:payloads_json AS text[]), CAST(:metadata_json AS text[]),
-        CAST(:attempts AS int[]), CAST(:max_attempts_list AS int[]),
-        CAST(:budget_starts AS int[]), CAST(:backoffs_json AS text[]),
-        CAST(:timeouts AS float8[]), CAST(:run_ats AS timestamptz[]),
-        CAST(:created_ats AS timestamptz[]), CAST(:sequences AS int[]),
-        CAST(:traceparents AS text[])
-    ) AS v(
-        id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
-        budget_start, backoff, timeout_seconds, run_at, created_at, sequence, traceparent
-    )
-)
-INSERT INTO outbox (topic, key, value, available_at, job_id)
-SELECT m.topic, m.key, m.value, m.available_at, m.job_id
-FROM unnest(
-    CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:msg_values AS bytea[]),
-    CAST(:available_ats AS timestamptz[]), CAST(:job_ids AS uuid[])
-) WITH ORDINALITY AS m(topic, key, value, available_at, job_id, n)
-ORDER BY m.n
+-- name: record_progress
+-- A running attempt's progress in the job's metadata (GET /v1/jobs/{id} shows it). Guarded
+-- like renew_leases, so a worker that lost the job cannot overwrite the progress of the
+-- attempt that replaced it.
+UPDATE jobs SET
+    metadata = jsonb_set(metadata, '{progress}', CAST(:progress AS jsonb)),
+    updated_at = now()
+WHERE id = :id AND state = 'running' AND attempt = :attempt AND lease_owner = :worker_id
 
--- name: claim_outbox
--- The relay's claim: due rows, oldest first, through ix_outbox_due (available_at, id).
--- SKIP LOCKED lets any number of relays drain in parallel, each taking rows no other holds;
--- no cursor over ids, so a transaction that commits late is simply picked up later.
-SELECT id, topic, key, value, job_id FROM outbox
-WHERE available_at <= now()
-ORDER BY available_at, id
+-- name: expired_leases
+-- The lease rescuer's scan: ix_jobs_running_lease is partial on state = 'running', so this
+-- reads only running jobs. SKIP LOCKED: several relays rescue in parallel without waiting
+-- on each other or on a worker that is finishing the job right now.
+SELECT id FROM jobs
+WHERE state = 'running' AND lease_expires_at < now()
+ORDER BY lease_expires_at
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
 
--- name: delete_outbox
--- After the broker acknowledged every message of the batch. The rows are still locked by
--- this transaction, so nobody else published them meanwhile.
-DELETE FROM outbox WHERE id = ANY(:ids)
+-- ==== outbox ===========================================================================
 
--- name: delayed_jobs_of_batch
--- Jobs whose delayed work message is being published now: they become queued in the same
--- transaction (scheduled | retrying -> queued). Locked so the flip and the publish commit
--- together.
-SELECT * FROM jobs
-WHERE id = ANY(:ids) AND state IN ('scheduled', 'retrying')
-FOR UPDATE
+-- name: insert_outbox
+-- Outbox rows of generic transitions (flat messages folded per row, as in insert_jobs).
+-- The statement-level trigger notifies the relays once per statement.
+INSERT INTO outbox (job_id, key, available_at, due_attempt, topics, payloads)
+SELECT r.job_id, r.key, r.available_at, r.due_attempt, m.topics, m.payloads
+FROM unnest(
+    CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
+    CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[])
+) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, n)
+JOIN (
+    SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
+           array_agg(msg.payload ORDER BY msg.n) AS payloads
+    FROM unnest(
+        CAST(:msg_rows AS int[]), CAST(:msg_topics AS text[]), CAST(:msg_payloads AS bytea[])
+    ) WITH ORDINALITY AS msg(row_n, topic, payload, n)
+    GROUP BY msg.row_n
+) AS m ON m.row_n = r.n
+ORDER BY r.n
+
+-- name: take_outbox
+-- The relay's claim: due rows, oldest first, deleted in the transaction that stays open
+-- while they are published (a failed publish rolls the delete back; a crash after the
+-- broker took them but before the commit re-publishes: duplicates, never losses).
+-- * ix_outbox_available_at_id yields rows in claim order, so the scan stops after :limit.
+-- * SKIP LOCKED lets any number of relays drain in parallel, each taking rows no other
+--   holds; no cursor over ids, so a transaction that commits late is simply picked up later.
+-- * NOT EXISTS keeps each job's messages in order across relays: a row waits while an
+--   older due row of its job is still here (maybe being published by another relay right
+--   now), through ix_outbox_job_id_id. Older rows not yet due (a retry's delayed work
+--   message) do not hold back the job's later events.
+-- RETURNING gives no order: the caller sorts by (available_at, id).
+WITH due AS (
+    SELECT o.id FROM outbox AS o
+    WHERE o.available_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox AS older
+          WHERE older.job_id = o.job_id AND older.id < o.id AND older.available_at <= now()
+      )
+    ORDER BY o.available_at, o.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM outbox AS o USING due WHERE o.id = due.id
+RETURNING o.id, o.job_id, o.key, o.available_at, o.due_attempt, o.topics, o.payloads
 
 -- name: outbox_backlog
 -- For the relay's gauges: rows due now and the age of the oldest.
@@ -230,54 +338,42 @@ SELECT count(*) AS due, EXTRACT(EPOCH FROM (now() - min(available_at))) AS oldes
 FROM outbox WHERE available_at <= now()
 
 -- name: outbox_next_due
--- When an idle relay should look again: seconds until the earliest row that is not yet due
--- (a delayed job's run_at, a retry's backoff). Reads the first entry of ix_outbox_available_at_id
--- past now(), so it costs one index probe however long the backlog. The database's clock
--- decides, like claim_outbox does, so the relay's own clock skew does not matter.
+-- When an idle relay should look again (at start, after a reconnect, on the poll): seconds
+-- until the earliest row that is not yet due. Reads the first entry of
+-- ix_outbox_available_at_id past now(): one index probe however long the backlog. The
+-- database's clock decides, like take_outbox does, so the relay's clock skew does not matter.
 SELECT EXTRACT(EPOCH FROM (min(available_at) - now())) AS seconds
 FROM outbox WHERE available_at > now()
 
--- name: claim_due_schedules
--- The scheduler's claim (outbox-relay/scheduler.py): schedules whose next planned time has
--- come, oldest first, through the partial index ix_schedules_due (next_fire_at WHERE NOT paused
--- AND next_fire_at IS NOT NULL), so paused and finished schedules cost nothing and the scan
--- stops after :limit unlocked rows. SKIP LOCKED lets any number of relays fire in parallel,
--- each taking schedules no other holds; the lock is held until the fired jobs and the new
--- next_fire_at commit together, so a schedule is never planned twice from the same state.
--- now() is returned so the planner uses the database's clock, the one that decided "due".
-SELECT *, now() AS db_now FROM schedules
-WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= now()
-ORDER BY next_fire_at
-LIMIT :limit
-FOR UPDATE SKIP LOCKED
+-- ==== keys, tenants, policies ==========================================================
 
--- name: schedule_has_active_job
--- overlap_policy skip_if_running: is a job of this schedule unfinished? ix_jobs_schedule_created
--- leads with schedule_id, so this reads only this schedule's jobs (and stops at the first hit).
-SELECT EXISTS (
-    SELECT 1 FROM jobs
-    WHERE schedule_id = :schedule_id AND state IN ('queued', 'scheduled', 'running', 'retrying')
-) AS active
+-- name: ensure_tenant
+INSERT INTO tenants (id, name) VALUES (:id, :name) ON CONFLICT (id) DO NOTHING
 
--- name: schedule_type_policy
--- The tenant's defaults for the template's job type (primary-key probe), applied to a fired
--- job the way the gateway applies them to a submitted one.
-SELECT max_attempts, backoff FROM job_type_policies
-WHERE tenant_id = :tenant_id AND type = :type
+-- name: insert_key
+INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes, expires_at)
+VALUES (:id, :tenant_id, :name, :prefix, :key_hash, :scopes, :expires_at)
+RETURNING id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
 
--- name: advance_schedule
--- Written in the claim's transaction, with the schedule's row still locked by it. The fired
--- jobs and this move commit together: a crash before the commit fires again from the old
--- next_fire_at, and UNIQUE (schedule_id, fire_time) on jobs turns any repeat into a no-op.
-UPDATE schedules SET
-    next_fire_at = :next_fire_at,
-    last_fired_at = coalesce(:last_fired_at, last_fired_at),
-    updated_at = now()
-WHERE id = :id
+-- name: list_keys
+SELECT id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
+FROM api_keys
+WHERE CAST(:tenant_id AS text) IS NULL OR tenant_id = CAST(:tenant_id AS text)
+ORDER BY created_at, id
 
--- name: schedules_next_due
--- When an idle scheduler should look again: seconds until the earliest unpaused next_fire_at.
--- min() over the partial index ix_schedules_due is its first entry: one index probe. The
--- database's clock decides, as in the claim, so the relay's own clock skew does not matter.
-SELECT EXTRACT(EPOCH FROM (min(next_fire_at) - now())) AS seconds
-FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL
+-- name: revoke_key
+-- NOTIFY through the api_keys trigger: every gateway drops its cached copy of the key.
+UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = :id
+RETURNING id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
+
+-- name: key_by_prefix
+-- The authentication lookup: api_keys.prefix is unique (its index is this probe); the hash
+-- is compared in constant time by the caller.
+SELECT id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at,
+       key_hash
+FROM api_keys WHERE prefix = :prefix
+
+-- name: type_policies
+-- A tenant's stored defaults for the given job types (one primary-key probe each).
+SELECT type, max_attempts, backoff FROM job_type_policies
+WHERE tenant_id = :tenant_id AND type = ANY(CAST(:types AS text[]))

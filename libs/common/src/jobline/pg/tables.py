@@ -45,6 +45,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import TextClause
 
+from jobline.core.job import AttemptOutcome, JobState
+from jobline.core.schedules import MisfirePolicy, OverlapPolicy
+
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -55,22 +58,13 @@ NAMING_CONVENTION: Final = {
 
 metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
 
-# Allowed values of the CHECK-constrained text columns. The state machine owns the meaning;
-# these tuples only keep the database from accepting a typo.
-JOB_STATES: Final = ("scheduled", "queued", "running", "retrying", "succeeded", "dead", "cancelled")
-ATTEMPT_OUTCOMES: Final = (
-    "succeeded",
-    "failed",
-    "timeout",
-    "lease_expired",
-    "cancelled",
-    "handed_back",
-)
-MISFIRE_POLICIES: Final = ("skip", "fire_once", "catch_up")
-OVERLAP_POLICIES: Final = ("allow", "skip_if_running")
-
-# The channel the outbox trigger notifies (created in migration 0001).
-OUTBOX_CHANNEL: Final = "jobline_outbox"
+# Allowed values of the CHECK-constrained text columns, taken from the enums that own their
+# meaning. The migrations write them literally (a migration must not change with the code);
+# the migration test compares the migrated CHECK constraints with these.
+JOB_STATES: Final = tuple(s.value for s in JobState)
+ATTEMPT_OUTCOMES: Final = tuple(o.value for o in AttemptOutcome)
+MISFIRE_POLICIES: Final = tuple(p.value for p in MisfirePolicy)
+OVERLAP_POLICIES: Final = tuple(p.value for p in OverlapPolicy)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -287,20 +281,25 @@ outbox: Final = Table(
     "outbox",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("topic", Text, nullable=False),  # logical: "jobs.default", "events", "jobs.dlq"
+    # For per-job ordering, tracing and tests; no foreign key, so the hot insert path checks
+    # nothing and purging a job never waits on its unpublished rows.
+    Column("job_id", Uuid),
     Column("key", Text),
-    Column("value", LargeBinary, nullable=False),
-    Column("headers", JSONB, nullable=False, server_default=_EMPTY_OBJECT),
     # When the relay may publish the row: delays (run_at, retry backoff) live here.
     Column("available_at", DateTime(timezone=True), nullable=False, server_default=_now()),
     _created_at(),
-    # For tracing and tests only; no foreign key, so the hot insert path checks nothing and
-    # purging a job never waits on its unpublished rows.
-    Column("job_id", Uuid),
+    # The messages of one transition that fall due together, in order: logical topics
+    # ("events", "jobs.<queue>", "jobs.dlq") and their values, one each.
+    Column("topics", ARRAY(Text), nullable=False),
+    Column("payloads", ARRAY(LargeBinary), nullable=False),
+    # A delayed work message for this attempt: publishing it makes the job queued.
+    Column("due_attempt", Integer),
     # The relay's claim: WHERE available_at <= now() ORDER BY available_at, id LIMIT n
     # FOR UPDATE SKIP LOCKED. The index yields rows in claim order, so the scan stops after
     # n unlocked due rows instead of sorting the whole backlog.
     Index("ix_outbox_available_at_id", "available_at", "id"),
+    # The claim's per-job order check: is an older due row of this job still here?
+    Index("ix_outbox_job_id_id", "job_id", "id"),
 )
 
 job_type_policies: Final = Table(

@@ -1,14 +1,22 @@
-"""``/healthz`` (the process is alive) and ``/readyz`` (its dependencies answer)."""
+"""``/healthz`` (the process is alive), ``/readyz`` (its dependencies answer), ``/metrics``.
+
+Plain Starlette routes, so a service without FastAPI (the worker) serves them too; a FastAPI
+app gets them as documented API routes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from jobline.core.errors import DependencyUnavailable
+from jobline.observe.metrics import REGISTRY, render
 
 Check = Callable[[], Awaitable[None]]
 
@@ -34,20 +42,14 @@ async def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, str]]
     return all(r == "ok" for r in results), report
 
 
-def router(checks: Mapping[str, Check]) -> APIRouter:
-    routes = APIRouter(tags=["health"])
+def add_standard_routes(app: Starlette, checks: Mapping[str, Check]) -> None:
+    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
 
-    @routes.get("/healthz", summary="Liveness: the process answers.")
-    async def healthz() -> dict[str, str]:
+    async def healthz(_: Request) -> JSONResponse:
         """Liveness: the process answers."""
-        return {"status": "ok"}
+        return JSONResponse({"status": "ok"})
 
-    @routes.get(
-        "/readyz",
-        summary="Readiness: PostgreSQL and the broker answer.",
-        responses={503: {"description": "A dependency is unreachable."}},
-    )
-    async def readyz() -> JSONResponse:
+    async def readyz(_: Request) -> JSONResponse:
         """Readiness: PostgreSQL and the broker answer."""
         ok, report = await run_checks(checks)
         return JSONResponse(
@@ -55,4 +57,25 @@ def router(checks: Mapping[str, Check]) -> APIRouter:
             status_code=200 if ok else 503,
         )
 
-    return routes
+    async def metrics(_: Request) -> Response:
+        return Response(render(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    documented: Any = getattr(app, "add_api_route", None)  # FastAPI: into the OpenAPI too
+    for path, endpoint, summary in (
+        ("/healthz", healthz, "Liveness: the process answers."),
+        ("/readyz", readyz, "Readiness: PostgreSQL and the broker answer."),
+    ):
+        if documented is not None:
+            documented(
+                path,
+                endpoint,
+                methods=["GET"],
+                summary=summary,
+                tags=["health"],
+                responses={503: {"description": "A dependency is unreachable."}}
+                if path == "/readyz"
+                else None,
+            )
+        else:
+            app.add_route(path, endpoint, methods=["GET"])
+    app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)

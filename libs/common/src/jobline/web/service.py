@@ -1,6 +1,6 @@
-"""What every service process does: settings, logging, the standard routes, uvicorn.
+"""What every service process does: settings, logging, the readiness checks, uvicorn.
 
-Background work (the relay loop, the consumer) runs inside the FastAPI lifespan, so
+Background work (the relay loop, the consumer) runs inside the ASGI app's lifespan, so
 uvicorn's SIGTERM handling drains HTTP first and then the lifespan's exit stops the work
 cleanly; the process exits 0.
 """
@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI
 from pydantic_settings import BaseSettings
+from starlette.applications import Starlette
 
 from jobline.broker.kafka import check_broker
 from jobline.core.errors import ConfigError
-from jobline.observe import logs, metrics
+from jobline.observe import logs
 from jobline.pg.db import check_database
 from jobline.settings import (
     DatabaseSettings,
@@ -44,12 +44,7 @@ def dependency_checks(db: DatabaseSettings, kafka: KafkaSettings) -> dict[str, h
     return {"database": database, "broker": broker}
 
 
-def add_standard_routes(app: FastAPI, checks: Mapping[str, health.Check]) -> None:
-    app.include_router(health.router(checks))
-    app.include_router(metrics.router())
-
-
-def serve(app: FastAPI | str, host: str, port: int, **kwargs: Any) -> None:
+def serve(app: Starlette | str, host: str, port: int, **kwargs: Any) -> None:
     """Run ``app`` until SIGINT/SIGTERM, then exit 0; ``log_config=None`` keeps our logging.
 
     uvicorn drains HTTP and runs the lifespan's shutdown on SIGTERM, then re-raises the signal
@@ -65,7 +60,7 @@ def serve(app: FastAPI | str, host: str, port: int, **kwargs: Any) -> None:
 def run(
     name: str,
     settings_class: type[S],
-    create_app: Callable[[S], FastAPI],
+    create_app: Callable[[S], Starlette],
     port: Callable[[S], int],
 ) -> None:
     """A service's ``main()``: settings (or one line and exit 2), logging, HTTP until SIGTERM."""

@@ -1,0 +1,86 @@
+-- The gateway's own statements (reads for the API, idempotency keys, schedules). Job writes
+-- go through jobline.pg (the state machine's guarded path). Every statement is scoped by
+-- tenant_id: another tenant's row is simply not found (404, never 403).
+
+-- name: get_job
+-- Primary-key probe; the tenant condition makes another tenant's id a miss.
+SELECT * FROM jobs WHERE id = :id AND tenant_id = :tenant_id
+
+-- name: job_exists
+SELECT EXISTS (SELECT 1 FROM jobs WHERE id = :id AND tenant_id = :tenant_id)
+
+-- name: job_attempts
+-- The primary key (job_id, attempt) is also this listing's index.
+SELECT attempt, worker_id, started_at, finished_at, outcome, error
+FROM job_attempts WHERE job_id = :job_id ORDER BY attempt
+
+-- name: stored_key
+-- An Idempotency-Key's stored answer, read after the insert found the key taken: under READ
+-- COMMITTED this new statement sees the winner's committed row.
+SELECT request_hash, job_ids, response FROM idempotency_keys
+WHERE tenant_id = :tenant_id AND key = :key
+
+-- name: purge_idempotency_keys
+-- Expired keys, oldest first via ix_idempotency_keys_expires_at. Replicas purging at once
+-- split the rows instead of queueing on each other (SKIP LOCKED).
+DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (
+    SELECT tenant_id, key FROM idempotency_keys
+    WHERE expires_at < now()
+    ORDER BY expires_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+
+-- name: insert_schedule
+-- uq_schedules_tenant_id_name makes a second schedule of the same name a unique violation
+-- (409).
+INSERT INTO schedules (
+    tenant_id, name, cron, timezone, interval_seconds, job_template, misfire_policy,
+    catch_up_limit, overlap_policy, paused, start_at, end_at, next_fire_at
+) VALUES (
+    :tenant_id, :name, :cron, :timezone, :interval_seconds, :job_template, :misfire_policy,
+    :catch_up_limit, :overlap_policy, :paused, :start_at, :end_at, :next_fire_at
+)
+RETURNING *
+
+-- name: list_schedules
+-- Keyset on name: uq_schedules_tenant_id_name (tenant_id, name) is this listing's index.
+SELECT * FROM schedules
+WHERE tenant_id = :tenant_id
+  AND (CAST(:name AS text) IS NULL OR name = CAST(:name AS text))
+  AND (CAST(:after AS text) IS NULL OR name > CAST(:after AS text))
+ORDER BY name
+LIMIT :limit
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = :id AND tenant_id = :tenant_id
+
+-- name: lock_schedule
+-- Rows are changed under FOR UPDATE, which also waits for a relay firing the schedule.
+SELECT * FROM schedules WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE
+
+-- name: update_schedule
+UPDATE schedules SET
+    name = :name, cron = :cron, timezone = :timezone, interval_seconds = :interval_seconds,
+    job_template = :job_template, misfire_policy = :misfire_policy,
+    catch_up_limit = :catch_up_limit, overlap_policy = :overlap_policy, start_at = :start_at,
+    end_at = :end_at, paused = :paused, next_fire_at = :next_fire_at, updated_at = now()
+WHERE id = :id
+RETURNING *
+
+-- name: set_schedule_paused
+UPDATE schedules SET paused = :paused, next_fire_at = :next_fire_at, updated_at = now()
+WHERE id = :id
+RETURNING *
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = :id AND tenant_id = :tenant_id RETURNING id
+
+-- name: schedule_jobs
+-- UNIQUE (schedule_id, fire_time) is also this listing's index, read backwards; fire_time is
+-- unique within the schedule, so it alone is the keyset.
+SELECT * FROM jobs
+WHERE schedule_id = :schedule_id AND fire_time IS NOT NULL
+  AND (CAST(:before AS timestamptz) IS NULL OR fire_time < CAST(:before AS timestamptz))
+ORDER BY fire_time DESC
+LIMIT :limit
