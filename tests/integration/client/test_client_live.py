@@ -10,7 +10,6 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from jobline.api import JobState
 from jobline.client import (
@@ -41,15 +40,9 @@ class LoseFirstAnswer(httpx.BaseTransport):
         return response
 
 
-async def _jobs_with_key(engine, key: str) -> int:
-    async with engine.connect() as conn:
-        return int(
-            (
-                await conn.execute(
-                    text("SELECT count(*) FROM jobs WHERE idempotency_key = :k"), {"k": key}
-                )
-            ).scalar_one()
-        )
+async def _jobs_with_key(db, key: str) -> int:
+    async with db.connection() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE idempotency_key = $1", key))
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ def gateway(stack):
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key_and_makes_one_job(
-    gateway, make_api_key, engine
+    gateway, make_api_key, db
 ):
     transport = LoseFirstAnswer()
     key = await make_api_key()
@@ -67,7 +60,7 @@ async def test_a_lost_answer_is_retried_with_the_same_key_and_makes_one_job(
     assert len(transport.sent) == 2
     [first, second] = (r.headers["idempotency-key"] for r in transport.sent)
     assert first == second
-    assert await _jobs_with_key(engine, first) == 1  # the retry was replayed, not re-run
+    assert await _jobs_with_key(db, first) == 1  # the retry was replayed, not re-run
     assert job.status is JobState.QUEUED
 
 
@@ -149,7 +142,7 @@ async def test_wait_events_pages_batches_and_keys_against_the_running_stack(
                 await c.list_jobs()
 
 
-async def test_the_overhead_script_measures_real_submissions(gateway, make_api_key, engine):
+async def test_the_overhead_script_measures_real_submissions(gateway, make_api_key, db):
     from jobline.client import overhead
 
     key = await make_api_key()
@@ -157,14 +150,10 @@ async def test_the_overhead_script_measures_real_submissions(gateway, make_api_k
     print(f"client overhead against a gateway process: {figures}")
     assert figures["mode"] == "gateway"
     assert figures["client_cpu_us_per_submit"] > 0
-    async with engine.connect() as conn:
-        made = (
-            await conn.execute(
-                text(
-                    "SELECT count(*) FROM jobs j JOIN api_keys k ON k.tenant_id = j.tenant_id"
-                    " WHERE k.prefix = :p"
-                ),
-                {"p": key.split("_")[1]},
-            )
-        ).scalar_one()
+    async with db.connection() as conn:
+        made = await conn.fetchval(
+            "SELECT count(*) FROM jobs j JOIN api_keys k ON k.tenant_id = j.tenant_id"
+            " WHERE k.prefix = $1",
+            key.split("_")[1],
+        )
     assert made >= 2 * 300  # both clients really submitted (after their warm-ups)
