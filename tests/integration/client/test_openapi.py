@@ -84,7 +84,7 @@ async def _schemathesis(
         text=True,
         timeout=900,
         check=False,
-        cwd=ROOT,
+        cwd=config.parent,  # its cache folder (.schemathesis) goes there, not into the repo
         env={
             **os.environ,
             "PYTHONPATH": str(ROOT),
