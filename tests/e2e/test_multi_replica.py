@@ -40,7 +40,8 @@ from jobline.core.apikeys import ALL_SCOPES
 from jobline.pg import db, keystore, migrate
 from jobline.settings import DatabaseSettings, KafkaSettings
 from tests.conftest import broker_tuning, with_database
-from tests.integration.worker.support import (
+from tests.stack import Stack, running_stack
+from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
     WORKER_ENV,
@@ -49,7 +50,6 @@ from tests.integration.worker.support import (
     event_data,
     metric_value,
 )
-from tests.stack import Stack, running_stack
 
 JOBS = int(os.environ.get("JOBLINE_SCALE_JOBS", "10000"))
 GATEWAYS, RELAYS, WORKERS = 2, 3, 4

@@ -38,7 +38,8 @@ from jobline.core import topics
 from jobline.pg import db, migrate
 from jobline.settings import DatabaseSettings, KafkaSettings
 from tests.conftest import broker_tuning, with_database
-from tests.integration.worker.support import (
+from tests.stack import Stack, running_stack
+from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
     WORKER_ENV,
@@ -46,7 +47,6 @@ from tests.integration.worker.support import (
     TopicReader,
     event_data,
 )
-from tests.stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[2]
 PER_STEP = 300

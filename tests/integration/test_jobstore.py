@@ -63,10 +63,12 @@ async def load(db: Database, job_id) -> Job:
 
 async def outbox_rows(db: Database, job_id) -> list[Any]:
     async with db.connection() as conn:
-        return await conn.fetch(
-            "SELECT topics, payloads, available_at, due_attempt FROM outbox"
-            " WHERE job_id = $1 ORDER BY id",
-            job_id,
+        return list(
+            await conn.fetch(
+                "SELECT topics, payloads, available_at, due_attempt FROM outbox"
+                " WHERE job_id = $1 ORDER BY id",
+                job_id,
+            )
         )
 
 

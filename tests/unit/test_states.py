@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -86,7 +87,7 @@ def event_types(messages) -> list[str]:
 def fitting(name: str, job: Job) -> Event:
     """Event ``name`` as the job's current attempt and lease would send it."""
     owner = job.lease_owner or "w1"
-    return {
+    make: dict[str, Any] = {
         "Due": lambda: Due(job.attempt + 1),
         "Claim": lambda: Claim(job.attempt + 1, "w2", 30),
         "Succeed": lambda: Succeed(job.attempt, owner),
@@ -96,7 +97,9 @@ def fitting(name: str, job: Job) -> Event:
         "Cancelled": lambda: Cancelled(job.attempt, owner),
         "Redrive": Redrive,
         "HandBack": lambda: HandBack(job.attempt, owner),
-    }[name]()
+    }
+    event: Event = make[name]()
+    return event
 
 
 NAMES = ["Due", "Claim", "Succeed", "Fail", "LeaseExpired", "Cancel", "Cancelled", "Redrive",
@@ -409,8 +412,8 @@ event_strategy = st.tuples(
 )
 
 
-def addressed(name: str, how: str, job: Job) -> Event:
-    event = fitting(name, job)
+def addressed(name: str, how: str, job: Job) -> Any:
+    event: Any = fitting(name, job)
     if how == "fit" or not hasattr(event, "attempt"):
         return event
     if how == "stranger":

@@ -12,16 +12,18 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
-from jobline.core.apikeys import TENANT_RE
+from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut
+from jobline.core.apikeys import TENANT_RE, Scope
 from jobline.pg import keystore
 from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway.deps import Db, KnownQuery, Operator
-from jobline_gateway.schemas import KeyCreated, KeyIn, KeyList, KeyOut
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], dependencies=[KnownQuery])
 
 
-@router.post("", status_code=201, response_model=KeyCreated, responses=responses())
+@router.post(
+    "", operation_id="createKey", status_code=201, response_model=KeyCreated, responses=responses()
+)
 async def create_key(body: KeyIn, _: Operator, db: Db) -> Any:
     """Create an API key for a tenant; the response is the only time the key is shown."""
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
@@ -43,13 +45,13 @@ async def create_key(body: KeyIn, _: Operator, db: Db) -> Any:
             conn,
             tenant_id=body.tenant,
             name=body.name,
-            scopes=frozenset(body.scopes),
+            scopes=frozenset(map(Scope, body.scopes)),
             expires_at=body.expires_at,
         )
     return KeyCreated(**KeyOut.of(record).model_dump(), key=plaintext)
 
 
-@router.get("", response_model=KeyList, responses=responses())
+@router.get("", operation_id="listKeys", response_model=KeyList, responses=responses())
 async def list_keys(
     _: Operator,
     db: Db,
@@ -63,7 +65,9 @@ async def list_keys(
     return KeyList(keys=[KeyOut.of(r) for r in records])
 
 
-@router.delete("/{key_id}", response_model=KeyOut, responses=responses(404))
+@router.delete(
+    "/{key_id}", operation_id="revokeKey", response_model=KeyOut, responses=responses(404)
+)
 async def revoke_key(key_id: UUID, _: Operator, db: Db, request: Request) -> Any:
     """Revoke an API key; it stops working on the next request."""
     async with db.connection() as conn:

@@ -17,6 +17,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import State
 
+from jobline.api.fields import QUEUE_PATTERN, TYPE_PATTERN, Timestamp
+from jobline.api.jobs import AttemptList, AttemptOut, BatchIn, BatchOut, JobOut, JobPage, JobSpec
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import JobState
 from jobline.core.states import Cancel, Event, Redrive
@@ -27,18 +29,6 @@ from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway import store, submission
 from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
-from jobline_gateway.schemas import (
-    QUEUE_PATTERN,
-    TYPE_PATTERN,
-    AttemptList,
-    AttemptOut,
-    BatchIn,
-    BatchOut,
-    JobOut,
-    JobPage,
-    JobSpec,
-    Timestamp,
-)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[KnownQuery])
 
@@ -104,6 +94,7 @@ async def _accept(
 
 @router.post(
     "",
+    operation_id="submitJob",
     status_code=201,
     response_model=JobOut,
     responses={200: {"model": JobOut, **_REPLAY_DOC}, **responses(409)},
@@ -133,6 +124,7 @@ async def submit_job(
 
 @router.post(
     "/batch",
+    operation_id="submitBatch",
     status_code=201,
     response_model=BatchOut,
     responses={200: {"model": BatchOut, **_REPLAY_DOC}, **responses(409)},
@@ -160,7 +152,7 @@ async def submit_batch(
     return JSONResponse({"jobs": accepted.jobs}, status_code=201)
 
 
-@router.get("", response_model=JobPage, responses=responses())
+@router.get("", operation_id="listJobs", response_model=JobPage, responses=responses())
 async def list_jobs(
     *,
     principal: Reader,
@@ -206,7 +198,11 @@ async def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=responses(404))
+# `:uuid`: a segment that is no UUID (GET /v1/jobs/batch) matches no job route, so a method
+# the path does not declare is a 405, not a 422 about job_id.
+@router.get(
+    "/{job_id:uuid}", operation_id="getJob", response_model=JobOut, responses=responses(404)
+)
 async def get_job(job_id: UUID, principal: Reader, db: Db) -> Any:
     """A job: status, attempts, timings, last error and result."""
     async with db.connection() as conn:
@@ -216,7 +212,12 @@ async def get_job(job_id: UUID, principal: Reader, db: Db) -> Any:
     return JobOut.of(job)
 
 
-@router.get("/{job_id}/attempts", response_model=AttemptList, responses=responses(404))
+@router.get(
+    "/{job_id}/attempts",
+    operation_id="listAttempts",
+    response_model=AttemptList,
+    responses=responses(404),
+)
 async def list_attempts(job_id: UUID, principal: Reader, db: Db) -> Any:
     """Each attempt of a job: worker, start, end, outcome and error."""
     async with db.connection() as conn:
@@ -226,13 +227,23 @@ async def list_attempts(job_id: UUID, principal: Reader, db: Db) -> Any:
     return AttemptList(attempts=[AttemptOut(**dict(r)) for r in rows])
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
+@router.post(
+    "/{job_id}/cancel",
+    operation_id="cancelJob",
+    response_model=JobOut,
+    responses=responses(404, 409),
+)
 async def cancel_job(job_id: UUID, principal: Writer, db: Db) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
     return await _apply(db, principal.tenant_id, job_id, Cancel())
 
 
-@router.post("/{job_id}/redrive", response_model=JobOut, responses=responses(404, 409))
+@router.post(
+    "/{job_id}/redrive",
+    operation_id="redriveJob",
+    response_model=JobOut,
+    responses=responses(404, 409),
+)
 async def redrive_job(job_id: UUID, principal: Writer, db: Db) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
     return await _apply(db, principal.tenant_id, job_id, Redrive())

@@ -57,7 +57,8 @@ class RequestMetrics:
             await self.app(scope, receive, counting_send)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            template = template or "unmatched"
             REQUESTS.labels(template, scope.get("method", ""), str(status)).inc()
 
 

@@ -28,6 +28,21 @@ import asyncpg
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
+from jobline.api.fields import Timestamp
+from jobline.api.jobs import JobOut
+from jobline.api.schedules import (
+    MAX_PREVIEW,
+    FireTime,
+    NextFires,
+    ScheduledJobOut,
+    ScheduledJobPage,
+    ScheduleIn,
+    ScheduleLinks,
+    ScheduleName,
+    ScheduleOut,
+    SchedulePage,
+    SchedulePatch,
+)
 from jobline.core import jobdefaults
 from jobline.core.errors import InvalidSchedule
 from jobline.core.schedules import (
@@ -42,20 +57,6 @@ from jobline.pg.jobstore import job_from_row
 from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.deps import CatalogDep, Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
-from jobline_gateway.schedule_schemas import (
-    MAX_PREVIEW,
-    FireTime,
-    NextFires,
-    ScheduledJobOut,
-    ScheduledJobPage,
-    ScheduleIn,
-    ScheduleLinks,
-    ScheduleName,
-    ScheduleOut,
-    SchedulePage,
-    SchedulePatch,
-)
-from jobline_gateway.schemas import JobOut, Timestamp
 from jobline_gateway.settings import Settings
 from jobline_gateway.store import SQL
 
@@ -74,7 +75,13 @@ CursorParam = Annotated[
 # --- routes -------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, response_model=ScheduleOut, responses=responses(409))
+@router.post(
+    "",
+    operation_id="createSchedule",
+    status_code=201,
+    response_model=ScheduleOut,
+    responses=responses(409),
+)
 async def create_schedule(
     body: ScheduleIn,
     principal: ScheduleWriter,
@@ -122,7 +129,7 @@ async def create_schedule(
     )
 
 
-@router.get("", response_model=SchedulePage, responses=responses())
+@router.get("", operation_id="listSchedules", response_model=SchedulePage, responses=responses())
 async def list_schedules(
     *,
     principal: Reader,
@@ -152,7 +159,12 @@ async def list_schedules(
     )
 
 
-@router.get("/{schedule_id}", response_model=ScheduleOut, responses=responses(404))
+@router.get(
+    "/{schedule_id}",
+    operation_id="getSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404),
+)
 async def get_schedule(schedule_id: UUID, principal: Reader, db: Db) -> Any:
     """A schedule: its timing, job template, policies and next planned fire time."""
     async with db.connection() as conn:
@@ -160,7 +172,12 @@ async def get_schedule(schedule_id: UUID, principal: Reader, db: Db) -> Any:
     return _out(row)
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleOut, responses=responses(404, 409))
+@router.patch(
+    "/{schedule_id}",
+    operation_id="updateSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404, 409),
+)
 async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     schedule_id: UUID,
     body: SchedulePatch,
@@ -212,7 +229,9 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     return _out(updated)
 
 
-@router.delete("/{schedule_id}", status_code=204, responses=responses(404))
+@router.delete(
+    "/{schedule_id}", operation_id="deleteSchedule", status_code=204, responses=responses(404)
+)
 async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Response:
     """Delete a schedule; the jobs it created stay (no longer linked to it)."""
     async with db.connection() as conn:
@@ -224,7 +243,12 @@ async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) 
     return Response(status_code=204)
 
 
-@router.post("/{schedule_id}/pause", response_model=ScheduleOut, responses=responses(404))
+@router.post(
+    "/{schedule_id}/pause",
+    operation_id="pauseSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404),
+)
 async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Any:
     """Stop firing (idempotent); the pending fire time is kept for resume."""
     async with db.transaction() as conn:
@@ -237,7 +261,12 @@ async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -
     return _out(updated)
 
 
-@router.post("/{schedule_id}/resume", response_model=ScheduleOut, responses=responses(404))
+@router.post(
+    "/{schedule_id}/resume",
+    operation_id="resumeSchedule",
+    response_model=ScheduleOut,
+    responses=responses(404),
+)
 async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Any:
     """Fire again from now (idempotent): times missed while paused run as the misfire
     policy says (`skip`/`fire_once`: one, `catch_up`: up to `catch_up_limit`)."""
@@ -253,7 +282,12 @@ async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) 
     return _out(updated)
 
 
-@router.get("/{schedule_id}/next", response_model=NextFires, responses=responses(404))
+@router.get(
+    "/{schedule_id}/next",
+    operation_id="listScheduleFireTimes",
+    response_model=NextFires,
+    responses=responses(404),
+)
 async def next_fire_times(
     schedule_id: UUID,
     principal: Reader,
@@ -277,7 +311,12 @@ async def next_fire_times(
     )
 
 
-@router.get("/{schedule_id}/jobs", response_model=ScheduledJobPage, responses=responses(404))
+@router.get(
+    "/{schedule_id}/jobs",
+    operation_id="listScheduleJobs",
+    response_model=ScheduledJobPage,
+    responses=responses(404),
+)
 async def schedule_jobs(
     *,
     schedule_id: UUID,

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 import orjson
 
+from jobline.api.jobs import JobOut, JobSpec
 from jobline.core import jobdefaults, states
 from jobline.core.job import Job, JobState
 from jobline.core.jobdefaults import JobDefaults, TypePolicy
@@ -28,7 +29,6 @@ from jobline.web.problems import FieldError, ProblemError
 from jobline_gateway import store
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.deps import revoked
-from jobline_gateway.schemas import JobOut, JobSpec
 
 
 @dataclass(frozen=True, slots=True)
