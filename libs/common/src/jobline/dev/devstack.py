@@ -242,6 +242,8 @@ def _write_state(data_dir: Path, endpoints: Endpoints) -> None:
         "database_url": endpoints.database_url,
         "kafka_bootstrap": endpoints.kafka_bootstrap,
         "topic_prefix": endpoints.topic_prefix,
+        # Where the CLI and the client find the services (jobline.client.config reads it).
+        "urls": {spec.name: spec.url for spec in SERVICES},
     }
     state_path(data_dir).write_text(json.dumps(state, indent=2) + "\n")
 
