@@ -202,6 +202,7 @@ async def latency(run: Bench, queue: str, rate: int, clients: int) -> dict[str, 
             "last_start_after_last_send_ms": round(
                 (max(starts.values()) - finished_sending) * 1000, 1
             ),
+            "p50_stages_ms": await _stages(run, sent),
         }
     figures["cpu_ms_per_job"] = _cpu_figures(used, max(len(sent), 1))
     return figures
@@ -221,6 +222,23 @@ async def _started(run: Bench, ids: list[str], timeout: float) -> dict[str, floa
         if len(found) >= len(ids) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.5)
+
+
+async def _stages(run: Bench, sent: dict[str, float]) -> dict[str, float]:
+    """Where a job's latency goes, p50 of each stage in ms: the gateway's stamp of the job
+    (created_at) and the worker's stamp of its claim (started_at) split the path."""
+    rows = await run.fetch(
+        "SELECT id::text AS id, extract(epoch FROM created_at)::float8 AS created,"
+        " extract(epoch FROM started_at)::float8 AS claimed, (result->>'t')::float8 AS started"
+        " FROM jobs WHERE id = ANY(CAST($1 AS uuid[])) AND state = 'succeeded'",
+        list(sent),
+    )
+    parts: dict[str, list[float]] = {"to_gateway": [], "gateway_to_claim": [], "claim_to_run": []}
+    for r in rows:
+        parts["to_gateway"].append(r["created"] - sent[r["id"]])
+        parts["gateway_to_claim"].append(r["claimed"] - r["created"])
+        parts["claim_to_run"].append(r["started"] - r["claimed"])
+    return {k: round(statistics.median(v) * 1000, 2) for k, v in parts.items() if v}
 
 
 async def warm_up(run: Bench, queue: str, jobs: int = 300) -> None:

@@ -304,7 +304,8 @@ async def test_one_job_per_schedule_fire_time(migrated_db: str) -> None:
             await conn.execute(insert_job, schedule_id, fire_time)
         # The relay's idempotent fire: a second attempt at the same tick is a no-op.
         fired = await conn.fetch(
-            insert_job + " ON CONFLICT (schedule_id, fire_time) DO NOTHING RETURNING id",
+            insert_job + " ON CONFLICT (schedule_id, fire_time) WHERE schedule_id IS NOT NULL"
+            " DO NOTHING RETURNING id",
             schedule_id,
             fire_time,
         )

@@ -213,14 +213,14 @@ async def test_a_stale_work_message_does_not_move_the_job(db, kafka_settings, pr
 async def test_take_returns_rows_oldest_first_with_their_messages_in_order(db):
     tenant, queue = await new_tenant(db), fresh_queue()
     ids = await submit_many(db, tenant, queue, 5)
-    conn = await db.pool.acquire()
+    conn = await db.acquire()
     try:
         tx = conn.transaction()
         await tx.start()
         rows = [r for r in await outbox.take(conn, 10_000) if r.job_id in set(ids)]
         await tx.rollback()  # nothing is lost
     finally:
-        await db.pool.release(conn)
+        db.release(conn)
     assert [r.job_id for r in rows] == ids
     assert all([t for t, _ in r.messages] == ["events", f"jobs.{queue}"] for r in rows)
     assert await outbox_rows_of(db, ids) == 5

@@ -196,10 +196,17 @@ jobs: Final = Table(
     CheckConstraint("attempt >= 0 AND budget_start >= 0", name="attempt_nonnegative"),
     CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
     CheckConstraint("timeout_seconds > 0", name="timeout_positive"),
-    # One job per schedule fire time: a relay that fires the same tick twice (crash, two
-    # replicas) inserts with ON CONFLICT DO NOTHING and gets no second job. NULLs are distinct,
-    # so jobs not created by a schedule are unaffected.
-    UniqueConstraint("schedule_id", "fire_time"),
+    # One job per schedule fire time: the scheduler's safety net behind its row lock (a second
+    # job for one tick fails). Partial: only scheduled jobs are in it, so the many jobs that
+    # are not add nothing to it on every insert and update (a unique constraint would index
+    # their NULLs too).
+    Index(
+        "uq_jobs_schedule_id_fire_time",
+        "schedule_id",
+        "fire_time",
+        unique=True,
+        postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
     # The gateway's default listing, newest first, with a keyset cursor on (created_at, id).
     Index("ix_jobs_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
     # The same listing filtered by state (e.g. "my dead jobs").
