@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
 
 from jobline.pg.db import Database
 from jobline.web import problems
@@ -34,6 +35,53 @@ async def _purge_idempotency_keys(app: FastAPI, interval: float) -> None:
                 await store.purge_idempotency_keys(conn)
         except Exception:  # the next round retries; a failed purge harms nothing
             log.warning("purging expired idempotency keys failed", exc_info=True)
+
+
+def submit_docs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The submit routes read their body themselves (see jobs.submit_router): document it as
+    FastAPI documents a body parameter, with its Idempotency-Key header."""
+    bodies = jobs.SUBMIT_BODIES
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in bodies.values()],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in definitions.get("$defs", {}).items():
+        components.setdefault(name, definition)
+    key_schema = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": "^[\\x21-\\x7e]+$",
+    }
+    for item in schema["paths"].values():
+        for operation in item.values():
+            model = bodies.get(operation.get("operationId", ""))
+            if model is None:
+                continue
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                    }
+                },
+            }
+            operation["security"] = [{"HTTPBearer": []}]
+            operation["parameters"] = [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": jobs.IDEMPOTENCY_KEY_DOC,
+                    "schema": {
+                        "anyOf": [key_schema, {"type": "null"}],
+                        "title": "Idempotency-Key",
+                        "description": jobs.IDEMPOTENCY_KEY_DOC,
+                    },
+                }
+            ]
+    return schema
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -69,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     problems.install(app)
     add_standard_routes(app, dependency_checks(settings, settings))
+    app.include_router(jobs.submit_router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
     app.include_router(schedules.router)
@@ -84,7 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = problems.openapi_problem_content(schema)
+            app.openapi_schema = problems.openapi_problem_content(submit_docs(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -82,24 +82,37 @@ def revoked() -> ProblemError:
     return _unauthorized("The API key is invalid, revoked or expired.")
 
 
-def _requires(scope: Scope) -> Callable[..., Awaitable[KeyRecord]]:
-    async def check(request: Request, credentials: Credentials) -> KeyRecord:
-        state = request.app.state
-        principal = await authenticate(
-            state.catalog, credentials.credentials if credentials else None
+def bearer(request: Request) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header (as FastAPI's HTTPBearer reads it)."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+async def authorize(request: Request, scope: Scope) -> KeyRecord:
+    """Authenticate the request's key, check ``scope``, take a rate-limit token: 401/403/429."""
+    state = request.app.state
+    principal = await authenticate(state.catalog, bearer(request))
+    if scope not in principal.scopes:
+        raise ProblemError(403, f"The API key lacks the {scope.value!r} scope.")
+    buckets: TokenBuckets[object] = state.rate_limits
+    wait = buckets.take(principal.id, time.monotonic())
+    if wait is not None:
+        raise ProblemError(
+            429,
+            "Rate limit exceeded for this API key.",
+            kind="rate-limited",
+            headers={"Retry-After": retry_after_header(wait)},
         )
-        if scope not in principal.scopes:
-            raise ProblemError(403, f"The API key lacks the {scope.value!r} scope.")
-        buckets: TokenBuckets[object] = state.rate_limits
-        wait = buckets.take(principal.id, time.monotonic())
-        if wait is not None:
-            raise ProblemError(
-                429,
-                "Rate limit exceeded for this API key.",
-                kind="rate-limited",
-                headers={"Retry-After": retry_after_header(wait)},
-            )
-        return principal
+    return principal
+
+
+def _requires(scope: Scope) -> Callable[..., Awaitable[KeyRecord]]:
+    # ``_credentials`` only documents the scheme in the OpenAPI; authorize() reads the header.
+    async def check(request: Request, _credentials: Credentials) -> KeyRecord:
+        return await authorize(request, scope)
 
     return check
 
