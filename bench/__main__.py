@@ -70,7 +70,10 @@ async def _run(run: Bench, wanted: list[str]) -> dict[str, Any]:
 
 
 def _progress(name: str, figures: dict[str, Any]) -> None:
+    statements = figures.pop("statements", [])
     print(f"{name}: {json.dumps(figures)}", file=sys.stderr, flush=True)
+    for line in statements:
+        print(f"    {line}", file=sys.stderr, flush=True)
 
 
 def table(report: dict[str, Any]) -> str:

@@ -135,7 +135,8 @@ def bench() -> Iterator[Bench]:
         server_url = os.environ.get("JOBLINE_BENCH_DATABASE_URL")
         postgres_pid = broker_pid = None
         if not server_url:
-            pg = EmbeddedPostgres(work / "pg", free_port())
+            settings = {"shared_preload_libraries": "pg_stat_statements"} if STATEMENTS else {}
+            pg = EmbeddedPostgres(work / "pg", free_port(), settings=settings)
             pg.start()
             stack.callback(pg.stop)
             server_url, postgres_pid = pg.url, pg.running_pid()
@@ -149,6 +150,8 @@ def bench() -> Iterator[Bench]:
         asyncio.run(db.create_database(server_url, name))
         url = db.database_url(server_url, name)
         migrate.upgrade(url)
+        if STATEMENTS:
+            asyncio.run(_sql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         run = Bench(url, bootstrap, work, postgres_pid, broker_pid)
         run.api_key = asyncio.run(_api_key(url))
         try:
@@ -157,6 +160,38 @@ def bench() -> Iterator[Bench]:
             for service in list(run.services.values()):
                 if service.alive:
                     service.terminate(30)
+
+
+# JOBLINE_BENCH_STATEMENTS=1: PostgreSQL counts its statements (pg_stat_statements) and each
+# workload prints where the server's time went (a profile of the database side).
+STATEMENTS = os.environ.get("JOBLINE_BENCH_STATEMENTS") == "1"
+
+
+async def _sql(url: str, sql: str) -> list[Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def reset_statements(run: Bench) -> None:
+    if STATEMENTS:
+        await _sql(run.database_url, "SELECT pg_stat_statements_reset()")
+
+
+async def top_statements(run: Bench, jobs: int, count: int = 8) -> list[str]:
+    """The statements that took the server's time since the reset, per job."""
+    if not STATEMENTS:
+        return []
+    rows = await _sql(
+        run.database_url,
+        "SELECT calls, total_exec_time AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
+        " AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT " + str(count),
+    )
+    return [
+        f"{r['ms'] * 1000 / jobs:7.1f} us/job {r['calls']:7d} calls  {r['query']}" for r in rows
+    ]
 
 
 async def _api_key(url: str) -> str:

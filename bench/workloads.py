@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import cpu
 from bench.http import Connection
-from bench.servers import Bench
+from bench.servers import Bench, reset_statements, top_statements
 
 N = int(os.environ.get("JOBLINE_BENCH_JOBS", "20000"))
 BULK = 1_000
@@ -47,6 +47,7 @@ async def enqueue_one_by_one(run: Bench, queue: str) -> dict[str, Any]:
             conn.post("/v1/jobs", {"type": JOB_TYPE, "queue": queue, "payload": {"i": i}})
             for i in range(N)
         ]
+        await reset_statements(run)
         before = cpu.sample(run.pids())
         started = time.perf_counter()
         errors = 0
@@ -62,6 +63,7 @@ async def enqueue_one_by_one(run: Bench, queue: str) -> dict[str, Any]:
         "jobs_per_second": round((N - errors) / elapsed, 1),
         "ms_per_request": round(elapsed * 1000 / N, 3),
         "cpu_ms_per_job": _cpu_figures(used, N),
+        "statements": await top_statements(run, N),
     }
 
 
@@ -100,6 +102,7 @@ async def enqueue_bulk(run: Bench, queue: str) -> dict[str, Any]:
 
 async def drain(run: Bench, queue: str) -> dict[str, Any]:
     """B: spawn one worker onto N published jobs; time from first to last handler start."""
+    await reset_statements(run)
     before = cpu.sample(run.pids())
     spawned = time.time()
     await asyncio.to_thread(run.start, "worker", "worker", *WORKER_ARGS, "--queues", queue)
@@ -118,6 +121,7 @@ async def drain(run: Bench, queue: str) -> dict[str, Any]:
         "spawn_to_first_start_s": round(first - spawned, 2),
         "worker_startup_cpu_s": round(startup, 2),
         "cpu_ms_per_job": _cpu_figures(used, N),
+        "statements": await top_statements(run, N),
     }
 
 
@@ -176,6 +180,7 @@ async def latency(run: Bench, queue: str, rate: int, clients: int) -> dict[str, 
     start = time.time() + 0.5
     tasks = [asyncio.create_task(client(k, start)) for k in range(clients)]
     await asyncio.sleep(0.3)
+    await reset_statements(run)
     before_cpu = cpu.sample(run.pids())
     ready.set()
     await asyncio.gather(*tasks)
@@ -205,6 +210,7 @@ async def latency(run: Bench, queue: str, rate: int, clients: int) -> dict[str, 
             "p50_stages_ms": await _stages(run, sent),
         }
     figures["cpu_ms_per_job"] = _cpu_figures(used, max(len(sent), 1))
+    figures["statements"] = await top_statements(run, max(len(sent), 1))
     return figures
 
 
