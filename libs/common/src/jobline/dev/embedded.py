@@ -211,7 +211,16 @@ class EmbeddedPostgres:
 # when its wait ends, not when data arrives, so a message waits out the consumer's whole
 # fetch wait (measured with aiokafka: p50 28 ms at 100 ms, 2-4 ms at 10 ms). A real Kafka
 # answers at once, so the services' own defaults suit it.
-BROKER_TUNING: Mapping[str, str] = {"JOBLINE_WORKER_FETCH_MAX_WAIT_MS": "5"}
+#
+# Tansu also holds a consumer group's join for about half the session timeout (10 s by
+# default), which delayed a new worker's first job by ~5 s, and it ignores LeaveGroup, so a
+# replaced worker's partitions wait out its whole session. A 2.5 s session (heartbeats every
+# 0.8 s, from aiokafka's own task, whatever the handlers do) joins in ~1.2 s.
+BROKER_TUNING: Mapping[str, str] = {
+    "JOBLINE_WORKER_FETCH_MAX_WAIT_MS": "5",
+    "JOBLINE_WORKER_KAFKA_SESSION_TIMEOUT_MS": "2500",
+    "JOBLINE_WORKER_KAFKA_HEARTBEAT_INTERVAL_MS": "800",
+}
 
 
 class EmbeddedBroker:
