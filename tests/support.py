@@ -31,6 +31,7 @@ from jobline.core.states import submit
 from jobline.pg import jobstore
 from jobline.pg.db import Database
 from jobline.pg.keystore import ensure_tenant
+from jobline.pg.queries import SQL
 from jobline.settings import KafkaSettings
 
 INSERT_BATCH = 1000
@@ -108,15 +109,10 @@ async def states_of(db: Database, ids: Iterable[UUID]) -> dict[UUID, str]:
     return {r["id"]: r["state"] for r in rows}
 
 
-async def attempts_of(db: Database, job_id: UUID) -> list[Any]:
+async def attempts_of(db: Database, job_id: UUID | str) -> list[Any]:
+    """The job's attempts as the API lists them (the running one from the job's row)."""
     async with db.connection() as conn:
-        return list(
-            await conn.fetch(
-                "SELECT attempt, worker_id, started_at, finished_at, outcome, error"
-                " FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
-                job_id,
-            )
-        )
+        return list(await SQL.fetch(conn, "job_attempts", job_id=UUID(str(job_id))))
 
 
 async def outbox_rows_of(db: Database, job_ids: list[UUID]) -> int:

@@ -19,6 +19,7 @@ from jobline.pg import db as dbmod
 from jobline.pg import jobstore, keystore, outbox
 from jobline.pg.db import Database
 from jobline.pg.keystore import ensure_tenant
+from tests.support import attempts_of
 
 
 @pytest.fixture
@@ -182,8 +183,7 @@ async def test_duplicate_claims_of_one_attempt_run_it_once(db, tenant):
         *(locked(f"l{i}") for i in range(5)), *(direct(f"d{i}") for i in range(5))
     )
     assert results.count(True) == 1
-    async with db.connection() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM job_attempts WHERE job_id=$1", job.id) == 1
+    assert [a["attempt"] for a in await attempts_of(db, job.id)] == [1]
 
 
 # --- the SQL guards: the durable twin of the state machine's ------------------------------

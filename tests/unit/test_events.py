@@ -41,3 +41,22 @@ def test_naive_times_are_rejected():
 def test_malformed_events_raise_invalid_event(raw):
     with pytest.raises(InvalidEvent):
         events.decode(raw)
+
+
+def test_the_fast_job_event_reads_as_the_sdks_own():
+    from datetime import UTC, datetime
+
+    from jobline.core import cloudevent
+
+    when = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    data = {"job_id": "j", "state": "running", "nested": {"é": [1, 2.5, None]}}
+    fast = cloudevent.decode(
+        cloudevent.encode_job_event(job_id="j", sequence=3, state="started", time=when, data=data)
+    )
+    sdk = cloudevent.decode(
+        cloudevent.encode(
+            cloudevent.job_event(job_id="j", sequence=3, state="started", time=when, data=data)
+        )
+    )
+    assert fast.get_attributes() == sdk.get_attributes()
+    assert fast.get_data() == sdk.get_data()

@@ -28,6 +28,7 @@ from jobline.core.errors import DependencyUnavailable
 from jobline.dev.embedded import EmbeddedBroker, free_port
 from jobline.settings import KafkaSettings
 
+
 def _external_run() -> bool:
     return bool(os.environ.get("JOBLINE_TEST_KAFKA_BOOTSTRAP")) or (
         os.environ.get("JOBLINE_TEST_DOCKER") == "1"

@@ -9,11 +9,6 @@ SELECT * FROM jobs WHERE id = :id AND tenant_id = :tenant_id
 -- name: job_exists
 SELECT EXISTS (SELECT 1 FROM jobs WHERE id = :id AND tenant_id = :tenant_id)
 
--- name: job_attempts
--- The primary key (job_id, attempt) is also this listing's index.
-SELECT attempt, worker_id, started_at, finished_at, outcome, error
-FROM job_attempts WHERE job_id = :job_id ORDER BY attempt
-
 -- name: stored_key
 -- An Idempotency-Key's stored answer, read after the insert found the key taken: under READ
 -- COMMITTED this new statement sees the winner's committed row.

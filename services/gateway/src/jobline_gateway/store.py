@@ -18,6 +18,7 @@ import asyncpg
 from jobline.core.job import Job
 from jobline.pg.db import Conn
 from jobline.pg.jobstore import job_from_row
+from jobline.pg.queries import SQL as SHARED
 from jobline.pg.queries import Queries
 
 SQL: Final = Queries.load("jobline_gateway")
@@ -33,7 +34,7 @@ async def job_exists(conn: Conn, tenant_id: str, job_id: UUID) -> bool:
 
 
 async def attempts(conn: Conn, job_id: UUID) -> list[asyncpg.Record]:
-    return await SQL.fetch(conn, "job_attempts", job_id=job_id)
+    return await SHARED.fetch(conn, "job_attempts", job_id=job_id)
 
 
 @dataclass(frozen=True, slots=True)

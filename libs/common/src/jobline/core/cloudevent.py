@@ -14,6 +14,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from jobline.core import jsontext
 from jobline.core.errors import InvalidEvent
 
 JOB_EVENT_PREFIX: Final = "jobline.job."
@@ -63,6 +64,31 @@ def job_event(
         subject=job_id,
         time=time,
         data=data,
+    )
+
+
+def encode_job_event(
+    *, job_id: str, sequence: int, state: str, time: datetime, data: dict[str, Any]
+) -> bytes:
+    """The structured-mode JSON of :func:`job_event`, written directly.
+
+    Building and encoding the SDK's event object was among the worker's top costs per job (two
+    lifecycle events per job); this writes the same attributes (a unit test decodes both with
+    the SDK and compares them) with orjson. The SDK still reads every event.
+    """
+    if time.tzinfo is None:
+        raise InvalidEvent("event time must be timezone-aware")
+    return jsontext.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"{job_id}:{sequence}",
+            "type": JOB_EVENT_PREFIX + state,
+            "source": JOB_SOURCE,
+            "subject": job_id,
+            "time": time,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
     )
 
 

@@ -7,11 +7,11 @@ stale or duplicated message can never start a job twice.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from jobline.core import jsontext
 from jobline.core.errors import JoblineError
 
 ENVELOPE_VERSION = 1
@@ -68,7 +68,7 @@ class WorkEnvelope:
         }
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return jsontext.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any) -> WorkEnvelope:
@@ -107,8 +107,8 @@ class WorkEnvelope:
         if raw is None:
             raise InvalidEnvelope("message has no value")
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = jsontext.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:  # orjson's and json's decode errors
             raise InvalidEnvelope(f"message is not JSON: {exc}") from None
         return cls.from_dict(data)
 

@@ -6,12 +6,11 @@ names, so the prefix never leaks into the domain.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobline.core import cloudevent, topics
+from jobline.core import cloudevent, jsontext, topics
 from jobline.core.job import Job, JobState, iso
 
 
@@ -36,7 +35,7 @@ def lifecycle(job: Job, now: datetime) -> OutboxMessage:
     return OutboxMessage(
         topic=topics.EVENTS,
         key=str(job.id),
-        value=cloudevent.encode(_lifecycle_event(job, now)),
+        value=_lifecycle_event(job, now),
         available_at=now,
     )
 
@@ -66,12 +65,12 @@ def dead_letter(job: Job, now: datetime) -> OutboxMessage:
     return OutboxMessage(
         topic=topics.DLQ,
         key=str(job.id),
-        value=json.dumps(body, separators=(",", ":")).encode(),
+        value=jsontext.dumps(body),
         available_at=now,
     )
 
 
-def _lifecycle_event(job: Job, now: datetime) -> Any:
+def _lifecycle_event(job: Job, now: datetime) -> bytes:
     # A claim's event is "started"; every other state names itself.
     name = "started" if job.state is JobState.RUNNING else job.state.value
     last = job.last_error if job.state in (JobState.RETRYING, JobState.DEAD) else None
@@ -100,7 +99,7 @@ def _lifecycle_event(job: Job, now: datetime) -> Any:
             else None
         ),
     }
-    return cloudevent.job_event(
+    return cloudevent.encode_job_event(
         job_id=str(job.id), sequence=job.sequence, state=name, time=now, data=data
     )
 

@@ -141,8 +141,7 @@ def submit(job: Job, now: datetime) -> Transition:
         raise IllegalTransition("only a new job can be submitted")
     delayed = job.run_at > now
     state = JobState.SCHEDULED if delayed else JobState.QUEUED
-    new = replace(job, state=state, created_at=now)
-    return _emit(new, now, work=(job.run_at if delayed else now))
+    return _emit(job, now, work=(job.run_at if delayed else now), state=state, created_at=now)
 
 
 def transition(job: Job, event: Event, now: datetime) -> Transition:
@@ -155,12 +154,13 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
         case Due(attempt=attempt):
             _require(job, event, JobState.SCHEDULED, JobState.RETRYING)
             _require_next(job, event, attempt)
-            return _emit(replace(job, state=JobState.QUEUED), now)
+            return _emit(job, now, state=JobState.QUEUED)
         case Claim(attempt=attempt, worker_id=worker, lease_seconds=lease):
             _require(job, event, JobState.QUEUED)
             _require_next(job, event, attempt)
-            new = replace(
+            return _emit(
                 job,
+                now,
                 state=JobState.RUNNING,
                 attempt=attempt,
                 started_at=now,
@@ -168,10 +168,9 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
                 lease_owner=worker,
                 lease_expires_at=now + timedelta(seconds=lease),
             )
-            return _emit(new, now)
         case Succeed(result=result):
             _require_running(job, event)
-            return _emit(_finish(job, JobState.SUCCEEDED, now, result=result), now)
+            return _emit(job, now, **_finished(JobState.SUCCEEDED, now), result=result)
         case Fail():
             _require_running(job, event)
             return _fail(job, event, now)
@@ -197,34 +196,36 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
                     return Transition(job, ())
                 return Transition(replace(job, cancel_requested_at=now), ())
             _require(job, event, JobState.QUEUED, JobState.SCHEDULED, JobState.RETRYING)
-            return _emit(_finish(job, JobState.CANCELLED, now, cancel_requested_at=now), now)
+            return _emit(job, now, **_finished(JobState.CANCELLED, now), cancel_requested_at=now)
         case Cancelled():
             _require_running(job, event)
             if job.cancel_requested_at is None:
                 raise IllegalTransition("a running job can only be cancelled after a request")
-            return _emit(_finish(job, JobState.CANCELLED, now), now)
+            return _emit(job, now, **_finished(JobState.CANCELLED, now))
         case Redrive():
             _require(job, event, JobState.DEAD)
-            new = replace(
+            return _emit(
                 job,
+                now,
+                work=now,
                 state=JobState.QUEUED,
                 budget_start=job.attempt,
                 run_at=now,
                 finished_at=None,
                 cancel_requested_at=None,
             )
-            return _emit(new, now, work=now)
         case HandBack():
             _require_running(job, event)
-            new = replace(
+            return _emit(
                 job,
+                now,
+                work=now,
                 state=JobState.QUEUED,
                 budget_start=job.budget_start + 1,
                 run_at=now,
                 lease_owner=None,
                 lease_expires_at=None,
             )
-            return _emit(new, now, work=now)
     raise IllegalTransition(f"unknown event {event!r}")  # pragma: no cover - exhaustive
 
 
@@ -237,10 +238,10 @@ def _fail(job: Job, failure: Fail, now: datetime) -> Transition:
         started_at=job.started_at,
         finished_at=now,
     )
-    failed = replace(job, errors=(*job.errors, error))
+    errors = (*job.errors, error)
     if job.cancel_requested_at is not None:
         # The client asked to stop: a failure while stopping ends the job, not a retry.
-        return _emit(_finish(failed, JobState.CANCELLED, now), now)
+        return _emit(job, now, **_finished(JobState.CANCELLED, now), errors=errors)
     due = retry_at(
         job,
         now,
@@ -249,18 +250,23 @@ def _fail(job: Job, failure: Fail, now: datetime) -> Transition:
         limits=failure.limits,
     )
     if due is not None:
-        retrying = replace(
-            failed, state=JobState.RETRYING, run_at=due, lease_owner=None, lease_expires_at=None
+        return _emit(
+            job,
+            now,
+            work=due,
+            state=JobState.RETRYING,
+            run_at=due,
+            lease_owner=None,
+            lease_expires_at=None,
+            errors=errors,
         )
-        return _emit(retrying, now, work=due)
-    dead, emitted = _emit(_finish(failed, JobState.DEAD, now), now)
+    dead, emitted = _emit(job, now, **_finished(JobState.DEAD, now), errors=errors)
     return Transition(dead, (*emitted, messages.dead_letter(dead, now)))
 
 
-def _finish(job: Job, state: JobState, now: datetime, **changes: Any) -> Job:
-    return replace(
-        job, state=state, finished_at=now, lease_owner=None, lease_expires_at=None, **changes
-    )
+def _finished(state: JobState, now: datetime) -> dict[str, Any]:
+    """The changes that end a job in ``state``."""
+    return {"state": state, "finished_at": now, "lease_owner": None, "lease_expires_at": None}
 
 
 def _require(job: Job, event: Event, *allowed: JobState) -> None:
@@ -289,9 +295,10 @@ def _require_running(job: Job, event: Outcome) -> None:
         )
 
 
-def _emit(job: Job, now: datetime, *, work: datetime | None = None) -> Transition:
-    """Bump the sequence and write the lifecycle event (+ the next work message)."""
-    job = replace(job, sequence=job.sequence + 1)
+def _emit(job: Job, now: datetime, *, work: datetime | None = None, **changes: Any) -> Transition:
+    """Apply ``changes``, bump the sequence (one copy of the job: dataclasses.replace is among
+    the worker's top costs per job) and write the lifecycle event (+ the next work message)."""
+    job = replace(job, sequence=job.sequence + 1, **changes)
     emitted = [messages.lifecycle(job, now)]
     if work is not None:
         emitted.append(messages.work(job, work))

@@ -260,37 +260,30 @@ def purge_after(job: Job, retention: timedelta) -> datetime | None:
 
 
 async def _record_attempts(conn: Conn, writes: Sequence[Write], now: datetime) -> None:
-    """One INSERT for the claims among ``writes``, one UPDATE for attempts they end."""
-    starts: dict[str, list[Any]] = {
-        "job_ids": [],
-        "attempts": [],
-        "worker_ids": [],
-        "started_ats": [],
-    }
-    ends: dict[str, list[Any]] = {
-        "job_ids": [], "attempts": [], "finished_ats": [], "outcomes": [], "errors": []
+    """The record of every attempt ``writes`` end, in one INSERT (claims write none: a
+    running attempt is described by its job's row)."""
+    cols: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "job_ids", "attempts", "worker_ids", "started_ats", "finished_ats", "outcomes",
+            "errors",
+        )
     }  # fmt: skip
     for w in writes:
-        before, after, event = w.before, w.after, w.event
-        if isinstance(event, Claim):
-            starts["job_ids"].append(after.id)
-            starts["attempts"].append(after.attempt)
-            starts["worker_ids"].append(event.worker_id)
-            starts["started_ats"].append(now)
-            continue
-        outcome = attempt_outcome(event)
+        before, after = w.before, w.after
+        outcome = attempt_outcome(w.event)
         if outcome is None or before.state is not JobState.RUNNING:
             continue
         new_error = after.last_error if len(after.errors) > len(before.errors) else None
-        ends["job_ids"].append(after.id)
-        ends["attempts"].append(before.attempt)
-        ends["finished_ats"].append(now)
-        ends["outcomes"].append(outcome.value)
-        ends["errors"].append(json_text(new_error.to_dict() if new_error else None))
-    if starts["job_ids"]:
-        await SQL.execute(conn, "start_attempts", **starts)
-    if ends["job_ids"]:
-        await SQL.execute(conn, "finish_attempts", **ends)
+        cols["job_ids"].append(after.id)
+        cols["attempts"].append(before.attempt)
+        cols["worker_ids"].append(before.lease_owner or "")
+        cols["started_ats"].append(before.started_at or now)
+        cols["finished_ats"].append(now)
+        cols["outcomes"].append(outcome.value)
+        cols["errors"].append(json_text(new_error.to_dict() if new_error else None))
+    if cols["job_ids"]:
+        await SQL.execute(conn, "record_attempts", **cols)
 
 
 # --- the direct way ---------------------------------------------------------------------
@@ -353,6 +346,7 @@ async def succeed(
         ids=[job.id for job, _, _ in successes],
         attempts=[event.attempt for _, event, _ in successes],
         sequences=[t.job.sequence for _, _, t in successes],
+        started_ats=[job.started_at for job, _, _ in successes],
         results=json_texts(event.result for _, event, _ in successes),
         events=[t.messages[0].value for _, _, t in successes],
         now=now,

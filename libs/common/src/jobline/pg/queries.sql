@@ -162,7 +162,8 @@ WHERE j.id = v.id AND j.state = v.expected_state AND j.attempt = v.expected_atte
 -- test holds the list to the state machine) only where the job is still queued at that
 -- attempt and sequence. A job that changed since (a due flip, a hand-back, a duplicate of
 -- an older message) does not match; the worker then takes the locked path (lock_jobs) for
--- it. The claim's attempt row and "started" event commit with it, only for rows claimed.
+-- it. The claim's "started" event commits with it, only for rows claimed. (The attempt's
+-- row in job_attempts is written when it ends; while it runs the job row describes it.)
 WITH v AS (
     SELECT * FROM unnest(
         CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
@@ -184,11 +185,6 @@ claimed AS (
       AND j.sequence = v.expected_sequence
     RETURNING j.id
 ),
-attempt_rows AS (
-    INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
-    SELECT v.id, v.attempt, :worker_id, :now FROM v JOIN claimed USING (id)
-    ON CONFLICT (job_id, attempt) DO NOTHING
-),
 events AS (
     INSERT INTO outbox (job_id, key, available_at, topics, payloads)
     SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
@@ -202,12 +198,12 @@ SELECT id FROM claimed
 -- worker claimed it: written only where that attempt still runs under this worker's lease at
 -- the sequence of the claim (a rescued or handed-back job does not match and goes the locked
 -- way). A cancel request does not bump the sequence but cannot change a success. The
--- "succeeded" event and the attempt's end commit with it.
+-- "succeeded" event and the attempt's record commit with it.
 WITH v AS (
     SELECT * FROM unnest(
         CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
-        CAST(:results AS text[]), CAST(:events AS bytea[])
-    ) WITH ORDINALITY AS v(id, attempt, sequence, result, event, n)
+        CAST(:started_ats AS timestamptz[]), CAST(:results AS text[]), CAST(:events AS bytea[])
+    ) WITH ORDINALITY AS v(id, attempt, sequence, started_at, result, event, n)
 ),
 done AS (
     UPDATE jobs AS j SET
@@ -224,10 +220,14 @@ done AS (
       AND j.lease_owner = :worker_id AND j.sequence = v.sequence - 1
     RETURNING j.id
 ),
-attempt_ends AS (
-    UPDATE job_attempts AS a SET finished_at = :now, outcome = 'succeeded'
+attempt_rows AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
+    SELECT v.id, v.attempt, :worker_id, v.started_at, :now, 'succeeded'
     FROM v JOIN done USING (id)
-    WHERE a.job_id = v.id AND a.attempt = v.attempt AND a.finished_at IS NULL
+    -- A row exists if the attempt was claimed by a worker of the version before 0003.
+    ON CONFLICT (job_id, attempt) DO UPDATE
+    SET finished_at = EXCLUDED.finished_at, outcome = EXCLUDED.outcome
+    WHERE job_attempts.finished_at IS NULL
 ),
 events AS (
     INSERT INTO outbox (job_id, key, available_at, topics, payloads)
@@ -237,24 +237,35 @@ events AS (
 )
 SELECT id FROM done
 
--- name: start_attempts
--- One row per attempt; ON CONFLICT because a redelivered claim that lost its race must not
--- fail the transaction of the one that won (the guard on jobs already decided).
-INSERT INTO job_attempts (job_id, attempt, worker_id, started_at)
-SELECT * FROM unnest(
-    CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
-    CAST(:started_ats AS timestamptz[])
+-- name: job_attempts
+-- A job's attempts: the ended ones from job_attempts (its primary key (job_id, attempt) is
+-- this listing's index), and the running one, which has no row yet, from the job's own row.
+SELECT attempt, worker_id, started_at, finished_at, outcome, error
+FROM job_attempts WHERE job_id = :job_id
+UNION ALL
+SELECT j.attempt, j.lease_owner, j.started_at, CAST(NULL AS timestamptz), CAST(NULL AS text),
+       CAST(NULL AS jsonb)
+FROM jobs AS j
+WHERE j.id = :job_id AND j.state = 'running' AND NOT EXISTS (
+    SELECT 1 FROM job_attempts AS a WHERE a.job_id = j.id AND a.attempt = j.attempt
 )
-ON CONFLICT (job_id, attempt) DO NOTHING
+ORDER BY attempt
 
--- name: finish_attempts
-UPDATE job_attempts AS a SET
-    finished_at = v.finished_at, outcome = v.outcome, error = CAST(v.error AS jsonb)
+-- name: record_attempts
+-- One row per ended attempt, written when it ends (one write per attempt, not a start and an
+-- end): while it runs, the job row (attempt, lease_owner, started_at) describes it. A row
+-- exists already if a worker of the version before 0003 claimed it: then it is completed.
+INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
+SELECT v.job_id, v.attempt, v.worker_id, v.started_at, v.finished_at, v.outcome,
+       CAST(v.error AS jsonb)
 FROM unnest(
-    CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:finished_ats AS timestamptz[]),
+    CAST(:job_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
+    CAST(:started_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
     CAST(:outcomes AS text[]), CAST(:errors AS text[])
-) AS v(job_id, attempt, finished_at, outcome, error)
-WHERE a.job_id = v.job_id AND a.attempt = v.attempt AND a.finished_at IS NULL
+) AS v(job_id, attempt, worker_id, started_at, finished_at, outcome, error)
+ON CONFLICT (job_id, attempt) DO UPDATE
+SET finished_at = EXCLUDED.finished_at, outcome = EXCLUDED.outcome, error = EXCLUDED.error
+WHERE job_attempts.finished_at IS NULL
 
 -- name: renew_leases
 -- The heartbeat of every attempt a worker runs, in one statement per round (the worker's
