@@ -394,9 +394,11 @@ async def test_wait_returns_the_finished_job_or_times_out(make, clock):
 
 
 def _public(cls: type) -> dict[str, inspect.Signature]:
+    # Across the bases too: each client is put together from a mixin per resource.
     return {
         name: inspect.signature(member)
-        for name, member in vars(cls).items()
+        for base in reversed(cls.__mro__)
+        for name, member in vars(base).items()
         if callable(member) and not name.startswith("_")
     }
 

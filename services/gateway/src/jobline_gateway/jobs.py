@@ -31,6 +31,7 @@ from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import FieldError, ProblemError, responses
 from jobline_gateway import store, submission
+from jobline_gateway.cursors import Cursor, invalid_cursor
 from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, authorize
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
 
@@ -192,7 +193,7 @@ async def submit_batch(request: Request) -> Response:
     return _json({"jobs": accepted.jobs}, 201, {})
 
 
-SUBMIT_BODIES: Final = {"submitJob": JobSpec, "submitBatch": BatchIn}
+SUBMIT_BODIES: Final[dict[str, type[BaseModel]]] = {"submitJob": JobSpec, "submitBatch": BatchIn}
 """The request body model of each submit route, for their OpenAPI entries."""
 
 
@@ -218,14 +219,9 @@ async def list_jobs(
     after = None
     if cursor is not None:
         try:
-            after = store.Cursor.decode(cursor)
+            after = Cursor.decode(cursor)
         except ValueError:
-            raise ProblemError(
-                422,
-                "The cursor is invalid.",
-                kind="validation",
-                errors=[FieldError(field="cursor", location="query", message="invalid cursor")],
-            ) from None
+            raise invalid_cursor() from None
     size = min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max)
     where = store.JobFilter(
         status=status.value if status else None,

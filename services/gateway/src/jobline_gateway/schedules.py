@@ -17,11 +17,8 @@ Rows are changed under ``FOR UPDATE``, which also waits for a relay firing the s
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 import asyncpg
@@ -37,42 +34,39 @@ from jobline.api.schedules import (
     ScheduledJobOut,
     ScheduledJobPage,
     ScheduleIn,
-    ScheduleLinks,
     ScheduleName,
     ScheduleOut,
     SchedulePage,
     SchedulePatch,
 )
-from jobline.core import jobdefaults
 from jobline.core.errors import InvalidSchedule
-from jobline.core.schedules import (
-    ScheduleSpec,
-    next_fire,
-    next_fires,
-    resume_next_fire,
-    spec_from_row,
-)
-from jobline.pg.db import Conn
+from jobline.core.schedules import next_fire, next_fires, resume_next_fire
 from jobline.pg.jobstore import job_from_row
-from jobline.web.problems import FieldError, ProblemError, responses
-from jobline_gateway.catalog import Catalog
+from jobline.web.problems import responses
+from jobline_gateway.cursors import decode_key, encode_key, invalid_cursor
 from jobline_gateway.deps import CatalogDep, Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
-from jobline_gateway.settings import Settings
+from jobline_gateway.schedule_rows import (
+    build_spec,
+    check_template,
+    fetch_schedule,
+    invalid_schedule,
+    merge_patch,
+    name_conflict,
+    not_found,
+    schedule_out,
+    stored_spec,
+)
 from jobline_gateway.store import SQL
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[KnownQuery])
 
 # Fields whose change moves the planned times: the schedule is planned afresh from now.
 _TIMING: Final = frozenset({"cron", "timezone", "interval_seconds", "start_at", "end_at"})
-_UNIQUE_NAME: Final = "uq_schedules_tenant_id_name"
 
 Limit = Annotated[int | None, Query(ge=1, description="Page size; capped by the server's maximum.")]
 CursorParam = Annotated[
     str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
 ]
-
-
-# --- routes -------------------------------------------------------------------------------
 
 
 @router.post(
@@ -90,8 +84,8 @@ async def create_schedule(
     settings: SettingsDep,
 ) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
-    await _check_template(catalog, settings, principal.tenant_id, body.job.stored())
-    spec = _spec(
+    await check_template(catalog, settings, principal.tenant_id, body.job.stored())
+    spec = build_spec(
         cron=body.cron,
         timezone=body.timezone,
         interval_seconds=body.interval_seconds,
@@ -121,9 +115,9 @@ async def create_schedule(
         async with db.connection() as conn:
             row = await SQL.fetchrow(conn, "insert_schedule", **values)
     except asyncpg.UniqueViolationError as exc:
-        raise _conflict(exc, body.name) from None
+        raise name_conflict(exc, body.name) from None
     assert row is not None
-    out = _out(row)
+    out = schedule_out(row)
     return JSONResponse(
         out.model_dump(mode="json"), status_code=201, headers={"Location": out.links.self}
     )
@@ -140,7 +134,7 @@ async def list_schedules(
     cursor: CursorParam = None,
 ) -> Any:
     """List the tenant's schedules by name, with cursor pagination."""
-    after = _decode_cursor(cursor, str) if cursor is not None else None
+    after = decode_key(cursor, str) if cursor is not None else None
     size = min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max)
     async with db.connection() as conn:
         rows = await SQL.fetch(
@@ -154,8 +148,8 @@ async def list_schedules(
     page = rows[:size]
     more = len(rows) > size
     return SchedulePage(
-        schedules=[_out(r) for r in page],
-        next_cursor=_encode_cursor(page[-1]["name"]) if more and page else None,
+        schedules=[schedule_out(r) for r in page],
+        next_cursor=encode_key(page[-1]["name"]) if more and page else None,
     )
 
 
@@ -168,8 +162,8 @@ async def list_schedules(
 async def get_schedule(schedule_id: UUID, principal: Reader, db: Db) -> Any:
     """A schedule: its timing, job template, policies and next planned fire time."""
     async with db.connection() as conn:
-        row = await _get(conn, principal.tenant_id, schedule_id)
-    return _out(row)
+        row = await fetch_schedule(conn, principal.tenant_id, schedule_id)
+    return schedule_out(row)
 
 
 @router.patch(
@@ -189,15 +183,15 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     """Change a schedule; a new timing is planned afresh from now."""
     given = body.model_fields_set
     if "cron" in given and "interval_seconds" in given:
-        _invalid(InvalidSchedule("give exactly one of cron or interval_seconds"))
+        invalid_schedule(InvalidSchedule("give exactly one of cron or interval_seconds"))
     if "job" in given and body.job is not None:
-        await _check_template(catalog, settings, principal.tenant_id, body.job.stored())
+        await check_template(catalog, settings, principal.tenant_id, body.job.stored())
     now = datetime.now(UTC)
     try:
         async with db.transaction() as conn:
-            row = await _get(conn, principal.tenant_id, schedule_id, lock=True)
-            merged = _merge(row, body)
-            spec = _spec(
+            row = await fetch_schedule(conn, principal.tenant_id, schedule_id, lock=True)
+            merged = merge_patch(row, body)
+            spec = build_spec(
                 **{k: merged[k] for k in (*_TIMING, "misfire_policy")},
                 catch_up_limit=merged["catch_up_limit"],
                 overlap_policy=merged["overlap_policy"],
@@ -225,8 +219,8 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
             values["next_fire_at"] = pending
             updated = await SQL.fetchrow(conn, "update_schedule", id=row["id"], **values)
     except asyncpg.UniqueViolationError as exc:
-        raise _conflict(exc, body.name or "") from None
-    return _out(updated)
+        raise name_conflict(exc, body.name or "") from None
+    return schedule_out(updated)
 
 
 @router.delete(
@@ -239,7 +233,7 @@ async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) 
             conn, "delete_schedule", id=schedule_id, tenant_id=principal.tenant_id
         )
     if deleted is None:
-        raise _not_found(schedule_id)
+        raise not_found(schedule_id)
     return Response(status_code=204)
 
 
@@ -252,13 +246,13 @@ async def delete_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) 
 async def pause_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) -> Any:
     """Stop firing (idempotent); the pending fire time is kept for resume."""
     async with db.transaction() as conn:
-        row = await _get(conn, principal.tenant_id, schedule_id, lock=True)
+        row = await fetch_schedule(conn, principal.tenant_id, schedule_id, lock=True)
         if row["paused"]:
-            return _out(row)
+            return schedule_out(row)
         updated = await SQL.fetchrow(
             conn, "set_schedule_paused", id=row["id"], paused=True, next_fire_at=row["next_fire_at"]
         )
-    return _out(updated)
+    return schedule_out(updated)
 
 
 @router.post(
@@ -272,14 +266,14 @@ async def resume_schedule(schedule_id: UUID, principal: ScheduleWriter, db: Db) 
     policy says (`skip`/`fire_once`: one, `catch_up`: up to `catch_up_limit`)."""
     now = datetime.now(UTC)
     async with db.transaction() as conn:
-        row = await _get(conn, principal.tenant_id, schedule_id, lock=True)
+        row = await fetch_schedule(conn, principal.tenant_id, schedule_id, lock=True)
         if not row["paused"]:
-            return _out(row)
-        pending = resume_next_fire(_stored_spec(row), now, row["next_fire_at"])
+            return schedule_out(row)
+        pending = resume_next_fire(stored_spec(row), now, row["next_fire_at"])
         updated = await SQL.fetchrow(
             conn, "set_schedule_paused", id=row["id"], paused=False, next_fire_at=pending
         )
-    return _out(updated)
+    return schedule_out(updated)
 
 
 @router.get(
@@ -299,8 +293,8 @@ async def next_fire_times(
 ) -> Any:
     """The next planned fire times, in the schedule's time zone and in UTC."""
     async with db.connection() as conn:
-        row = await _get(conn, principal.tenant_id, schedule_id)
-    spec = _stored_spec(row)
+        row = await fetch_schedule(conn, principal.tenant_id, schedule_id)
+    spec = stored_spec(row)
     start = after or datetime.now(UTC)
     zone = spec.zone
     return NextFires(
@@ -327,12 +321,12 @@ async def schedule_jobs(
     cursor: CursorParam = None,
 ) -> Any:
     """The jobs this schedule created, newest fire time first, with cursor pagination."""
-    before = _decode_cursor(cursor, datetime.fromisoformat) if cursor is not None else None
+    before = decode_key(cursor, datetime.fromisoformat) if cursor is not None else None
     if before is not None and before.tzinfo is None:
-        raise _bad_cursor()
+        raise invalid_cursor()
     size = min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max)
     async with db.connection() as conn:
-        await _get(conn, principal.tenant_id, schedule_id)
+        await fetch_schedule(conn, principal.tenant_id, schedule_id)
         rows = await SQL.fetch(
             conn, "schedule_jobs", schedule_id=schedule_id, before=before, limit=size + 1
         )
@@ -347,177 +341,5 @@ async def schedule_jobs(
             )
             for r in page
         ],
-        next_cursor=_encode_cursor(page[-1]["fire_time"].isoformat()) if more and page else None,
-    )
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _spec(**fields: Any) -> ScheduleSpec:
-    try:
-        return ScheduleSpec(**fields)
-    except InvalidSchedule as exc:
-        _invalid(exc)
-
-
-async def _check_template(
-    catalog: Catalog, settings: Settings, tenant_id: str, template: dict[str, Any]
-) -> None:
-    """A 422 naming ``job.backoff`` if the template's partial backoff contradicts the one it
-    inherits now (the tenant's type policy, else the defaults), as a submission would be."""
-    backoff = template.get("backoff")
-    if not backoff or {"base_seconds", "max_seconds"} <= backoff.keys():
-        return  # nothing inherited that could contradict it (the schema checked the order)
-    policies = await catalog.policies(tenant_id, [template["type"]])
-    try:
-        jobdefaults.resolve(settings.job_defaults, policies.get(template["type"]), backoff=backoff)
-    except ValueError as exc:
-        raise ProblemError(
-            422,
-            f"Invalid job backoff: {exc}.",
-            kind="validation",
-            title="Invalid request",
-            errors=[
-                FieldError(
-                    field="job.backoff", location="body", pointer="/job/backoff", message=str(exc)
-                )
-            ],
-        ) from None
-
-
-def _stored_spec(row: Any) -> ScheduleSpec:
-    try:
-        return spec_from_row(row)
-    except InvalidSchedule as exc:  # stored valid, invalid now (e.g. a zone left tzdata)
-        raise ProblemError(409, f"The stored schedule is no longer valid: {exc}") from None
-
-
-def _field_of(message: str) -> str:
-    """Which request field an InvalidSchedule message is about."""
-    for prefix, name in (
-        ("unknown time zone", "timezone"),
-        ("interval_seconds", "interval_seconds"),
-        ("start_at", "start_at"),
-        ("end_at", "end_at"),
-        ("catch_up_limit", "catch_up_limit"),
-    ):
-        if message.startswith(prefix):
-            return name
-    return "cron"
-
-
-def _invalid(exc: InvalidSchedule) -> NoReturn:
-    message = str(exc)
-    field = _field_of(message)
-    raise ProblemError(
-        422,
-        message,
-        kind="invalid-schedule",
-        title="Invalid schedule",
-        errors=[FieldError(field=field, location="body", pointer=f"/{field}", message=message)],
-    )
-
-
-def _merge(row: Any, body: SchedulePatch) -> dict[str, Any]:
-    """The schedule's fields after the patch (cron and interval replace each other)."""
-    merged: dict[str, Any] = {
-        "name": row["name"],
-        "cron": row["cron"],
-        "timezone": row["timezone"],
-        "interval_seconds": int(row["interval_seconds"]) if row["interval_seconds"] else None,
-        "job_template": row["job_template"],
-        "misfire_policy": row["misfire_policy"],
-        "catch_up_limit": row["catch_up_limit"],
-        "overlap_policy": row["overlap_policy"],
-        "start_at": row["start_at"],
-        "end_at": row["end_at"],
-    }
-    given = body.model_fields_set
-    for name in ("name", "timezone", "misfire_policy", "catch_up_limit", "overlap_policy"):
-        if name in given and getattr(body, name) is not None:
-            merged[name] = getattr(body, name)
-    for name in ("start_at", "end_at"):  # null removes the bound
-        if name in given:
-            merged[name] = getattr(body, name)
-    if "cron" in given:
-        merged["cron"], merged["interval_seconds"] = body.cron, None
-    if "interval_seconds" in given:
-        merged["cron"], merged["interval_seconds"] = None, body.interval_seconds
-    if "job" in given and body.job is not None:
-        merged["job_template"] = body.job.stored()
-    return merged
-
-
-async def _get(conn: Conn, tenant_id: str, schedule_id: UUID, *, lock: bool = False) -> Any:
-    name = "lock_schedule" if lock else "get_schedule"
-    row = await SQL.fetchrow(conn, name, id=schedule_id, tenant_id=tenant_id)
-    if row is None:
-        raise _not_found(schedule_id)
-    return row
-
-
-def _out(row: Any) -> ScheduleOut:
-    base = f"/v1/schedules/{row['id']}"
-    return ScheduleOut(
-        id=row["id"],
-        name=row["name"],
-        cron=row["cron"],
-        timezone=row["timezone"],
-        interval_seconds=int(row["interval_seconds"]) if row["interval_seconds"] else None,
-        job=row["job_template"],
-        misfire_policy=row["misfire_policy"],
-        catch_up_limit=row["catch_up_limit"],
-        overlap_policy=row["overlap_policy"],
-        paused=row["paused"],
-        start_at=row["start_at"],
-        end_at=row["end_at"],
-        next_fire_at=row["next_fire_at"],
-        last_fired_at=row["last_fired_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        links=ScheduleLinks(
-            self=base,
-            next=f"{base}/next",
-            jobs=f"{base}/jobs",
-            pause=f"{base}/pause",
-            resume=f"{base}/resume",
-        ),
-    )
-
-
-def _conflict(exc: asyncpg.UniqueViolationError, name: str) -> ProblemError:
-    if exc.constraint_name == _UNIQUE_NAME:
-        return ProblemError(
-            409, f"A schedule named {name!r} already exists.", kind="duplicate-name"
-        )
-    raise exc
-
-
-def _not_found(schedule_id: UUID) -> ProblemError:
-    # Another tenant's schedule answers exactly like one that never existed.
-    return ProblemError(404, f"No schedule {schedule_id}.")
-
-
-def _encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"k": value}).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str, parse: Any) -> Any:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value = json.loads(raw)["k"]
-        if not isinstance(value, str) or "\x00" in value:
-            raise TypeError("not a cursor of ours")
-        return parse(value)
-    except (binascii.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        raise _bad_cursor() from None
-
-
-def _bad_cursor() -> ProblemError:
-    return ProblemError(
-        422,
-        "The cursor is invalid.",
-        kind="validation",
-        errors=[FieldError(field="cursor", location="query", message="invalid cursor")],
+        next_cursor=encode_key(page[-1]["fire_time"].isoformat()) if more and page else None,
     )

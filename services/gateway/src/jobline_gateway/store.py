@@ -5,9 +5,6 @@ Job *writes* go through :mod:`jobline.pg.jobstore` (the state machine's guarded 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -20,6 +17,7 @@ from jobline.pg.db import Conn
 from jobline.pg.jobstore import job_from_row
 from jobline.pg.queries import SQL as SHARED
 from jobline.pg.queries import Queries
+from jobline_gateway.cursors import Cursor
 
 SQL: Final = Queries.load("jobline_gateway")
 
@@ -35,31 +33,6 @@ async def job_exists(conn: Conn, tenant_id: str, job_id: UUID) -> bool:
 
 async def attempts(conn: Conn, job_id: UUID) -> list[asyncpg.Record]:
     return await SHARED.fetch(conn, "job_attempts", job_id=job_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """A position in the listing order: the last row of the previous page."""
-
-    created_at: datetime
-    id: UUID
-
-    def encode(self) -> str:
-        raw = json.dumps({"c": self.created_at.isoformat(), "i": str(self.id)})
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> Cursor:
-        """Raises ValueError for anything this gateway did not hand out."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            data = json.loads(raw)
-            created = datetime.fromisoformat(data["c"])
-            if created.tzinfo is None:
-                raise ValueError("naive")
-            return cls(created, UUID(data["i"]))
-        except (binascii.Error, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError("invalid cursor") from exc
 
 
 @dataclass(frozen=True, slots=True)

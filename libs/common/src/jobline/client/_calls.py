@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from jobline.api.dlq import DlqGroupList
-from jobline.api.jobs import AttemptList, BatchOut, JobOut, JobPage, JobSpec, JobState
+from jobline.api.jobs import AttemptList, BackoffIn, BatchOut, JobOut, JobPage, JobSpec, JobState
 from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut, OwnKeyIn, Scope
 from jobline.api.problems import Problem
 from jobline.api.queues import QueueList, Stats
@@ -83,6 +83,39 @@ def key_body(
     if expires_at is not None:
         key["expires_at"] = expires_at.isoformat()
     return key
+
+
+def job_fields(
+    type: str,
+    payload: Mapping[str, Any] | None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    delay_seconds: float | None = None,
+    max_attempts: int | None = None,
+    backoff: BackoffIn | Mapping[str, Any] | None = None,
+    timeout_seconds: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a job from keyword arguments (unset ones are left to the gateway)."""
+    job: dict[str, Any] = {"type": type, "payload": dict(payload or {})}
+    for name, value in (
+        ("queue", queue),
+        ("priority", priority),
+        ("delay_seconds", delay_seconds),
+        ("max_attempts", max_attempts),
+        ("timeout_seconds", timeout_seconds),
+    ):
+        if value is not None:
+            job[name] = value
+    if run_at is not None:
+        job["run_at"] = run_at.isoformat()
+    if backoff is not None:
+        job["backoff"] = body(backoff)
+    if metadata is not None:
+        job["metadata"] = dict(metadata)
+    return job
 
 
 # --- jobs ---------------------------------------------------------------------------------

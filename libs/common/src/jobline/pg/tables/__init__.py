@@ -1,0 +1,87 @@
+"""The database schema in code: SQLAlchemy Core tables, the single description queries use.
+
+The migrations in ``jobline/pg/migrations`` create exactly this schema, and the migration test
+compares the two. One :class:`MetaData` (:data:`metadata`) holds every table; each area's
+tables are in a module of their own:
+
+- :mod:`~jobline.pg.tables.conventions`: the metadata, constraint naming and column builders;
+- :mod:`~jobline.pg.tables.tenants`: tenants and API keys;
+- :mod:`~jobline.pg.tables.schedules`: schedules;
+- :mod:`~jobline.pg.tables.jobs`: jobs, attempts, idempotency keys, the outbox, type policies;
+- :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables.
+
+What Core cannot express lives only in the migrations (the outbox's trigger that wakes the
+relay: see :mod:`~jobline.pg.tables.jobs`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Imported in the order the tables join the metadata: each after those it references.
+# isort: off
+from jobline.pg.tables.conventions import NAMING_CONVENTION, metadata
+from jobline.pg.tables.tenants import api_keys, tenants
+from jobline.pg.tables.schedules import MISFIRE_POLICIES, OVERLAP_POLICIES, schedules
+from jobline.pg.tables.jobs import (
+    ATTEMPT_OUTCOMES,
+    JOB_STATES,
+    idempotency_keys,
+    job_attempts,
+    job_type_policies,
+    jobs,
+    outbox,
+)
+from jobline.pg.tables.analyzer import (
+    ANALYZER_TABLES,
+    analyzer_attempts,
+    analyzer_detector_state,
+    analyzer_error_rollups,
+    analyzer_findings,
+    analyzer_jobs,
+    analyzer_recommendations,
+    analyzer_rollups,
+    analyzer_seen_events,
+)
+# isort: on
+
+# Tables in creation order (each after those it references).
+ALL_TABLES: Final = (
+    tenants,
+    api_keys,
+    schedules,
+    jobs,
+    idempotency_keys,
+    job_attempts,
+    outbox,
+    job_type_policies,
+    *ANALYZER_TABLES,
+)
+
+
+__all__ = [
+    "ALL_TABLES",
+    "ANALYZER_TABLES",
+    "ATTEMPT_OUTCOMES",
+    "JOB_STATES",
+    "MISFIRE_POLICIES",
+    "NAMING_CONVENTION",
+    "OVERLAP_POLICIES",
+    "analyzer_attempts",
+    "analyzer_detector_state",
+    "analyzer_error_rollups",
+    "analyzer_findings",
+    "analyzer_jobs",
+    "analyzer_recommendations",
+    "analyzer_rollups",
+    "analyzer_seen_events",
+    "api_keys",
+    "idempotency_keys",
+    "job_attempts",
+    "job_type_policies",
+    "jobs",
+    "metadata",
+    "outbox",
+    "schedules",
+    "tenants",
+]
