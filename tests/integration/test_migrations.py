@@ -43,7 +43,7 @@ EXPECTED_TABLES = {
     "analyzer_findings",
     "analyzer_recommendations",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture
@@ -432,6 +432,36 @@ async def test_an_outbox_insert_of_waiting_rows_announces_the_earliest(migrated_
         expected = datetime(2998, 1, 1, tzinfo=UTC).timestamp()
         assert received[0] == ""
         assert float(received[1]) == expected
+    finally:
+        await writer.close()
+        await listener.close()
+
+
+async def test_quiet_rows_wake_no_relay_but_a_statement_with_a_loud_row_does(
+    migrated_db: str,
+) -> None:
+    """Rows of lifecycle events only are quiet (0004): no NOTIFY, which would serialise the
+    worker's commits; a statement with any row due now that is not quiet still notifies."""
+    received: list[str] = []
+    listener = await asyncpg.connect(migrated_db)
+    writer = await asyncpg.connect(migrated_db)
+    try:
+        await listener.add_listener(OUTBOX_CHANNEL, lambda *args: received.append(args[3]))
+        await writer.execute(
+            "INSERT INTO outbox (topics, payloads, quiet)"
+            " VALUES (ARRAY['events'], ARRAY['a'::bytea], true)"
+        )
+        await writer.execute(
+            "INSERT INTO outbox (topics, payloads, quiet) VALUES"
+            " (ARRAY['events'], ARRAY['b'::bytea], true),"
+            " (ARRAY['jobs.q'], ARRAY['c'::bytea], false)"
+        )
+        await writer.execute("NOTIFY jobline_outbox, 'end'")
+        for _ in range(100):
+            if "end" in received:
+                break
+            await asyncio.sleep(0.02)
+        assert received == ["", "end"]  # one NOTIFY, from the second statement
     finally:
         await writer.close()
         await listener.close()

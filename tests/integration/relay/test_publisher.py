@@ -200,6 +200,7 @@ async def test_a_stale_work_message_does_not_move_the_job(db, kafka_settings, pr
             row_keys=[str(job_id)],
             row_available_ats=[datetime.now(UTC)],
             row_due_attempts=[job.attempt + 2],
+            row_quiets=[False],
             msg_rows=[1],
             msg_topics=[f"jobs.{queue}"],
             msg_payloads=[stale],

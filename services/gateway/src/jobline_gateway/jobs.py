@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
@@ -22,6 +21,7 @@ from starlette.responses import Response
 
 from jobline.api.fields import QUEUE_PATTERN, TYPE_PATTERN, Timestamp
 from jobline.api.jobs import AttemptList, AttemptOut, BatchIn, BatchOut, JobOut, JobPage, JobSpec
+from jobline.core import jsontext
 from jobline.core.apikeys import Scope
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import JobState
@@ -136,7 +136,8 @@ def _parse(model: type[M], body: bytes) -> M:
 
 
 def _json(content: Any, status: int, headers: dict[str, str]) -> Response:
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+    # jsontext: a replayed response may hold integers beyond 64 bits, which orjson refuses.
+    return Response(jsontext.dumps(content), status, headers, media_type="application/json")
 
 
 @submit_router.post(

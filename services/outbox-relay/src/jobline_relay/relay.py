@@ -49,6 +49,7 @@ class Relay:
             max(settings.relay_retry_max_seconds, settings.relay_retry_base_seconds),
         )
         self._last_poll = 0.0
+        self._last_rows = 0.0  # when a batch last had rows (monotonic)
         self.last_error: str | None = None  # of the publish loop; None while it is healthy
         self.failing_since: float | None = None
         self._stopping = asyncio.Event()
@@ -132,6 +133,8 @@ class Relay:
                 log.info("publishing again after %d failed attempts", failures)
             failures = 0
             self.last_error = self.failing_since = None
+            if result.rows:
+                self._last_rows = time.monotonic()
             if result.rows >= batch_size:
                 continue  # more is due: drain on without waiting
             # A NOTIFY that arrived during the batch is kept (cleared before the take), so
@@ -163,18 +166,22 @@ class Relay:
         return self._publisher
 
     async def _idle_timeout(self) -> float:
-        """Until the next NOTIFY, the poll interval, or the next delayed row falls due.
+        """Until the next NOTIFY, the next poll, or the next delayed row falls due.
 
         The next delayed row is known from the NOTIFY payloads while the listener is up; the
         database is asked too once per poll interval (a NOTIFY may have been missed), and
-        every time while the listener is down.
+        every time while the listener is down. Quiet rows (lifecycle events) send no NOTIFY
+        (migration 0004), so while rows keep coming the relay looks again every event poll.
         """
-        timeout = self.settings.relay_poll_interval_seconds
+        poll = self.settings.relay_poll_interval_seconds
+        timeout = poll
         due, self.wakeup.next_due = self.wakeup.next_due, None
         if due is not None:
             timeout = min(timeout, max(due - time.time(), 0.0))
         now = time.monotonic()
-        if self.wakeup.listening and now - self._last_poll < timeout:
+        if now - self._last_rows < self.settings.relay_event_poll_window_seconds:
+            timeout = min(timeout, self.settings.relay_event_poll_seconds)
+        if self.wakeup.listening and now - self._last_poll < poll:
             return timeout
         self._last_poll = now
         try:

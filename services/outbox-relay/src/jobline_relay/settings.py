@@ -24,6 +24,11 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # The fallback when no NOTIFY arrives (listen connection down, or a NOTIFY lost):
     # the longest an idle relay waits before claiming again.
     relay_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # Rows of lifecycle events only (a worker's "started", "succeeded") wake no relay: a
+    # NOTIFY serialises commits (migration 0004). For event_poll_window seconds after a batch
+    # with rows the relay looks again every event_poll; after that, every poll interval.
+    relay_event_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.02
+    relay_event_poll_window_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
     # The producer's linger: how long aiokafka waits to fill a request. The relay hands it a
     # whole batch before yielding, so the batch fills a request anyway; any linger is pure
     # added latency for the submit-to-start path.

@@ -39,25 +39,31 @@ def columns(messages: Sequence[tuple[OutboxMessage, UUID]]) -> dict[str, list[An
     """The array parameters of ``insert_outbox`` (and of ``insert_jobs``'s outbox part).
 
     Messages of one job with the same ``available_at``, one after the other, form one row.
+    A row of lifecycle events only is quiet: it does not wake the relays (migration 0004).
     """
     rows: dict[str, list[Any]] = {
         "row_job_ids": [],
         "row_keys": [],
         "row_available_ats": [],
         "row_due_attempts": [],
+        "row_quiets": [],
     }
     flat: dict[str, list[Any]] = {"msg_rows": [], "msg_topics": [], "msg_payloads": []}
     last: tuple[UUID, datetime] | None = None
     for message, job_id in messages:
         group = (job_id, message.available_at)
+        quiet = message.topic == topics.EVENTS
         if group != last:
             rows["row_job_ids"].append(job_id)
             rows["row_keys"].append(message.key)
             rows["row_available_ats"].append(message.available_at)
             rows["row_due_attempts"].append(message.due_attempt)
+            rows["row_quiets"].append(quiet)
             last = group
-        elif message.due_attempt is not None:
-            rows["row_due_attempts"][-1] = message.due_attempt
+        else:
+            rows["row_quiets"][-1] = rows["row_quiets"][-1] and quiet
+            if message.due_attempt is not None:
+                rows["row_due_attempts"][-1] = message.due_attempt
         flat["msg_rows"].append(len(rows["row_job_ids"]))  # 1-based, as WITH ORDINALITY
         flat["msg_topics"].append(message.topic)
         flat["msg_payloads"].append(message.value)

@@ -80,12 +80,13 @@ new_jobs AS (
     RETURNING 1
 ),
 new_outbox AS (
-    INSERT INTO outbox (job_id, key, available_at, due_attempt, topics, payloads)
-    SELECT r.job_id, r.key, r.available_at, r.due_attempt, m.topics, m.payloads
+    INSERT INTO outbox (job_id, key, available_at, due_attempt, quiet, topics, payloads)
+    SELECT r.job_id, r.key, r.available_at, r.due_attempt, r.quiet, m.topics, m.payloads
     FROM unnest(
         CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
-        CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[])
-    ) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, n)
+        CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[]),
+        CAST(:row_quiets AS boolean[])
+    ) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, quiet, n)
     JOIN (
         SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
                array_agg(msg.payload ORDER BY msg.n) AS payloads
@@ -162,7 +163,8 @@ WHERE j.id = v.id AND j.state = v.expected_state AND j.attempt = v.expected_atte
 -- test holds the list to the state machine) only where the job is still queued at that
 -- attempt and sequence. A job that changed since (a due flip, a hand-back, a duplicate of
 -- an older message) does not match; the worker then takes the locked path (lock_jobs) for
--- it. The claim's "started" event commits with it, only for rows claimed. (The attempt's
+-- it. The claim's "started" event commits with it, only for rows claimed, in a quiet row
+-- (it wakes no relay: migration 0004). (The attempt's
 -- row in job_attempts is written when it ends; while it runs the job row describes it.)
 WITH v AS (
     SELECT * FROM unnest(
@@ -186,8 +188,9 @@ claimed AS (
     RETURNING j.id
 ),
 events AS (
-    INSERT INTO outbox (job_id, key, available_at, topics, payloads)
-    SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
+    INSERT INTO outbox (job_id, key, available_at, quiet, topics, payloads)
+    SELECT v.id, CAST(v.id AS text), :now, true, ARRAY[CAST(:events_topic AS text)],
+           ARRAY[v.event]
     FROM v JOIN claimed USING (id)
     ORDER BY v.n
 )
@@ -198,7 +201,7 @@ SELECT id FROM claimed
 -- worker claimed it: written only where that attempt still runs under this worker's lease at
 -- the sequence of the claim (a rescued or handed-back job does not match and goes the locked
 -- way). A cancel request does not bump the sequence but cannot change a success. The
--- "succeeded" event and the attempt's record commit with it.
+-- "succeeded" event (a quiet row) and the attempt's record commit with it.
 WITH v AS (
     SELECT * FROM unnest(
         CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:sequences AS int[]),
@@ -230,8 +233,9 @@ attempt_rows AS (
     WHERE job_attempts.finished_at IS NULL
 ),
 events AS (
-    INSERT INTO outbox (job_id, key, available_at, topics, payloads)
-    SELECT v.id, CAST(v.id AS text), :now, ARRAY[CAST(:events_topic AS text)], ARRAY[v.event]
+    INSERT INTO outbox (job_id, key, available_at, quiet, topics, payloads)
+    SELECT v.id, CAST(v.id AS text), :now, true, ARRAY[CAST(:events_topic AS text)],
+           ARRAY[v.event]
     FROM v JOIN done USING (id)
     ORDER BY v.n
 )
@@ -300,13 +304,15 @@ FOR UPDATE SKIP LOCKED
 
 -- name: insert_outbox
 -- Outbox rows of generic transitions (flat messages folded per row, as in insert_jobs).
--- The statement-level trigger notifies the relays once per statement.
-INSERT INTO outbox (job_id, key, available_at, due_attempt, topics, payloads)
-SELECT r.job_id, r.key, r.available_at, r.due_attempt, m.topics, m.payloads
+-- The statement-level trigger notifies the relays once per statement, unless every due row
+-- is quiet (lifecycle events only; migration 0004 says why).
+INSERT INTO outbox (job_id, key, available_at, due_attempt, quiet, topics, payloads)
+SELECT r.job_id, r.key, r.available_at, r.due_attempt, r.quiet, m.topics, m.payloads
 FROM unnest(
     CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
-    CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[])
-) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, n)
+    CAST(:row_available_ats AS timestamptz[]), CAST(:row_due_attempts AS int[]),
+    CAST(:row_quiets AS boolean[])
+) WITH ORDINALITY AS r(job_id, key, available_at, due_attempt, quiet, n)
 JOIN (
     SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
            array_agg(msg.payload ORDER BY msg.n) AS payloads
