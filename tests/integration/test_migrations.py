@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "idempotency_keys",
     "job_attempts",
     "outbox",
+    "outbox_set_aside",
     "schedules",
     "job_type_policies",
     "analyzer_seen_events",
@@ -43,7 +44,7 @@ EXPECTED_TABLES = {
     "analyzer_findings",
     "analyzer_recommendations",
 }
-HEAD = "0004"
+HEAD = "0008"
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from jobline.core.states import (
     LeaseExpired,
     Redrive,
     Succeed,
+    Undeliverable,
     submit,
     transition,
 )
@@ -97,13 +98,14 @@ def fitting(name: str, job: Job) -> Event:
         "Cancelled": lambda: Cancelled(job.attempt, owner),
         "Redrive": Redrive,
         "HandBack": lambda: HandBack(job.attempt, owner),
+        "Undeliverable": lambda: Undeliverable(job.attempt + 1, "too large"),
     }
     event: Event = make[name]()
     return event
 
 
 NAMES = ["Due", "Claim", "Succeed", "Fail", "LeaseExpired", "Cancel", "Cancelled", "Redrive",
-         "HandBack"]  # fmt: skip
+         "HandBack", "Undeliverable"]  # fmt: skip
 
 LEGAL = {
     ("Due", JobState.SCHEDULED): JobState.QUEUED,
@@ -118,6 +120,9 @@ LEGAL = {
     ("Cancel", JobState.RUNNING): JobState.RUNNING,  # requested; the worker finishes it
     ("Redrive", JobState.DEAD): JobState.QUEUED,
     ("HandBack", JobState.RUNNING): JobState.QUEUED,
+    ("Undeliverable", JobState.QUEUED): JobState.DEAD,
+    ("Undeliverable", JobState.SCHEDULED): JobState.DEAD,
+    ("Undeliverable", JobState.RETRYING): JobState.DEAD,
 }
 
 
@@ -193,6 +198,35 @@ def test_a_stale_due_message_does_not_move_the_job():
     with pytest.raises(StaleEvent):
         transition(retrying, Due(1), T0)
     assert transition(retrying, Due(2), T0).job.state is JobState.QUEUED
+
+
+def test_an_undeliverable_work_message_makes_its_job_dead_with_the_reason():
+    queued = in_state(JobState.QUEUED)
+    with pytest.raises(StaleEvent):  # an older attempt's message
+        transition(queued, Undeliverable(0, "too large"), T0)
+    dead, messages = transition(queued, Undeliverable(1, "a message is 2000000 bytes"), T0)
+    assert dead.state is JobState.DEAD
+    assert dead.attempt == 0  # no attempt was started
+    assert dead.last_error is not None
+    assert (dead.last_error.error_class, dead.last_error.message) == (
+        "Undeliverable",
+        "a message is 2000000 bytes",
+    )
+    assert topics(messages) == ["events", "jobs.dlq"]
+
+
+def test_a_dead_letter_keeps_the_last_errors_and_says_how_many_it_left_out():
+    job = in_state(JobState.QUEUED, max_attempts=30)
+    now = T0
+    for attempt in range(1, 31):
+        job, _ = transition(job, Claim(attempt, "w", 30), now)
+        job, messages = transition(job, Fail(attempt, "w", "E", f"failure {attempt}"), now)
+        if job.state is JobState.RETRYING:
+            job, _ = transition(job, Due(attempt + 1), now)
+    assert job.state is JobState.DEAD
+    letter = json.loads(messages[-1].value)
+    assert [e["message"] for e in letter["errors"]] == [f"failure {n}" for n in range(11, 31)]
+    assert letter["errors_omitted"] == 10
 
 
 def test_lease_expiry_needs_the_running_attempt_and_an_expired_lease():

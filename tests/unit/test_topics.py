@@ -75,3 +75,11 @@ def test_the_dead_letter_topic_is_not_a_work_topic():
     assert topics.is_work(topics.work("emails"))
     assert not topics.is_work(topics.DLQ)
     assert not topics.is_work(topics.EVENTS)
+
+
+def test_queue_of_a_work_topic():
+    assert topics.queue_of(topics.work("emails")) == "emails"
+    with pytest.raises(ValueError, match="not a work topic"):
+        topics.queue_of(topics.DLQ)
+    with pytest.raises(ValueError, match="not a work topic"):
+        topics.queue_of(topics.EVENTS)

@@ -250,3 +250,47 @@ async def test_rows_of_the_previous_form_are_published_and_make_their_job_due(
         await drain(publisher_for(db, producer, kafka_settings))
         await reader.wait_for([job_id], timeout=10)
     assert (await job_of(db, job_id)).state is JobState.QUEUED
+
+
+async def test_a_row_over_the_message_limit_is_set_aside_and_the_rest_flows(
+    db, kafka_settings, producer
+):
+    tenant, queue = await new_tenant(db), fresh_queue()
+    big = await submit_many(db, tenant, queue, 1, payload={"blob": "x" * 8000})
+    small = await submit_many(db, tenant, queue, 3)
+    publisher = Publisher(
+        db, producer, kafka_settings, batch_size=100, publish_timeout=10, max_message_bytes=4096
+    )
+    events_topic = f"{kafka_settings.topic_prefix}.events"
+    async with (
+        TopicReader(kafka_settings, work_topic(kafka_settings, queue)) as reader,
+        TopicReader(kafka_settings, events_topic) as events,
+    ):
+        await drain(publisher)
+        await reader.wait_for(small, timeout=10)
+        await reader.poll()
+        await events.until(lambda _: events.counts[str(big[0])] >= 2)
+    assert reader.seen(big) == 0
+    states = [
+        cloudevent.decode(r.value).get_type()
+        for r in events.records
+        if r.key.decode() == str(big[0])
+    ]
+    assert states == ["jobline.job.queued", "jobline.job.dead"]
+    assert await outbox_rows_of(db, big + small) == 0
+
+    # The job whose work message can never go out is dead, and says why.
+    job = await job_of(db, big[0])
+    assert job.state is JobState.DEAD
+    assert job.attempt == 0
+    assert job.last_error is not None
+    assert job.last_error.error_class == "Undeliverable"
+    assert "the limit is 4096" in job.last_error.message
+    async with db.connection() as conn:
+        kept = await conn.fetch(
+            "SELECT topics, reason FROM outbox_set_aside WHERE job_id = $1 ORDER BY id", big[0]
+        )
+    # The submission's work message, then the dead letter (it carries the payload); their
+    # rows' lifecycle events ("queued", "dead") went out.
+    assert [list(r["topics"]) for r in kept] == [[f"jobs.{queue}"], ["jobs.dlq"]]
+    assert all("the limit is 4096" in r["reason"] for r in kept)

@@ -15,7 +15,7 @@ from jobline.core.states import Cancelled, Claim, Fail, HandBack, Succeed, trans
 from jobline_worker import NonRetryable, Retry, Worker
 from jobline_worker.context import JobContext
 from jobline_worker.errors import AppNotFound, DuplicateHandler, PayloadInvalid, WorkerError
-from jobline_worker.offsets import OffsetTracker, PartitionOffsets
+from jobline_worker.offsets import OffsetTracker, PartitionOffsets, log_went_back, may_commit
 from jobline_worker.outcomes import (
     Raised,
     Returned,
@@ -133,6 +133,24 @@ def test_taking_the_same_offset_twice_counts_once():
     p.decide(3)
     assert p.position() == 4
     assert p.in_flight == 0
+
+
+def test_a_position_past_the_log_end_means_the_log_started_over():
+    assert log_went_back(500, 12)  # the broker came back with a new, shorter log
+    assert not log_went_back(12, 12)  # caught up
+    assert not log_went_back(3, 12)
+    assert not log_went_back(None, 12)  # nothing read yet
+    assert not log_went_back(500, None)  # no fetch answered yet
+
+
+def test_a_position_is_committed_only_where_a_fetch_showed_the_log_reaching_it():
+    assert may_commit(10, highwater=12, fetched_at_ms=None, suspect_since_ms=None)
+    assert not may_commit(10, highwater=None, fetched_at_ms=None, suspect_since_ms=None)
+    assert not may_commit(13, highwater=12, fetched_at_ms=5, suspect_since_ms=None)
+    # After a failed commit the broker may have restarted: only a later fetch vouches.
+    assert not may_commit(10, highwater=12, fetched_at_ms=1_000, suspect_since_ms=1_000)
+    assert not may_commit(10, highwater=12, fetched_at_ms=None, suspect_since_ms=1_000)
+    assert may_commit(10, highwater=12, fetched_at_ms=1_001, suspect_since_ms=1_000)
 
 
 # --- outcomes ------------------------------------------------------------------------

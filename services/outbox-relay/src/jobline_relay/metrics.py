@@ -19,6 +19,20 @@ OUTBOX_OLDEST_AGE: Final = Gauge(
     "How long the oldest due outbox row has been due (0 when none is).",
     registry=REGISTRY,
 )
+JOBS_HEALED: Final = Counter(
+    "jobline_relay_jobs_healed_total",
+    "Work messages of queued jobs published again because the job waited too long (the "
+    "broker may have lost the first), by queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
+MESSAGES_SET_ASIDE: Final = Counter(
+    "jobline_relay_messages_set_aside_total",
+    "Outbox messages the broker refuses for good (e.g. too large), moved to outbox_set_aside "
+    "so that the rest flows, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 PUBLISH_BATCH_SIZE: Final = Histogram(
     "jobline_relay_publish_batch_size",
     "Rows per published batch.",

@@ -14,6 +14,12 @@ One transaction per batch, and it stays open across the publish:
   back (the rows are back, nothing is lost); a crash after the broker accepted some messages
   but before the commit re-publishes them: duplicates, which the guarded claim absorbs.
 
+A message the broker can never take (over its size limit: known before sending, or refused
+by the producer or the broker, which rolls the batch back once and marks the message) is
+*set aside*: moved to ``outbox_set_aside`` with its reason, in the batch's transaction, while
+the rest of its row and the rows behind it flow. A refused work message makes its job dead
+(``Undeliverable``), so nobody waits for a job that cannot start.
+
 Lifecycle events are sent in the CloudEvents Kafka binding's structured mode: the value is
 the JSON event and the ``content-type`` header says so.
 """
@@ -23,25 +29,61 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
+from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 
 from jobline.broker import kafka
 from jobline.core import cloudevent, topics
+from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
 from jobline.core.errors import IllegalTransition
-from jobline.core.states import Due, transition
+from jobline.core.states import Due, Event, Undeliverable, transition
 from jobline.pg import jobstore, outbox
 from jobline.pg.db import Conn, Database
 from jobline.settings import KafkaSettings
 from jobline_relay import metrics
+from jobline_relay.queries import SQL
 
 log = logging.getLogger(__name__)
 
 EVENT_HEADERS: Final = [("content-type", cloudevent.CONTENT_TYPE.encode())]
+# What a record adds to its key and value on the wire (record and batch headers, the event
+# header): generous, so that a message we let through is not refused for a few bytes.
+RECORD_OVERHEAD_BYTES: Final = 512
+# The broker's answers that mean "never this message", as opposed to "not now".
+TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError)
+
+
+# A message by its row and its place in the row.
+Slot = tuple[int, int]
+
+
+def oversized(rows: Sequence[outbox.OutboxRow], max_bytes: int) -> dict[Slot, str]:
+    """The messages larger than ``max_bytes``, by (row id, index in the row), with the reason."""
+    refused = {}
+    for row in rows:
+        key = len(row.key.encode()) if row.key else 0
+        for index, (logical, value) in enumerate(row.messages):
+            size = len(value) + key + RECORD_OVERHEAD_BYTES
+            if size > max_bytes:
+                refused[row.id, index] = (
+                    f"a message to {logical!r} is {size} bytes; the limit is {max_bytes}"
+                )
+    return refused
+
+
+def without(row: outbox.OutboxRow, refused: Collection[Slot]) -> outbox.OutboxRow:
+    """``row`` less its refused messages; a refused delayed work message makes nothing due."""
+    kept = tuple(m for i, m in enumerate(row.messages) if (row.id, i) not in refused)
+    if len(kept) == len(row.messages):
+        return row
+    work_left = any(topics.is_work(logical) for logical, _ in kept)
+    return replace(row, messages=kept, due_attempt=row.due_attempt if work_left else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +93,7 @@ class BatchResult:
     rows: int
     messages: int
     made_due: int
+    set_aside: int = 0
 
 
 class Publisher:
@@ -64,13 +107,21 @@ class Publisher:
         *,
         batch_size: int,
         publish_timeout: float,
+        max_message_bytes: int = 1_000_000,
     ) -> None:
         self.db = db
         self.producer = producer
         self.kafka_settings = kafka_settings
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
+        self.max_message_bytes = max_message_bytes
         self._known_topics: set[str] = set()
+        self._published_to: set[str] = set()  # kept across forget_topics()
+        # Messages the broker refused as too large: set aside when taken again.
+        self._refused: dict[Slot, str] = {}
+        # Work topics this publisher had to create again, with when: their queue's older jobs
+        # may have lost their messages (the healer looks at once). Drained by the relay.
+        self.created_queues: dict[str, datetime] = {}
 
     async def publish_batch(self) -> BatchResult:
         """Take up to ``batch_size`` due rows and publish them, all or nothing.
@@ -79,18 +130,79 @@ class Publisher:
         back and every taken row is back in the outbox for the next attempt.
         """
         async with self.db.transaction() as conn:
-            rows = await outbox.take(conn, self.batch_size)
-            if not rows:
+            taken = await outbox.take(conn, self.batch_size)
+            if not taken:
                 return BatchResult(0, 0, 0)
+            refused = oversized(taken, self.max_message_bytes)
+            refused |= {
+                slot: reason
+                for slot, reason in self._refused.items()
+                if slot[0] in {row.id for row in taken}
+            }
+            rows = [without(row, refused) for row in taken] if refused else taken
+            if refused:
+                await self._set_aside(conn, taken, refused)
             made_due = await self._make_due(conn, rows)
             sent = await self._send(rows)
         # Counted once committed: a rolled-back batch published nothing we stand by.
-        metrics.PUBLISH_BATCH_SIZE.observe(len(rows))
+        for slot in refused:
+            self._refused.pop(slot, None)
+        if refused:
+            metrics.MESSAGES_SET_ASIDE.labels(reason="too_large").inc(len(refused))
+        metrics.PUBLISH_BATCH_SIZE.observe(len(taken))
         for kind, count in sent.items():
             metrics.PUBLISHED.labels(kind=kind).inc(count)
         if made_due:
             metrics.JOBS_MADE_DUE.inc(made_due)
-        return BatchResult(len(rows), sum(sent.values()), made_due)
+        return BatchResult(len(taken), sum(sent.values()), made_due, len(refused))
+
+    async def _set_aside(
+        self, conn: Conn, rows: Sequence[outbox.OutboxRow], refused: dict[Slot, str]
+    ) -> None:
+        """Keep the refused messages with their reason; a job whose work message is among
+        them can never start: it goes dead (``Undeliverable``)."""
+        undeliverable: dict[UUID, Event] = {}
+        for row in rows:
+            mine = [(i, m) for i, m in enumerate(row.messages) if (row.id, i) in refused]
+            if not mine:
+                continue
+            reason = refused[row.id, mine[0][0]]
+            log.error(
+                "outbox row %d: %d message(s) set aside: %s",
+                row.id,
+                len(mine),
+                reason,
+                extra={"job_id": str(row.job_id) if row.job_id else None},
+            )
+            await SQL.execute(
+                conn,
+                "set_aside_outbox_row",
+                outbox_id=row.id,
+                job_id=row.job_id,
+                key=row.key,
+                topics=[logical for _, (logical, _) in mine],
+                payloads=[value for _, (_, value) in mine],
+                reason=reason,
+            )
+            for _, (logical, value) in mine:
+                if row.job_id is None or not topics.is_work(logical):
+                    continue
+                try:
+                    attempt = WorkEnvelope.decode(value).attempt
+                except InvalidEnvelope:
+                    continue
+                undeliverable[row.job_id] = Undeliverable(attempt, reason)
+        if not undeliverable:
+            return
+        now = datetime.now(UTC)
+        writes = []
+        for job in (await jobstore.lock_many(conn, list(undeliverable))).values():
+            event = undeliverable[job.id]
+            try:
+                writes.append(jobstore.Write(job, event, transition(job, event, now)))
+            except IllegalTransition:  # stale (an older attempt's message) or finished
+                continue
+        await jobstore.save_many(conn, writes, now)
 
     async def _make_due(self, conn: Conn, rows: Sequence[outbox.OutboxRow]) -> int:
         """scheduled | retrying -> queued for the jobs whose delayed work message goes now.
@@ -118,20 +230,26 @@ class Publisher:
         """Send every message, then wait for every acknowledgement (or raise)."""
         prefix = self.kafka_settings.topic_prefix
         messages = [
-            (topics.resolve(prefix, logical), logical, value, row.key)
+            (topics.resolve(prefix, logical), logical, value, row.key, (row.id, index))
             for row in rows
-            for logical, value in row.messages
+            for index, (logical, value) in enumerate(row.messages)
         ]
-        await self._ensure_topics({m[0] for m in messages})
+        await self._ensure_topics(
+            {m[0] for m in messages}, logical_of={m[0]: m[1] for m in messages}
+        )
         started = time.perf_counter()
         acks: list[asyncio.Future[Any]] = []
         kinds: dict[str, int] = {}
         async with asyncio.timeout(self.publish_timeout):
-            for topic, logical, value, key in messages:
+            for topic, logical, value, key, slot in messages:
                 headers = EVENT_HEADERS if logical == topics.EVENTS else None
-                ack = await self.producer.send(
-                    topic, value, key=key.encode() if key else None, headers=headers
-                )
+                try:
+                    ack = await self.producer.send(
+                        topic, value, key=key.encode() if key else None, headers=headers
+                    )
+                except TOO_LARGE as exc:  # the producer's own check
+                    self._refused[slot] = f"the producer refused a message: {exc}"
+                    raise
                 # On a timeout the pending acks are abandoned, not cancelled (aiokafka owns
                 # them); this keeps their late errors from being logged as never retrieved.
                 ack.add_done_callback(_retrieve)
@@ -140,8 +258,10 @@ class Publisher:
                 kinds[kind] = kinds.get(kind, 0) + 1
             # asyncio.wait, unlike gather, does not cancel the acks if the timeout fires.
             await asyncio.wait(acks)
-        for ack in acks:
+        for ack, message in zip(acks, messages, strict=True):
             if (error := ack.exception()) is not None:
+                if isinstance(error, TOO_LARGE):
+                    self._refused[message[4]] = f"the broker refused a message: {error}"
                 raise error
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         return kinds
@@ -150,13 +270,20 @@ class Publisher:
         """Check the topics again before the next batch (after a failure)."""
         self._known_topics.clear()
 
-    async def _ensure_topics(self, names: set[str]) -> None:
+    async def _ensure_topics(self, names: set[str], *, logical_of: dict[str, str]) -> None:
         """Create topics on first use (a new queue), so we never rely on broker auto-create."""
         missing = names - self._known_topics
         if missing:
             created = await kafka.ensure_topics(self.kafka_settings, sorted(missing))
             if created:
                 log.info("created topics", extra={"topics": created})
+                now = datetime.now(UTC)
+                for topic in created:
+                    logical = logical_of.get(topic, "")
+                    # Only a topic we published to before was lost; a new queue's first
+                    # topic holds nothing to heal.
+                    if topic in self._published_to and topics.is_work(logical):
+                        self.created_queues[topics.queue_of(logical)] = now
             # aiokafka refreshes metadata only for the topics its client tracks, and a topic
             # it learnt from the start-up metadata is not tracked: once a new topic is added,
             # that one drops out of the metadata and sends to it fail (NotLeaderForPartition)
@@ -169,6 +296,7 @@ class Publisher:
             # read the metadata afresh before the first send.
             await self.producer.client.force_metadata_update()
             self._known_topics |= missing
+            self._published_to |= missing
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -46,3 +46,40 @@ WHERE id = :id
 -- database's clock decides, as in the claim, so the relay's own clock skew does not matter.
 SELECT EXTRACT(EPOCH FROM (min(next_fire_at) - now())) AS seconds
 FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL
+
+-- name: heal_queued
+-- The healer (jobline_relay/healer.py): queued jobs that have waited at least :after seconds
+-- since they became queued, whose work message is no longer in the outbox (so it went to the
+-- broker, which may have lost it), and that were not healed within :after * 2^heals seconds
+-- (capped at 2^:max_doublings): a backlog that is only slow gets a few duplicates per job,
+-- never one per round. :queues and :before narrow a round to the queues whose topic a relay
+-- just had to create again, and to jobs queued before that. The partial index
+-- ix_jobs_queued_since holds only queued jobs, in the order this scan wants. SKIP LOCKED:
+-- a job a worker is claiming right now is left alone, and relays heal disjoint jobs.
+-- updated_at is left as it is, so a healed job still counts its wait from when it was queued.
+WITH stuck AS (
+    SELECT j.id FROM jobs AS j
+    WHERE j.state = 'queued'
+      AND j.updated_at <= now() - make_interval(secs => :after)
+      AND (CAST(:before AS timestamptz) IS NULL OR j.updated_at < CAST(:before AS timestamptz))
+      AND (CAST(:queues AS text[]) IS NULL OR j.queue = ANY(CAST(:queues AS text[])))
+      AND (
+          j.healed_at IS NULL
+          OR j.healed_at <= now() - make_interval(
+              secs => :after * power(2, least(j.heals, :max_doublings))
+          )
+      )
+      AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.job_id = j.id)
+    ORDER BY j.updated_at
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE jobs AS j SET heals = least(j.heals + 1, 32767), healed_at = now()
+FROM stuck WHERE j.id = stuck.id
+RETURNING j.*
+
+-- name: set_aside_outbox_row
+-- A row the broker refuses for good, kept with the reason (the relay took it out of the
+-- outbox in this same transaction).
+INSERT INTO outbox_set_aside (outbox_id, job_id, key, topics, payloads, reason)
+VALUES (:outbox_id, :job_id, :key, CAST(:topics AS text[]), CAST(:payloads AS bytea[]), :reason)

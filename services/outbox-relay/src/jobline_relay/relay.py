@@ -25,7 +25,7 @@ from jobline.core.backoff import BackoffKind, BackoffPolicy, delay_seconds
 from jobline.core.errors import DependencyUnavailable
 from jobline.pg import outbox
 from jobline.pg.db import Database
-from jobline_relay import lease_rescue, metrics
+from jobline_relay import healer, lease_rescue, metrics
 from jobline_relay.publisher import Publisher
 from jobline_relay.scheduler import Scheduler
 from jobline_relay.settings import Settings
@@ -76,6 +76,10 @@ class Relay:
                     self.settings.relay_backlog_refresh_seconds, self._refresh_backlog, "backlog"
                 ),
                 name="relay-backlog",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.relay_heal_interval_seconds, self._heal, "healing"),
+                name="relay-healer",
             ),
         ]
         if self.settings.scheduler_enabled:
@@ -129,6 +133,8 @@ class Relay:
                     self._publisher.forget_topics()
                 await self._sleep(delay_seconds(self.retry, failures, rng))
                 continue
+            if self._publisher is not None and self._publisher.created_queues:
+                await self._heal_created()
             if failures:
                 log.info("publishing again after %d failed attempts", failures)
             failures = 0
@@ -148,6 +154,7 @@ class Relay:
                 linger_ms=self.settings.relay_linger_ms,
                 # A whole batch goes out at once: let a request carry many messages.
                 max_batch_size=1024 * 1024,
+                max_request_size=self.settings.relay_max_message_bytes,
             )
             try:
                 await producer.start()
@@ -162,6 +169,7 @@ class Relay:
                 self.settings,
                 batch_size=self.settings.relay_batch_size,
                 publish_timeout=self.settings.relay_publish_timeout_seconds,
+                max_message_bytes=self.settings.relay_max_message_bytes,
             )
         return self._publisher
 
@@ -217,6 +225,29 @@ class Relay:
             self.settings.lease_rescue_batch_size,
             retention=timedelta(seconds=self.settings.job_retention_seconds),
         )
+
+    async def _heal(self) -> None:
+        await healer.heal_all(
+            self.db,
+            after=self.settings.relay_heal_after_seconds,
+            batch_size=self.settings.relay_heal_batch_size,
+        )
+
+    async def _heal_created(self) -> None:
+        """A work topic had to be created: its queue's jobs queued before may be lost."""
+        assert self._publisher is not None
+        created, self._publisher.created_queues = self._publisher.created_queues, {}
+        try:
+            for queue, at in created.items():
+                await healer.heal_all(
+                    self.db,
+                    after=0.0,
+                    batch_size=self.settings.relay_heal_batch_size,
+                    queues=[queue],
+                    before=at,
+                )
+        except Exception as exc:  # the periodic round heals them later
+            log.warning("healing a re-created queue failed: %s: %s", type(exc).__name__, exc)
 
     async def _refresh_backlog(self) -> None:
         async with self.db.connection() as conn:

@@ -34,12 +34,11 @@ from jobline.core.schedules import FirePlan, OverlapPolicy, fire_key, plan_fires
 from jobline.pg import jobstore
 from jobline.pg.db import Conn, Database
 from jobline.pg.queries import SQL as SHARED
-from jobline.pg.queries import Queries
 from jobline_relay import metrics
+from jobline_relay.queries import SQL
 
 log = logging.getLogger(__name__)
 
-SQL = Queries.load("jobline_relay")
 
 # The shortest wait between rounds (see Scheduler._idle_timeout).
 MIN_SLEEP_SECONDS = 0.02

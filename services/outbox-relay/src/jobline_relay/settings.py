@@ -41,6 +41,17 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # How often the lease rescuer looks for running jobs whose lease ran out.
     lease_rescue_interval_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
     lease_rescue_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Healing (jobline_relay/healer.py): a queued job whose work message went to the broker
+    # heal_after seconds ago and that no worker has claimed gets its message again (then after
+    # 2x, 4x ... 64x that), at most heal_batch_size per transaction, checked every
+    # heal_interval. A work topic the relay has to create again heals its queue at once.
+    relay_heal_after_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    relay_heal_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    relay_heal_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    # The largest message the relay hands the producer (aiokafka's max_request_size is set to
+    # match); a row with a larger one is set aside (outbox_set_aside) and its job dead-lettered
+    # if it was a work message. Keep it at or below the broker's message.max.bytes.
+    relay_max_message_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1_000_000
     # How often the backlog gauges (rows due, oldest due age) are refreshed.
     relay_backlog_refresh_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     # On shutdown, how long the current batch may take before it is cancelled (rolled back).

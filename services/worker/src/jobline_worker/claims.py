@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
@@ -35,7 +34,7 @@ from jobline.core.states import Claim, Transition, transition
 from jobline.pg import jobstore
 from jobline.pg.db import Database
 from jobline_worker import metrics, outcomes
-from jobline_worker.consumer import Batch, QueueConsumer
+from jobline_worker.consumer import Batch, Incarnation, QueueConsumer
 from jobline_worker.errors import UnknownJobType
 from jobline_worker.poison import Poison
 from jobline_worker.registry import JobSpec, Worker
@@ -50,7 +49,7 @@ RETRY_SECONDS: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
 class Delivery:
     """One fetched message that decoded to a work envelope, and where it came from."""
 
-    tp: TopicPartition
+    tp: Incarnation
     record: ConsumerRecord
     envelope: WorkEnvelope
 

@@ -52,12 +52,14 @@ class Completer:
         worker_id: str,
         *,
         result_max_bytes: int,
+        error_max_bytes: int,
         retention: timedelta,
         done: Callable[[Execution], None],
     ) -> None:
         self.db = db
         self.worker_id = worker_id
         self.result_max_bytes = result_max_bytes
+        self.error_max_bytes = error_max_bytes
         self.retention = retention
         self._done = done
         self._queue: asyncio.Queue[Finished] = asyncio.Queue()
@@ -77,6 +79,7 @@ class Completer:
             self.worker_id,
             limits=execution.spec.limits,
             result_max_bytes=self.result_max_bytes,
+            error_max_bytes=self.error_max_bytes,
         )
         self._queue.put_nowait(Finished(execution, event))
 

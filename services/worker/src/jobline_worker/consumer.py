@@ -5,6 +5,10 @@ offset is *decided* once its claim is durable (or it was skipped or dead-lettere
 committer commits, per partition, up to the lowest offset not yet decided (see
 :mod:`jobline_worker.offsets`). In-flight work is bounded by pausing the partitions, never
 by sitting in the poll loop, so heartbeats and rebalances go on while the slots are full.
+
+A partition whose log ends before our position has started over (the broker lost it): the
+consumer reads it again from the start as a new incarnation, and positions of the old log
+are never committed into the new one (:mod:`jobline_worker.offsets`).
 """
 
 from __future__ import annotations
@@ -12,20 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from jobline_worker.offsets import OffsetTracker
+from jobline_worker import metrics
+from jobline_worker.offsets import OffsetTracker, log_went_back, may_commit
 from jobline_worker.slots import Slots
 
 log = logging.getLogger("jobline.worker")
 
 POLL_TIMEOUT_MS: Final = 200
 
-Batch = list[tuple[TopicPartition, ConsumerRecord]]
+
+class Incarnation(NamedTuple):
+    """One life of a partition's log; ``epoch`` moves on when the log starts over."""
+
+    tp: TopicPartition
+    epoch: int
+
+
+Batch = list[tuple[Incarnation, ConsumerRecord]]
 
 
 class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -35,12 +49,20 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.queue = queue
         self.topic = topic
         self.consumer = consumer
-        self.offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.offsets: OffsetTracker[Incarnation] = OffsetTracker()
+        self._epochs: dict[TopicPartition, int] = {}
+        self._suspect_since_ms: int | None = None
         self._commit_lock = asyncio.Lock()
 
-    def decide(self, tp: TopicPartition, offset: int) -> None:
-        """The message at ``offset`` needs nothing more: its position may be committed."""
-        self.offsets.decide(tp, offset)
+    def decide(self, part: Incarnation, offset: int) -> None:
+        """The message at ``offset`` needs nothing more: its position may be committed.
+
+        A decision about an older incarnation is ignored (that log is gone).
+        """
+        self.offsets.decide(part, offset)
+
+    def incarnation(self, tp: TopicPartition) -> Incarnation:
+        return Incarnation(tp, self._epochs.get(tp, 0))
 
     async def fetch_loop(
         self, slots: Slots, handle: Callable[[QueueConsumer, Batch], None]
@@ -69,8 +91,9 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                         if not slots.take():
                             consumer.seek(tp, record.offset)
                             break
-                        self.offsets.take(tp, record.offset)
-                        taken.append((tp, record))
+                        part = self.incarnation(tp)
+                        self.offsets.take(part, record.offset)
+                        taken.append((part, record))
                 if taken:
                     handle(self, taken)
             except asyncio.CancelledError:
@@ -83,19 +106,68 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         """Commit decided positions (of ``partitions``, default: all currently assigned)."""
         async with self._commit_lock:
             wanted = set(partitions if partitions is not None else self.consumer.assignment())
-            moves = {tp: pos for tp, pos in self.offsets.to_commit().items() if tp in wanted}
+            moves = {
+                part: pos
+                for part, pos in self.offsets.to_commit().items()
+                if part.tp in wanted
+                and part == self.incarnation(part.tp)
+                and may_commit(
+                    pos,
+                    self.consumer.highwater(part.tp),
+                    self.consumer.last_poll_timestamp(part.tp),
+                    self._suspect_since_ms,
+                )
+            }
             if not moves:
                 return
             try:
-                await self.consumer.commit(moves)
-            except Exception as exc:  # a rebalance in progress; the next round retries
+                await self.consumer.commit({part.tp: pos for part, pos in moves.items()})
+            except Exception as exc:  # a rebalance in progress, or the broker went away
+                # The broker may come back empty: commit nothing until a fetch has shown
+                # that the log still reaches the positions.
+                self._suspect_since_ms = int(1000 * time.time())
                 log.warning("offset commit failed: %s", exc, extra={"queue": self.queue})
                 return
             self.offsets.committed(moves)
 
+    async def check_logs(self) -> int:
+        """Start over on every assigned partition whose log now ends before our position.
+
+        The broker does not always say so (the embedded one answers a fetch beyond the end
+        with nothing rather than "offset out of range"), so the fetch responses' high
+        watermark is compared with our position. Returns how many partitions started over.
+        """
+        restarted = 0
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                async with asyncio.timeout(1.0):
+                    position = await self.consumer.position(tp)
+            except Exception:  # revoked meanwhile, or no position yet: nothing to compare
+                continue
+            if not log_went_back(position, highwater):
+                continue
+            old = self.incarnation(tp)
+            self._epochs[tp] = old.epoch + 1
+            self.offsets.forget([old])
+            self.consumer.seek(tp, 0)
+            restarted += 1
+            metrics.PARTITIONS_RESTARTED.labels(self.queue).inc()
+            log.warning(
+                "partition %d ends at %d, before our position %d: the broker lost its log; "
+                "reading it again from the start",
+                tp.partition,
+                highwater,
+                position,
+                extra={"queue": self.queue},
+            )
+        return restarted
+
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.commit(revoked)
-        self.offsets.forget(revoked)
+        self.offsets.forget(self.incarnation(tp) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info(
@@ -112,7 +184,7 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         total = 0
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
-            position = self.offsets.position(tp)
+            position = self.offsets.position(self.incarnation(tp))
             if highwater is None or position is None:
                 continue
             total += max(highwater - position, 0)

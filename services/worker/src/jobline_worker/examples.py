@@ -3,7 +3,8 @@
 - ``echo`` (any object): returns its payload.
 - ``sleep`` ``{"seconds": s}``: sleeps (cancellable), returns ``{"slept": s}``.
 - ``flaky`` ``{"failures": n}``: fails attempts 1..n, then succeeds.
-- ``always-fail`` ``{}``: fails every attempt.
+- ``always-fail`` ``{}`` or ``{"error_bytes": n}``: fails every attempt (with an error message
+  of ``n`` bytes: shows that an oversized error is capped and does not stop other jobs).
 - ``cpu`` ``{"ms": m}``: busy loop for m ms in the thread pool (stops early when cancelled).
 - ``send-email`` ``{"to": ..., "subject": ...}`` on queue ``emails``: simulated. The effect is a
   row in ``jobline_examples.email_effects`` keyed by the idempotency key (the job id); a second
@@ -138,10 +139,19 @@ async def flaky(ctx: JobContext, payload: Flaky) -> dict[str, int]:
     return {"attempts": ctx.attempt}
 
 
-@worker.job("always-fail")
-async def always_fail(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """Fail every attempt."""
-    raise AlwaysFails(f"attempt {ctx.attempt} failed, as always")
+class AlwaysFail(BaseModel):
+    """Payload of ``always-fail``."""
+
+    error_bytes: int = Field(default=0, ge=0, le=64 * 1024 * 1024)
+
+
+@worker.job("always-fail", model=AlwaysFail)
+async def always_fail(ctx: JobContext, payload: AlwaysFail) -> None:
+    """Fail every attempt (with an error message of ``error_bytes`` bytes, if given)."""
+    message = f"attempt {ctx.attempt} failed, as always"
+    if payload.error_bytes > len(message):
+        message += " " + "x" * (payload.error_bytes - len(message) - 1)
+    raise AlwaysFails(message)
 
 
 @worker.job("cpu", model=Cpu)

@@ -36,6 +36,13 @@ QUEUE_WAIT_SECONDS: Final = Histogram(
     buckets=RUN_BUCKETS,
     registry=REGISTRY,
 )
+PARTITIONS_RESTARTED: Final = Counter(
+    "jobline_worker_partitions_restarted_total",
+    "Partitions read again from the start because their log ended before the consumer's "
+    "position (the broker lost it), by queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
 IN_FLIGHT: Final = Gauge(
     "jobline_worker_in_flight",
     "Messages being claimed plus handlers running in this process.",

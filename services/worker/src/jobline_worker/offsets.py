@@ -5,6 +5,14 @@ partition's commit position is the lowest offset not yet decided (everything bef
 decided), or one past the highest offset seen when nothing is pending. Committing past an
 undecided message could lose it in a crash; committing behind a decided one only costs a
 duplicate, which the guarded claim absorbs.
+
+A partition's log can also start over under us: an in-memory broker restarts empty, a topic
+is deleted and re-created, an unclean leader election truncates the log. Positions of the old
+log mean nothing in the new one (committing them would make the group skip the new log's
+first messages), so a position beyond the log end starts a new incarnation of the partition
+(the consumer keys the tracker by
+incarnation and forgets the old one), and after a failed commit nothing is committed until a fetch
+has shown the log still reaches the position (:func:`may_commit`).
 """
 
 from __future__ import annotations
@@ -50,6 +58,29 @@ class PartitionOffsets:
         if self._pending:
             return self._pending[0]
         return self.highest + 1 if self.highest >= 0 else None
+
+
+def log_went_back(position: int | None, highwater: int | None) -> bool:
+    """Our position is past the log's end: the log we read is not there any more."""
+    return position is not None and highwater is not None and position > highwater
+
+
+def may_commit(
+    position: int,
+    highwater: int | None,
+    fetched_at_ms: int | None,
+    suspect_since_ms: int | None,
+) -> bool:
+    """Commit ``position`` only where the last fetch showed the log reaching it.
+
+    ``suspect_since_ms``: when a commit last failed (the broker may have restarted since);
+    a fetch answered before then says nothing about the log as it is now.
+    """
+    if highwater is None or position > highwater:
+        return False
+    if suspect_since_ms is None:
+        return True
+    return fetched_at_ms is not None and fetched_at_ms > suspect_since_ms
 
 
 class OffsetTracker(Generic[K]):

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 from jobline.core.job import AttemptOutcome, Job
 from jobline.core.retries import HandlerLimits
 from jobline.core.states import Cancelled, Event, Fail, HandBack, Succeed, attempt_outcome
+from jobline.core.textcap import DEFAULT_ERROR_MAX_BYTES, cap_text
 from jobline_worker.errors import (
     NonRetryable,
     ResultNotSerializable,
@@ -80,7 +81,13 @@ def check_result(value: Any, max_bytes: int) -> Any:
 
 
 def to_event(
-    outcome: Outcome, job: Job, worker_id: str, *, limits: HandlerLimits, result_max_bytes: int
+    outcome: Outcome,
+    job: Job,
+    worker_id: str,
+    *,
+    limits: HandlerLimits,
+    result_max_bytes: int,
+    error_max_bytes: int = DEFAULT_ERROR_MAX_BYTES,
 ) -> Event | None:
     """The event that records ``outcome`` of ``job``'s running attempt; None means discard
     (the job is no longer ours)."""
@@ -90,9 +97,9 @@ def to_event(
             try:
                 return Succeed(attempt, worker_id, check_result(value, result_max_bytes))
             except NonRetryable as exc:
-                return fail_for(exc, job, worker_id, limits)
+                return fail_for(exc, job, worker_id, limits, error_max_bytes=error_max_bytes)
         case Raised(error=error):
-            return fail_for(error, job, worker_id, limits)
+            return fail_for(error, job, worker_id, limits, error_max_bytes=error_max_bytes)
         case TimedOut(seconds=seconds):
             return Fail(
                 attempt,
@@ -111,10 +118,21 @@ def to_event(
     raise AssertionError(f"unknown outcome {outcome!r}")  # pragma: no cover - exhaustive
 
 
-def fail_for(error: BaseException, job: Job, worker_id: str, limits: HandlerLimits) -> Fail:
-    """The failure an exception stands for: NonRetryable -> DLQ, Retry -> at its time."""
+def fail_for(
+    error: BaseException,
+    job: Job,
+    worker_id: str,
+    limits: HandlerLimits,
+    *,
+    error_max_bytes: int = DEFAULT_ERROR_MAX_BYTES,
+) -> Fail:
+    """The failure an exception stands for: NonRetryable -> DLQ, Retry -> at its time.
+
+    The message is capped at ``error_max_bytes`` (the cut marked): it is stored with the job
+    and travels in its events and dead letter.
+    """
     name = type(error).__name__
-    message = str(error) or name
+    message = cap_text(str(error) or name, error_max_bytes)
     if isinstance(error, NonRetryable):
         return Fail(job.attempt, worker_id, name, message, retryable=False, limits=limits)
     if isinstance(error, Retry):

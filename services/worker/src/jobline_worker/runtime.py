@@ -83,6 +83,7 @@ class Runtime:
             self.db,
             self.worker_id,
             result_max_bytes=settings.worker_result_max_bytes,
+            error_max_bytes=settings.worker_error_max_bytes,
             retention=timedelta(seconds=settings.job_retention_seconds),
             done=self._done,
         )
@@ -243,6 +244,7 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             for qc in self.consumers:
+                await qc.check_logs()
                 await qc.commit()
                 metrics.CONSUMER_LAG.labels(qc.queue).set(qc.lag())
 

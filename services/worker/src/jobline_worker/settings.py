@@ -32,6 +32,9 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     worker_shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 20.0
     # A handler's JSON result larger than this fails the attempt (non-retryable).
     worker_result_max_bytes: Annotated[int, Field(ge=16, le=16 * 1024 * 1024)] = 64 * 1024
+    # A handler's error message is kept (in the job, its events and its dead letter) up to
+    # this many bytes; the rest is cut, and the cut marked.
+    worker_error_max_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 8 * 1024
     # How often decided offsets are committed (they are also committed on rebalance/stop).
     worker_commit_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
     # How long a fetch waits for data. Real Kafka answers a waiting fetch as soon as data

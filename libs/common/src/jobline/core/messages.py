@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from jobline.core import cloudevent, jsontext, topics
 from jobline.core.job import Job, JobState, iso
@@ -52,12 +52,20 @@ def work(job: Job, available_at: datetime) -> OutboxMessage:
     )
 
 
+# A dead letter carries the last errors only: a job redriven many times collects hundreds,
+# and the message must stay within the broker's size limit (each message is capped by the
+# worker). The database keeps them all.
+DEAD_LETTER_MAX_ERRORS: Final = 20
+
+
 def dead_letter(job: Job, now: datetime) -> OutboxMessage:
     """Self-contained: enough to understand and replay the job without the database."""
+    kept = job.errors[-DEAD_LETTER_MAX_ERRORS:]
     body = {
         "envelope": job.envelope(job.attempt).to_dict(),
         "reason": job.last_error.to_dict() if job.last_error else None,
-        "errors": [e.to_dict() for e in job.errors],
+        "errors": [e.to_dict() for e in kept],
+        "errors_omitted": len(job.errors) - len(kept),
         "dead_at": iso(now),
         "created_at": iso(job.created_at),
         "attempts": job.attempt,

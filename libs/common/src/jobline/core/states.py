@@ -25,6 +25,7 @@ from jobline.core.messages import OutboxMessage
 from jobline.core.retries import NO_LIMITS, HandlerLimits, retry_at
 
 LEASE_EXPIRED_ERROR = "LeaseExpired"
+UNDELIVERABLE_ERROR = "Undeliverable"
 
 # --- events -------------------------------------------------------------------------
 
@@ -94,6 +95,15 @@ class LeaseExpired:
 
 
 @dataclass(frozen=True, slots=True)
+class Undeliverable:
+    """The broker refuses the work message of ``attempt`` for good (e.g. larger than its
+    message limit): the attempt can never start, so the job goes dead with ``reason``."""
+
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     """A client asked to cancel: immediate unless running, where it is only requested."""
 
@@ -104,7 +114,7 @@ class Redrive:
 
 
 Outcome: TypeAlias = Succeed | Fail | Cancelled | HandBack
-Event: TypeAlias = Due | Claim | Outcome | LeaseExpired | Cancel | Redrive
+Event: TypeAlias = Due | Claim | Outcome | LeaseExpired | Undeliverable | Cancel | Redrive
 
 
 class Transition(NamedTuple):
@@ -190,6 +200,20 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
                 outcome=AttemptOutcome.LEASE_EXPIRED,
             )
             return _fail(job, failure, now)
+        case Undeliverable(attempt=attempt, reason=reason):
+            _require(job, event, JobState.QUEUED, JobState.SCHEDULED, JobState.RETRYING)
+            _require_next(job, event, attempt)
+            error = AttemptError(
+                attempt=attempt,
+                error_class=UNDELIVERABLE_ERROR,
+                message=reason,
+                outcome=AttemptOutcome.FAILED,
+                started_at=None,
+                finished_at=now,
+            )
+            changes = _finished(JobState.DEAD, now)
+            dead, emitted = _emit(job, now, **changes, errors=(*job.errors, error))
+            return Transition(dead, (*emitted, messages.dead_letter(dead, now)))
         case Cancel():
             if job.state is JobState.RUNNING:
                 if job.cancel_requested_at is not None:
@@ -275,7 +299,7 @@ def _require(job: Job, event: Event, *allowed: JobState) -> None:
         raise IllegalTransition(f"{name} is not allowed for a {job.state.value} job")
 
 
-def _require_next(job: Job, event: Due | Claim, attempt: int) -> None:
+def _require_next(job: Job, event: Due | Claim | Undeliverable, attempt: int) -> None:
     """A work message starts the attempt after the job's last one, or it is stale."""
     if attempt != job.attempt + 1:
         name = type(event).__name__

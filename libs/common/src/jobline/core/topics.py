@@ -41,6 +41,13 @@ def is_work(logical: str) -> bool:
     return logical.startswith(WORK_PREFIX) and logical != DLQ
 
 
+def queue_of(logical: str) -> str:
+    """The queue of a logical work topic name (``jobs.<queue>``)."""
+    if not is_work(logical):
+        raise ValueError(f"{logical!r} is not a work topic")
+    return logical[len(WORK_PREFIX) :]
+
+
 def work_topic(prefix: str, queue: str) -> str:
     """The topic that carries ``queue``'s jobs."""
     return f"{prefix}.jobs.{validate_queue_name(queue)}"

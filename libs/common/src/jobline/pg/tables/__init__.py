@@ -31,6 +31,7 @@ from jobline.pg.tables.jobs import (
     job_type_policies,
     jobs,
     outbox,
+    outbox_set_aside,
 )
 from jobline.pg.tables.analyzer import (
     ANALYZER_TABLES,
@@ -54,6 +55,7 @@ ALL_TABLES: Final = (
     idempotency_keys,
     job_attempts,
     outbox,
+    outbox_set_aside,
     job_type_policies,
     *ANALYZER_TABLES,
 )
@@ -82,6 +84,7 @@ __all__ = [
     "jobs",
     "metadata",
     "outbox",
+    "outbox_set_aside",
     "schedules",
     "tenants",
 ]

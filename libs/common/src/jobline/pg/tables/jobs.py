@@ -86,6 +86,10 @@ jobs: Final = Table(
     Column("idempotency_key", Text),
     Column("traceparent", Text),  # W3C trace context carried to the worker
     Column("purge_after", DateTime(timezone=True)),  # retention of finished jobs
+    # Work messages the relay published again for this queued job, and when it last did
+    # (healing from a broker that lost them: migration 0008).
+    Column("heals", SmallInteger, nullable=False, server_default=text("0")),
+    Column("healed_at", DateTime(timezone=True)),
     CheckConstraint(one_of("state", JOB_STATES), name="state"),
     CheckConstraint("attempt >= 0 AND budget_start >= 0", name="attempt_nonnegative"),
     CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
@@ -133,6 +137,12 @@ jobs: Final = Table(
         "schedule_id",
         text("created_at DESC"),
         postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
+    # The healer: queued jobs that have waited longest. Only queued jobs are in it.
+    Index(
+        "ix_jobs_queued_since",
+        "updated_at",
+        postgresql_where=text("state = 'queued'"),
     ),
     # The retention purge: WHERE purge_after < now(). Only finished jobs have one.
     Index(
@@ -213,6 +223,21 @@ outbox: Final = Table(
     Index("ix_outbox_available_at_id", "available_at", "id"),
     # The claim's per-job order check: is an older due row of this job still here?
     Index("ix_outbox_job_id_id", "job_id", "id"),
+)
+
+# Rows the broker refused for good (too large), moved out of the way with the reason so the
+# rows behind them flow; kept for the operator (migration 0008).
+outbox_set_aside: Final = Table(
+    "outbox_set_aside",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("job_id", Uuid),
+    Column("key", Text),
+    Column("topics", ARRAY(Text), nullable=False),
+    Column("payloads", ARRAY(LargeBinary), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("set_aside_at", DateTime(timezone=True), nullable=False, server_default=now()),
 )
 
 job_type_policies: Final = Table(
