@@ -56,6 +56,22 @@ OLD_MIGRATE = (
     "try:\n    from jobline.pg import migrate\n"
     "except ImportError:\n    from jobline import migrate\n"
 )
+OLD_MINT_KEY = (
+    "import asyncio, sys\n"
+    "import asyncpg\n"
+    "from jobline.core.apikeys import parse_scopes\n"
+    "from jobline.pg import keystore\n"
+    "async def main():\n"
+    "    conn = await asyncpg.connect(sys.argv[1])\n"
+    "    try:\n"
+    "        _, key = await keystore.create_key(\n"
+    "            conn, tenant_id='upgrade', name='upgrade', scopes=parse_scopes(sys.argv[2])\n"
+    "        )\n"
+    "    finally:\n"
+    "        await conn.close()\n"
+    "    print(key)\n"
+    "asyncio.run(main())\n"
+)
 WORKER_APP = ("--app", "jobline_worker.examples:worker", "--queues", "emails")
 
 
@@ -302,13 +318,14 @@ async def test_an_old_worker_runs_jobs_of_a_new_gateway_across_one_migration(
     migrate_old = OLD_MIGRATE + "migrate.upgrade(sys.argv[1])"
     old_python(old_code, migrate_old, upgrade_db)
     assert migrate.current(upgrade_db) == old_code["down"]
-    # ... and the API key its clients use (the CLI prints the plaintext on the first line).
+    # ... and the API key its clients use, minted by its own key store (its CLI asks a
+    # gateway since the client landed, and none runs yet).
     key = old_python(
         old_code,
-        "from jobline.cli import app; app()",
-        *("keys", "create", "--tenant", "upgrade", "--scopes", "jobs:write,jobs:read"),
-        env={"JOBLINE_DATABASE_URL": upgrade_db},
-    ).splitlines()[0]
+        OLD_MINT_KEY,
+        DatabaseSettings(database_url=upgrade_db).plain_url,
+        "jobs:write,jobs:read",
+    ).strip()
     pool = await asyncpg.create_pool(
         DatabaseSettings(database_url=upgrade_db).plain_url, min_size=1, max_size=4
     )
