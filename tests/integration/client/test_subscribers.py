@@ -20,9 +20,9 @@ from jobline.client import AsyncClient
 from jobline.core import topics
 from tests.support import GATEWAY_ENV, RELAY_ENV
 
-# The issue asks for 10 s, which these settings give on a quiet machine (~7-9 s here, printed
-# by each run). The bound is looser because this machine is shared and a suite run beside other
-# work took 10.3 s once; without the settings the first event takes ~23 s, which this catches.
+# The issue asks for 10 s; each run prints its figure. The bound is looser because this
+# machine is shared and a suite run beside other work took 10.3 s once; without the settings
+# the first event takes ~23 s (docs/subscribers.md), which this still catches.
 FIRST_EVENT_WITHIN = 15.0
 
 # docs/subscribers.md: the same settings work on a real Kafka (6 s is its minimum session).
