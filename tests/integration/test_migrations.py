@@ -187,7 +187,8 @@ async def test_catalog_matches_a_database_built_from_tables_py(
         await db.drop_database(pg_server_url, name)
     for part in ("columns", "constraints", "indexes"):
         assert _differences(expected[part], actual[part]) == {}, part
-    assert len(actual["indexes"]) == 36  # guards against comparing two empty catalogs
+    # Guards against comparing two empty catalogs: at least a primary key per table.
+    assert len(actual["indexes"]) >= len(JOBLINE_TABLES)
 
 
 async def test_outbox_trigger_is_statement_level(migrated_db: str) -> None:
