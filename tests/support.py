@@ -149,7 +149,7 @@ FROM new_jobs
 
 
 async def insert_finished_jobs(
-    db: Database, tenant: str, count: int, keep: float, attempts: int = 2, pad: int = 200
+    db: Database, tenant: str, count: int, *, keep: float, attempts: int = 2, pad: int = 200
 ) -> None:
     """``count`` succeeded jobs (with attempts and keys) purgeable ``keep`` seconds from now."""
     async with db.connection() as conn:

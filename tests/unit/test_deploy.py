@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from prometheus_client.metrics import MetricWrapperBase
 
 from jobline.core.job import AttemptOutcome
@@ -87,9 +86,9 @@ def exported_labels() -> dict[str, frozenset[str]]:
         for metric in vars(module).values():
             if not isinstance(metric, MetricWrapperBase):
                 continue
-            name = metric._name  # noqa: SLF001 (prometheus_client keeps no public accessor)
-            own = frozenset(metric._labelnames) | TARGET_LABELS  # noqa: SLF001
-            kind = metric._type  # noqa: SLF001
+            name = metric._name
+            own = frozenset(metric._labelnames) | TARGET_LABELS
+            kind = metric._type
             if kind == "counter":
                 labels[name + "_total"] = own
             elif kind == "histogram":
@@ -125,7 +124,9 @@ def test_alerts_and_panels_group_and_filter_by_labels_the_metrics_have(
     for expr in exprs:
         names = [n for n in NAME.findall(expr) if n in labels]
         for name, body in MATCHERS.findall(expr):
-            wrong += [(name, label) for label, _ in MATCHER.findall(body) if label not in labels[name]]
+            wrong += [
+                (name, label) for label, _ in MATCHER.findall(body) if label not in labels[name]
+            ]
         # A grouping label must be on some metric of the expression (e.g. the anomaly gauge's
         # job type is job_type, not type).
         known = frozenset().union(*(labels[n] for n in names)) if names else frozenset()

@@ -107,14 +107,16 @@ async def test_a_table_locked_by_another_replica_is_skipped() -> None:
 
 
 def relay(**changes: object) -> RelaySettings:
-    return load(RelaySettings, database_url="postgresql://x@h/db", kafka_bootstrap="h:9092", **changes)
+    return load(
+        RelaySettings, database_url="postgresql://x@h/db", kafka_bootstrap="h:9092", **changes
+    )
 
 
 def test_relay_retention_defaults_and_bounds() -> None:
     settings = relay()
     assert settings.retention_enabled
     assert settings.retention_limits == BatchLimits(500, 10, 5000, 0.25)
-    with pytest.raises(ConfigError, match="retention_batch_size"):
+    with pytest.raises(ConfigError, match="RETENTION_BATCH_SIZE"):
         relay(retention_batch_size=20_000)
     with pytest.raises(ConfigError, match="between retention_batch_min"):
         relay(retention_batch_size=5, retention_batch_min=10)

@@ -7,7 +7,6 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from jobline.core.retention import BatchLimits
-
 from jobline.settings import (
     DatabaseSettings,
     HttpSettings,
