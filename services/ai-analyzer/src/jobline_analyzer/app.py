@@ -3,8 +3,8 @@
 Startup opens the database engine and (with background work on) ensures the events and
 insights topics, starts the producer, and runs the ingest, detection and retention loops as
 tasks.
-Shutdown (uvicorn's SIGTERM handling) signals both loops to stop after their current
-batch or tick, waits for them, then closes the producer and the engine: exit 0.
+Shutdown (uvicorn's SIGTERM handling) signals every loop to stop after its current
+batch, tick or round, waits for them, then closes the producer and the engine: exit 0.
 """
 
 from __future__ import annotations

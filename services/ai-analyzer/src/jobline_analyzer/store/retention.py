@@ -2,11 +2,10 @@
 
 Each batch runs in its own short transaction (:mod:`jobline_analyzer.retention` drives them
 through :class:`jobline.pg.purge.Purger`) and follows one pattern: pick up to ``:limit`` due
-rows through an index on the age column, oldest first, ``FOR UPDATE SKIP LOCKED`` (a row the
-ingest or the detection loop holds is left for the next round; replicas take different rows),
-then delete exactly those by key. Each picks its rows through an index on its age column
-(migration 0007 added the ones that were missing), so a batch reads about ``:limit`` rows
-however large the table.
+rows through an index on the age column, oldest first (migration 0007 added the indexes that
+were missing), so a batch reads about ``:limit`` rows however large the table; lock them
+``FOR UPDATE SKIP LOCKED`` (a row the ingest or the detection loop holds is left for the next
+round); then delete exactly those by key.
 """
 
 from __future__ import annotations
