@@ -65,6 +65,7 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             retention.start()
         per_tick = max(1, round(args.rate * TICK_SECONDS))
         started = next_sample = time.monotonic()
+        inserted = 0
         try:
             while (now := time.monotonic()) - started < args.seconds:
                 if now >= next_sample:
@@ -72,11 +73,12 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     print(json.dumps(samples[-1]), flush=True)
                     next_sample += args.sample
                 await insert_finished_jobs(database, tenant, per_tick, keep=args.keep)
+                inserted += per_tick
                 await asyncio.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - now)))
         finally:
             if retention is not None:
                 await retention.stop()
-        samples.append(await sample(database, started))
+        samples.append(await sample(database, started) | {"jobs_inserted": inserted})
         print(json.dumps(samples[-1]), flush=True)
     return samples
 
@@ -114,7 +116,7 @@ def main(argv: list[str]) -> int:
         "rate_per_second": args.rate,
         "keep_seconds": args.keep,
         "purge": not args.no_purge,
-        "jobs_inserted": round(args.rate * args.seconds),
+        "jobs_inserted": samples[-1]["jobs_inserted"],
         **{
             f"{t}_kib_second_half_min_max": [
                 min(s[f"{t}_kib"] for s in half),
