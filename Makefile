@@ -13,8 +13,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # each one on every install. Drop only those lines, keep every real error.
 QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
-.PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench eval-analyzer clean \
-	deploy-check env-file helm-template test-scale test-upgrade
+.PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench bench-retention eval-analyzer clean \
+	deploy-check promtool env-file helm-template test-scale test-upgrade
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -53,9 +53,41 @@ test-faults: $(STAMP) ## kill, restart, duplicate, poison
 
 # No servers and no conftest: the deployment checks must report even when the services'
 # code does not import (one of them checks exactly that).
-deploy-check: $(STAMP) ## validate docker-compose.yml (Compose spec schema) and the Helm chart (rendered; Kubernetes and CRD schemas)
+deploy-check: $(STAMP) promtool ## validate docker-compose.yml, the Helm chart (Kubernetes and CRD schemas) and the alert rules (promtool unit tests)
 	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
-	@$(PY) -m pytest tests/deploy --noconftest $(PYTEST_ARGS)
+	@PROMTOOL="$(PROMTOOL)" $(PY) -m pytest tests/deploy --noconftest $(PYTEST_ARGS)
+
+# The alert rules' unit tests (tests/deploy/test_alert_rules.py) need promtool. Debian's and
+# Ubuntu's prometheus package brings it: installed as root (CI), with sudo, or not at all
+# (the target says what to do, and the tests fail rather than skip). PROMTOOL=/path overrides.
+# The package's postinst may try to start a prometheus daemon; policy-rc.d says no.
+PROMTOOL ?= $(shell command -v promtool 2>/dev/null)
+promtool: ## install promtool for the alert-rule tests (apt-get install prometheus; root or sudo)
+	@if [ -n "$(PROMTOOL)" ] && [ -x "$(PROMTOOL)" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "promtool is missing and there is no apt-get: install Prometheus 2.x (it brings" \
+		     "promtool) and put promtool on PATH, or run make with PROMTOOL=/path/to/promtool" >&2; \
+		exit 1; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+		echo "promtool is missing: run 'apt-get install -y --no-install-recommends prometheus'" \
+		     "as root, or set PROMTOOL=/path/to/promtool" >&2; \
+		exit 1; \
+	fi; \
+	echo "installing promtool (apt-get install prometheus) ..."; \
+	policy=/usr/sbin/policy-rc.d; added=; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$policy >/dev/null \
+		&& $$SUDO chmod +x $$policy && added=1; fi; \
+	status=0; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends prometheus >/dev/null || status=$$?; \
+	if [ -n "$$added" ]; then $$SUDO rm -f $$policy; fi; \
+	if [ $$status -ne 0 ] || ! command -v promtool >/dev/null 2>&1; then \
+		echo "apt-get could not install promtool (exit $$status): install Prometheus 2.x or set" \
+		     "PROMTOOL=/path/to/promtool" >&2; \
+		exit 1; \
+	fi; \
+	promtool --version 2>&1 | head -1
 
 COMPOSE_SECRETS := deploy/compose/secrets
 env-file: ## write random secrets for docker-compose.yml into deploy/compose/secrets/ (FORCE=1 overwrites)
@@ -80,6 +112,9 @@ lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 
 bench: $(STAMP) ## print benchmark figures as JSON
 	@$(PY) -m bench
+
+bench-retention: $(STAMP) ## table sizes over 5 min of finished jobs purged by the relay (ARGS="--no-purge" for comparison)
+	@$(PY) -m bench.retention $(ARGS)
 
 eval-analyzer: $(STAMP) ## score the detectors on the labelled corpus (tuning + held-out): precision, recall, delay per kind
 	@$(PY) -m jobline_analyzer.evaluation

@@ -122,6 +122,40 @@ async def outbox_rows_of(db: Database, job_ids: list[UUID]) -> int:
         )
 
 
+# What a worker leaves behind for each finished job, written directly (a steady load for the
+# retention tests and `python -m bench.retention` without running handlers): the succeeded
+# job row due for purging after ``keep`` seconds, ``attempts`` ended attempts, and the
+# submission's Idempotency-Key expiring after ``keep`` seconds too.
+_FINISHED_JOBS = """
+WITH new_jobs AS (
+    INSERT INTO jobs (tenant_id, type, queue, state, payload, attempt, max_attempts, backoff,
+                      timeout_seconds, started_at, finished_at, sequence, result, purge_after)
+    SELECT $1, 'echo', 'default', 'succeeded', jsonb_build_object('n', i, 'pad', $5::text),
+           $3, 5, '{"kind": "fixed", "base_seconds": 1, "max_seconds": 1}'::jsonb, 30, now(),
+           now(), 3, '{"ok": true}'::jsonb, now() + make_interval(secs => $4)
+    FROM generate_series(1, $2) AS i
+    RETURNING id
+),
+new_attempts AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT id, a, 'w-1', now(), now(), CASE WHEN a = $3 THEN 'succeeded' ELSE 'failed' END,
+           CASE WHEN a = $3 THEN NULL ELSE '{"error_class": "E", "message": "boom"}'::jsonb END
+    FROM new_jobs, generate_series(1, $3) AS a
+)
+INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_ids, expires_at)
+SELECT $1, gen_random_uuid()::text, 'h', ARRAY[id], now() + make_interval(secs => $4)
+FROM new_jobs
+"""
+
+
+async def insert_finished_jobs(
+    db: Database, tenant: str, count: int, *, keep: float, attempts: int = 2, pad: int = 200
+) -> None:
+    """``count`` succeeded jobs (with attempts and keys) purgeable ``keep`` seconds from now."""
+    async with db.connection() as conn:
+        await conn.execute(_FINISHED_JOBS, tenant, count, attempts, keep, "x" * pad)
+
+
 # --- waiting -----------------------------------------------------------------------------
 
 

@@ -134,3 +134,17 @@ async def test_listing_pages_through_every_job_once_newest_first(make_client, ma
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "cursor"
     assert (await listed(status="exploded")).status_code == 422
+
+
+async def test_a_job_cancelled_through_the_api_is_kept_for_the_configured_retention(
+    make_client, make_api_key, db
+):
+    client = await make_client(job_retention_seconds=60)
+    auth = bearer(await make_api_key())
+    queued = (await client.post("/v1/jobs", json=job_body(), headers=auth)).json()
+    assert (await client.post(f"/v1/jobs/{queued['id']}/cancel", headers=auth)).status_code == 200
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT finished_at, purge_after FROM jobs WHERE id = $1", UUID(queued["id"])
+        )
+    assert row["purge_after"] - row["finished_at"] == timedelta(seconds=60)

@@ -1,9 +1,10 @@
 """The AI analyzer service: ingest, detection loop and the insights API in one lifespan.
 
 Startup opens the database engine and (with background work on) ensures the events and
-insights topics, starts the producer, and runs the ingest and detection loops as tasks.
-Shutdown (uvicorn's SIGTERM handling) signals both loops to stop after their current
-batch or tick, waits for them, then closes the producer and the engine: exit 0.
+insights topics, starts the producer, and runs the ingest, detection and retention loops as
+tasks.
+Shutdown (uvicorn's SIGTERM handling) signals every loop to stop after its current
+batch, tick or round, waits for them, then closes the producer and the engine: exit 0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jobline.web.service import dependency_checks
 from jobline_analyzer import api
 from jobline_analyzer.detection import DetectionLoop
 from jobline_analyzer.ingest import Ingestor
+from jobline_analyzer.retention import AnalyzerRetention
 from jobline_analyzer.settings import Settings
 
 log = logging.getLogger("jobline.analyzer")
@@ -58,6 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
                 tasks = [
                     asyncio.create_task(app.state.ingestor.run(stop), name="analyzer-ingest"),
                     asyncio.create_task(app.state.detection.run(stop), name="analyzer-detect"),
+                    asyncio.create_task(
+                        AnalyzerRetention(settings, engine).run(stop), name="analyzer-retention"
+                    ),
                 ]
             yield
         finally:

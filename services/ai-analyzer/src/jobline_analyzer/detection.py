@@ -105,7 +105,10 @@ class DetectionLoop:
                 await asyncio.wait_for(stop.wait(), self.settings.analyzer_detect_interval_seconds)
 
     async def tick(self, now: datetime) -> list[Finding]:
-        """Feed every series up to the last closed bucket, publish findings, prune."""
+        """Feed every series up to the last closed bucket, publish findings.
+
+        (Old seen event ids are purged by :mod:`jobline_analyzer.retention`, in batches.)
+        """
         if self.watermark is not None:
             caught_up = self.watermark()
             if caught_up is None:
@@ -120,9 +123,6 @@ class DetectionLoop:
             found += await self.feed_series(tenant, job_type, now)
         if self.producer is not None:
             await self.publish()
-        retention = timedelta(days=self.settings.analyzer_seen_retention_days)
-        async with db.transaction(self.engine) as conn:
-            await rollup_store.prune_seen(conn, now - retention)
         return found
 
     async def feed_series(self, tenant: str, job_type: str, now: datetime) -> list[Finding]:

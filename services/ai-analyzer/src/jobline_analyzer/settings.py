@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jobline.settings import DatabaseSettings, HttpSettings, KafkaSettings, RuntimeSettings
 
@@ -28,8 +28,20 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     # Records per ingest transaction, and how long a poll waits for them.
     analyzer_batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
     analyzer_poll_timeout_ms: Annotated[int, Field(ge=1, le=60000)] = 500
-    # Seen event ids older than this are pruned; a duplicate arriving later would count twice.
+    # Retention (jobline_analyzer.retention): rows older than these are purged in batches.
+    # Seen event ids: a duplicate arriving later than this would count twice.
     analyzer_seen_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    # Per-minute rollups and error counts (the detectors keep their own state; these feed
+    # new series and catch-up after downtime).
+    analyzer_rollup_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    # Per-job rows and their attempts (the recommendations' history, analyzer_history_days).
+    analyzer_job_retention_days: Annotated[float, Field(gt=0)] = 14.0
+    # Published findings (GET /v1/insights/anomalies); unpublished ones wait for the publisher.
+    analyzer_finding_retention_days: Annotated[float, Field(gt=0)] = 90.0
+    # A series' detector checkpoint, once the series has had no rollup for this long.
+    analyzer_idle_series_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    analyzer_retention_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    analyzer_retention_batch_size: Annotated[int, Field(ge=10, le=10_000)] = 1000
     # A new series starts at its earliest rollup within this window.
     analyzer_new_series_lookback_hours: Annotated[float, Field(gt=0)] = 24.0
     # At most this many buckets per series per tick (catching up after downtime).
@@ -37,3 +49,16 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     # Recommendations read this much job history, at most this many jobs per type.
     analyzer_history_days: Annotated[float, Field(gt=0)] = 7.0
     analyzer_history_jobs: Annotated[int, Field(ge=10)] = 20000
+
+    @model_validator(mode="after")
+    def _retention_covers_what_is_read(self) -> Self:
+        if self.analyzer_job_retention_days < self.analyzer_history_days:
+            raise ValueError(
+                "analyzer_job_retention_days must be >= analyzer_history_days (the history "
+                "recommendations read)"
+            )
+        if self.analyzer_rollup_retention_days * 24 < self.analyzer_new_series_lookback_hours:
+            raise ValueError(
+                "analyzer_rollup_retention_days must cover analyzer_new_series_lookback_hours"
+            )
+        return self

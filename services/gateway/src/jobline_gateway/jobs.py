@@ -34,6 +34,7 @@ from jobline_gateway import store, submission
 from jobline_gateway.cursors import Cursor, invalid_cursor
 from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, authorize
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
+from jobline_gateway.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[KnownQuery])
 
@@ -274,9 +275,9 @@ async def list_attempts(job_id: UUID, principal: Reader, db: Db) -> Any:
     response_model=JobOut,
     responses=responses(404, 409),
 )
-async def cancel_job(job_id: UUID, principal: Writer, db: Db) -> Any:
+async def cancel_job(job_id: UUID, principal: Writer, db: Db, settings: SettingsDep) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
-    return await _apply(db, principal.tenant_id, job_id, Cancel())
+    return await _apply(db, principal.tenant_id, job_id, Cancel(), settings)
 
 
 @router.post(
@@ -285,16 +286,20 @@ async def cancel_job(job_id: UUID, principal: Writer, db: Db) -> Any:
     response_model=JobOut,
     responses=responses(404, 409),
 )
-async def redrive_job(job_id: UUID, principal: Writer, db: Db) -> Any:
+async def redrive_job(job_id: UUID, principal: Writer, db: Db, settings: SettingsDep) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
-    return await _apply(db, principal.tenant_id, job_id, Redrive())
+    return await _apply(db, principal.tenant_id, job_id, Redrive(), settings)
 
 
-async def _apply(db: Database, tenant_id: str, job_id: UUID, event: Event) -> JobOut:
+async def _apply(
+    db: Database, tenant_id: str, job_id: UUID, event: Event, settings: Settings
+) -> JobOut:
+    # A job cancelled here finishes here: its purge_after follows the configured retention.
+    retention = timedelta(seconds=settings.job_retention_seconds)
     try:
         async with db.transaction() as conn:
             applied = await jobstore.apply(
-                conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id
+                conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id, retention=retention
             )
     except IllegalTransition as exc:
         raise ProblemError(409, str(exc), kind="illegal-transition") from None

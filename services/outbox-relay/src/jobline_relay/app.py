@@ -11,6 +11,7 @@ from jobline.pg.db import Database
 from jobline.web.health import add_standard_routes
 from jobline.web.service import dependency_checks
 from jobline_relay.relay import Relay
+from jobline_relay.retention import Retention
 from jobline_relay.settings import Settings
 
 
@@ -29,10 +30,17 @@ def create_app(settings: Settings) -> Starlette:
         ).open()
         relay = Relay(settings, database)
         relay.start()
+        # Housekeeping runs beside the relay's loops, not in them: a slow purge never delays
+        # a publish, and the purge has its own switch (retention_enabled).
+        retention = Retention(settings, database) if settings.retention_enabled else None
+        if retention is not None:
+            retention.start()
         try:
             yield
         finally:
             # uvicorn gets here on SIGTERM once HTTP is drained: finish the batch, exit 0.
+            if retention is not None:
+                await retention.stop()
             await relay.stop()
             await database.close()
 

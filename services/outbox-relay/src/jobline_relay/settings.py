@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from jobline.core.retention import BatchLimits
 from jobline.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -62,3 +63,34 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     scheduler_enabled: bool = True
     scheduler_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
     scheduler_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Retention (jobline_relay.retention): finished jobs with their attempts once their
+    # purge_after passed (stamped from job_retention_seconds when they finish) and expired
+    # Idempotency-Keys (the gateway's idempotency_retention_seconds) are deleted in batches.
+    # How often a round starts; the batch size adapts between min and max so one batch's
+    # transaction stays near the target; a round stops after its budget per table and goes on
+    # at the next one; the pause between batches lets other writers and vacuum in.
+    retention_enabled: bool = True
+    retention_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    retention_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    retention_batch_min: Annotated[int, Field(ge=1, le=10_000)] = 10
+    retention_batch_max: Annotated[int, Field(ge=1, le=50_000)] = 5000
+    retention_batch_target_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
+    retention_round_budget_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    retention_pause_seconds: Annotated[float, Field(ge=0, le=60)] = 0.05
+
+    @model_validator(mode="after")
+    def _retention_bounds(self) -> Self:
+        if not self.retention_batch_min <= self.retention_batch_size <= self.retention_batch_max:
+            raise ValueError(
+                "retention_batch_size must lie between retention_batch_min and retention_batch_max"
+            )
+        return self
+
+    @property
+    def retention_limits(self) -> BatchLimits:
+        return BatchLimits(
+            initial=self.retention_batch_size,
+            minimum=self.retention_batch_min,
+            maximum=self.retention_batch_max,
+            target_seconds=self.retention_batch_target_seconds,
+        )

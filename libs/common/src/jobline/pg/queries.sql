@@ -366,6 +366,53 @@ FROM outbox WHERE available_at <= now()
 SELECT EXTRACT(EPOCH FROM (min(available_at) - now())) AS seconds
 FROM outbox WHERE available_at > now()
 
+-- ==== retention (jobline/pg/purge.py, run by the relay) ===============================
+
+-- name: purge_lock
+-- One purger per table at a time across every relay replica: a transaction-level advisory
+-- lock, tried (never waited for) and released at commit, so a crashed relay holds nothing.
+-- The others skip the round, which bounds the purge's I/O to one stream per table however
+-- many relays run. (SKIP LOCKED below would keep them correct without it.)
+SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))
+
+-- name: purge_jobs
+-- One batch of finished jobs whose retention ran out, with their attempts.
+-- * ix_jobs_purge_after (partial: only finished jobs have purge_after) yields the due jobs
+--   oldest first, so the scan stops after :limit rows however many jobs are still live.
+-- * FOR UPDATE SKIP LOCKED: a job someone holds (a redrive, a late worker's locked write)
+--   is left for a later round; the lock re-checks purge_after on the newest row version, so
+--   a job redriven since the snapshot (purge_after now NULL) is not deleted.
+-- * The attempts go in the same statement (their primary key (job_id, attempt) is the
+--   lookup), which also counts them; the ON DELETE CASCADE then finds nothing left to do.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE purge_after < now()
+    ORDER BY purge_after
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+attempts AS (
+    DELETE FROM job_attempts AS a USING doomed WHERE a.job_id = doomed.id RETURNING 1
+),
+gone AS (
+    DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM attempts) AS attempts
+
+-- name: purge_idempotency_keys
+-- One batch of expired Idempotency-Keys (a replay after expires_at is a new submission
+-- anyway: insert_jobs overwrites an expired key in place). ix_idempotency_keys_expires_at
+-- yields them oldest first; SKIP LOCKED leaves a key a submission is re-claiming right now.
+WITH doomed AS (
+    SELECT tenant_id, key FROM idempotency_keys
+    WHERE expires_at < now()
+    ORDER BY expires_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM idempotency_keys AS k USING doomed
+WHERE k.tenant_id = doomed.tenant_id AND k.key = doomed.key
+
 -- ==== keys, tenants, policies ==========================================================
 
 -- name: ensure_tenant

@@ -177,14 +177,6 @@ async def write_batch(conn: AsyncConnection, batch: Batch) -> None:
             )
 
 
-async def prune_seen(conn: AsyncConnection, before: datetime) -> int:
-    """Forget event ids first seen before ``before``."""
-    result = await conn.execute(
-        text("DELETE FROM analyzer_seen_events WHERE seen_at < :before"), {"before": before}
-    )
-    return int(result.rowcount or 0)
-
-
 @dataclass(frozen=True, slots=True)
 class RollupRow:
     """One stored bucket of one series, with its error counts by class."""

@@ -35,7 +35,7 @@ analyzer_seen_events: Final = Table(
     # delivered twice counts once (INSERT ... ON CONFLICT DO NOTHING RETURNING).
     Column("event_id", Text, primary_key=True),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=now()),
-    # The retention prune: DELETE ... WHERE seen_at < cutoff.
+    # The retention purge: WHERE seen_at < cutoff ORDER BY seen_at LIMIT n.
     Index("ix_analyzer_seen_events_seen_at", "seen_at"),
 )
 
@@ -71,6 +71,8 @@ analyzer_error_rollups: Final = Table(
     Column("error_class", Text, nullable=False),  # readable: "KeyError: order <n> not found"
     Column("count", Integer, nullable=False),
     PrimaryKeyConstraint("tenant_id", "job_type", "bucket", "fingerprint"),
+    # The retention purge: WHERE bucket < cutoff ORDER BY bucket LIMIT n (migration 0007).
+    Index("ix_analyzer_error_rollups_bucket", "bucket"),
 )
 
 analyzer_jobs: Final = Table(
@@ -91,6 +93,8 @@ analyzer_jobs: Final = Table(
         "job_type",
         text("updated_at DESC"),
     ),
+    # The retention purge: WHERE updated_at < cutoff ORDER BY updated_at LIMIT n (0007).
+    Index("ix_analyzer_jobs_updated_at", "updated_at"),
 )
 
 analyzer_attempts: Final = Table(
@@ -145,6 +149,12 @@ analyzer_findings: Final = Table(
         "ix_analyzer_findings_unpublished",
         "created_at",
         postgresql_where=text("published_at IS NULL"),
+    ),
+    # The retention purge of published findings by age (0007); unpublished ones are kept.
+    Index(
+        "ix_analyzer_findings_published_created",
+        "created_at",
+        postgresql_where=text("published_at IS NOT NULL"),
     ),
 )
 
