@@ -43,7 +43,7 @@ EXPECTED_TABLES = {
     "analyzer_findings",
     "analyzer_recommendations",
 }
-HEAD = "0004"
+HEAD = "0006"
 
 
 @pytest.fixture

@@ -298,13 +298,14 @@ async def test_a_failure_burst_becomes_a_finding_on_the_topic_and_in_the_api(  #
         )
 
 
-async def test_recommendations_reflect_attempts_needed_and_apply_needs_admin(  # noqa: PLR0915
+async def test_recommendations_reflect_attempts_needed_and_apply_needs_policies_write(  # noqa: PLR0915
     database_url: str, kafka_settings: KafkaSettings, engine: AsyncEngine, make_api_key: KeyMaker
 ) -> None:
     settings = _settings(database_url, kafka_settings)
     tenant = f"t-{uuid4().hex[:8]}"
     reader = await make_api_key(scopes="jobs:read", tenant=tenant)
-    admin = await make_api_key(scopes="admin", tenant=tenant)
+    # A tenant key with policies:write applies (no operator scope needed).
+    admin = await make_api_key(scopes="policies:write", tenant=tenant)
     t0 = _recent(90)
     # flaky: every job fails twice with a timeout and succeeds on attempt 3; 40 jobs fail
     # validation on every attempt and die (max 3 attempts).
@@ -391,6 +392,20 @@ async def test_recommendations_reflect_attempts_needed_and_apply_needs_admin(  #
         assert row.source == "analyzer"
         again = (await client.get("/v1/insights/recommendations", headers=read)).json()
         assert again["items"][0]["applied_at"] is not None
+        async with engine.connect() as conn:
+            entry = (
+                await conn.execute(
+                    text(
+                        "SELECT action, target, tenant_id, key_id, address, detail"
+                        " FROM audit_log WHERE tenant_id = :t"
+                    ),
+                    {"t": tenant},
+                )
+            ).one()
+        assert (entry.action, entry.target) == ("policy.apply", f"{tenant}/flaky")
+        assert entry.key_id is not None
+        assert entry.address  # the client's address as the analyzer saw it
+        assert entry.detail["recommendation"] == rec["id"]
         # Another tenant's admin cannot apply this tenant's recommendation.
         stranger = await make_api_key(scopes="admin")
         foreign = await client.post(url, headers={"Authorization": f"Bearer {stranger}"})
