@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Lower-cased; a secret equal to one of these, or containing "changeme"/"change-me", is a
 # placeholder. The compose file's and docs' examples are among them on purpose.
@@ -57,6 +57,7 @@ def secret_problems(secrets: Mapping[str, str | None]) -> list[str]:
 def url_password(url: str) -> str | None:
     """The password of a ``scheme://user:password@host/...`` URL (None: none given)."""
     try:
-        return urlsplit(url).password
+        password = urlsplit(url).password
     except ValueError:
         return None
+    return None if password is None else unquote(password)
