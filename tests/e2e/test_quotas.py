@@ -73,7 +73,8 @@ async def test_the_submission_rate_is_shared_by_two_gateway_processes(
     # Leased tokens left unspent lapse, so the pair may under-admit by a block each.
     assert total >= 0.7 * allowed
     assert min(admitted) > 0  # both gateways admitted (they share, neither starves)
-    assert refused and all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert refused
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
     assert refused[0].json()["type"].endswith("quota-exceeded")
 
 

@@ -130,9 +130,9 @@ def test_block_size() -> None:
 
 def test_lease_is_all_asked_or_what_is_there_or_nothing() -> None:
     assert tokens.lease(50.0, asked=10, needed=3, rate=10) == tokens.Grant(10, 40.0, 0.0)
-    assert tokens.lease(5.7, asked=10, needed=3, rate=10) == tokens.Grant(
-        5, pytest.approx(0.7), 0.0
-    )
+    partial = tokens.lease(5.7, asked=10, needed=3, rate=10)
+    assert (partial.granted, partial.wait) == (5, 0.0)
+    assert partial.tokens == pytest.approx(0.7)
     refused = tokens.lease(2.0, asked=10, needed=3, rate=10)
     assert refused.granted == 0
     assert refused.tokens == 2.0

@@ -63,7 +63,8 @@ def test_prod_refuses_a_placeholder_database_password(monkeypatch: pytest.Monkey
         load(_Service)
     monkeypatch.setenv("JOBLINE_KAFKA_SASL_PASSWORD", "a-real-long-secret-9f8e")
     settings = load(_Service)
-    assert settings.production and not settings.serve_docs
+    assert settings.production
+    assert not settings.serve_docs
 
 
 def test_dev_keeps_placeholders_and_docs() -> None:

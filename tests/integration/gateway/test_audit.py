@@ -45,7 +45,8 @@ async def test_cancel_and_redrive_are_audited_and_operators_page_through_them(
 
     first = await client.get("/v1/audit", params={"tenant": tenant, "limit": 1}, headers=operator)
     cursor = first.json()["next_cursor"]
-    assert cursor and first.json()["entries"][0]["action"] == "job.redrive"
+    assert cursor
+    assert first.json()["entries"][0]["action"] == "job.redrive"
     second = await client.get(
         "/v1/audit", params={"tenant": tenant, "limit": 1, "cursor": cursor}, headers=operator
     )

@@ -29,7 +29,8 @@ async def test_keys_manage_creates_lists_and_revokes_only_its_own_tenants_keys(
     )
     assert created.status_code == 201, created.text
     new = created.json()
-    assert new["tenant"] == tenant and new["scopes"] == ["jobs:read"]
+    assert new["tenant"] == tenant
+    assert new["scopes"] == ["jobs:read"]
     assert (await client.get("/v1/jobs", headers=bearer(new["key"]))).status_code == 200
 
     # Never a scope the calling key lacks: not admin, not schedules:write.
@@ -58,7 +59,8 @@ async def test_keys_manage_creates_lists_and_revokes_only_its_own_tenants_keys(
     assert (await client.get("/v1/jobs", headers=bearer(other))).status_code == 200
 
     revoked = await client.delete(f"/v1/keys/{new['id']}", headers=auth)
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
     assert (await client.get("/v1/jobs", headers=bearer(new["key"]))).status_code == 401
 
     # Without keys:manage none of this is allowed, and the operator's routes stay closed.
