@@ -102,6 +102,17 @@ def test_unfinished_jobs() -> None:
     assert never.value.retry_after is None  # 422: this request can never fit
 
 
+def test_recount_only_when_the_tenant_could_be_near_its_quota() -> None:
+    roomy = Quotas(10, 60, 100_000, 100.0, 1000)
+    # Counted 1,000 a second ago: the tenant cannot have reached 100,000 since.
+    assert not quotas.recount_needed(1000, 50, 1.0, 1, roomy)
+    # Close to the quota, or a count older than the longest age: recount.
+    assert quotas.recount_needed(98_900, 50, 1.0, 1, roomy)
+    assert quotas.recount_needed(1000, 0, quotas.MAX_COUNT_AGE_SECONDS, 1, roomy)
+    # Growth counts the schedules' firing too: 10 schedules every 60 s.
+    assert quotas.recount_needed(0, 0, 10.0, 0, Quotas(10, 1, 1010, 0.001, 1000))
+
+
 def test_a_batch_larger_than_the_burst_never_fits() -> None:
     quotas.check_batch_fits(20, DEFAULTS)
     with pytest.raises(QuotaExceeded) as raised:

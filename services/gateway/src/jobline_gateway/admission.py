@@ -10,9 +10,12 @@ submission.
   ``quota_lease_ttl_seconds``: the shared limit may under-admit by a block per gateway, never
   over-admit (see :mod:`jobline.core.tokens`).
 - **Unfinished jobs** (``max_unfinished_jobs``): each gateway counts the tenant's unfinished
-  jobs at most every ``quota_unfinished_refresh_seconds`` (a count bounded by the quota) and
-  adds what it admitted since. Other gateways' admissions between two counts are not seen,
-  so the quota may be exceeded by what the other replicas admit in one refresh interval.
+  jobs (a count bounded by the quota) and adds what it admitted since. It recounts at most
+  every ``quota_unfinished_refresh_seconds``, and only when the tenant could be near its
+  quota by now (growth is bounded by the shared rate: :func:`jobline.core.quotas.
+  recount_needed`), so a tenant far below it costs a count every 30 s. Other gateways'
+  admissions between two counts are not seen: the quota may be exceeded by what the other
+  replicas admit within one refresh interval.
 - **Quotas** themselves (defaults overridden by ``tenant_quotas``) are cached for
   ``quota_cache_seconds``: an operator's change applies within that time.
 
@@ -109,7 +112,10 @@ class SubmissionGate:
     async def _check_unfinished(self, tenant_id: str, n: int, quotas: Quotas) -> None:
         now = self.clock()
         known = self._unfinished.get(tenant_id)
-        if known is None or now - known.at >= self.settings.unfinished_refresh_seconds:
+        if known is None or (
+            now - known.at >= self.settings.unfinished_refresh_seconds
+            and q.recount_needed(known.counted, known.admitted_since, now - known.at, n, quotas)
+        ):
             async with self.db.connection() as conn:
                 counted = await limits.count_unfinished(conn, tenant_id, quotas.max_unfinished_jobs)
             known = _Unfinished(counted, now)

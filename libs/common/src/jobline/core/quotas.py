@@ -114,6 +114,23 @@ def check_unfinished(unfinished: int, adding: int, quotas: Quotas) -> None:
         )
 
 
+# However far from its quota, a tenant's unfinished jobs are recounted at least this often:
+# redrives add unfinished jobs outside the submission rate.
+MAX_COUNT_AGE_SECONDS: Final = 30.0
+
+
+def recount_needed(counted: int, admitted: int, age: float, adding: int, quotas: Quotas) -> bool:
+    """Whether a gateway must recount the tenant's unfinished jobs before admitting
+    ``adding``: only if, since its count ``age`` seconds ago, every gateway together could
+    have brought the tenant near its quota. Growth is bounded by the shared submission rate
+    (plus a burst) and what the schedules may fire; so far from the quota no count is run."""
+    growth = (
+        quotas.submissions_per_second + quotas.max_schedules / quotas.min_schedule_interval_seconds
+    ) * age + quotas.submission_burst
+    worst = counted + admitted + growth + adding
+    return worst > quotas.max_unfinished_jobs or age >= MAX_COUNT_AGE_SECONDS
+
+
 def check_batch_fits(adding: int, quotas: Quotas) -> None:
     """A request larger than the submission burst could never be admitted: a 422."""
     if adding > quotas.submission_burst:
