@@ -105,11 +105,11 @@ class SubmissionGate:
         """Admit ``n`` new jobs of ``tenant_id``, or raise :class:`QuotaExceeded`."""
         quotas = await self.quotas(tenant_id)
         q.check_batch_fits(n, quotas)
-        await self._check_unfinished(tenant_id, n, quotas)
+        unfinished = await self._check_unfinished(tenant_id, n, quotas)
         await self._take(tenant_id, n, quotas)
-        self._unfinished[tenant_id].admitted_since += n
+        unfinished.admitted_since += n
 
-    async def _check_unfinished(self, tenant_id: str, n: int, quotas: Quotas) -> None:
+    async def _check_unfinished(self, tenant_id: str, n: int, quotas: Quotas) -> _Unfinished:
         now = self.clock()
         known = self._unfinished.get(tenant_id)
         if known is None or (
@@ -121,6 +121,7 @@ class SubmissionGate:
             known = _Unfinished(counted, now)
             _bounded(self._unfinished)[tenant_id] = known
         q.check_unfinished(known.counted + known.admitted_since, n, quotas)
+        return known
 
     async def _take(self, tenant_id: str, n: int, quotas: Quotas) -> None:
         pool = self._pools.get(tenant_id)
