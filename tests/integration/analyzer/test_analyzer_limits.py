@@ -8,12 +8,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobline.settings import KafkaSettings
 from jobline_analyzer.app import create_app
 from jobline_analyzer.settings import Settings
 
 KeyMaker = Callable[..., Awaitable[str]]
+
+
+async def audited(engine: AsyncEngine, tenant: str) -> Any:
+    """The one audit entry of ``tenant`` (test_analyzer_live: applying a recommendation)."""
+    async with engine.connect() as conn:
+        query = text("SELECT * FROM audit_log WHERE tenant_id = :t")
+        return (await conn.execute(query, {"t": tenant})).one()
 
 
 @asynccontextmanager
