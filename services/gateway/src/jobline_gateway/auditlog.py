@@ -26,10 +26,15 @@ async def list_audit(
     settings: SettingsDep,
     tenant: Annotated[str | None, Query(pattern=TENANT_RE.pattern)] = None,
     action: Annotated[
-        str | None, Query(max_length=64, description="e.g. key.create, job.cancel.")
+        str | None,
+        Query(pattern=r"^[a-z]+\.[a-z]+$", max_length=64, description="e.g. job.cancel."),
     ] = None,
     key_id: Annotated[UUID | None, Query(description="Only this key's actions.")] = None,
-    target: Annotated[str | None, Query(max_length=300, description="e.g. a job id.")] = None,
+    target: Annotated[
+        str | None,
+        # No NUL: PostgreSQL text cannot hold one (a 500, not a 422, otherwise).
+        Query(pattern=r"^[^\x00]+$", max_length=300, description="e.g. a job id."),
+    ] = None,
     since: Annotated[Timestamp | None, Query(description="Inclusive.")] = None,
     until: Annotated[Timestamp | None, Query(description="Exclusive.")] = None,
     limit: Annotated[int | None, Query(ge=1, description="Page size; capped.")] = None,

@@ -25,7 +25,7 @@ class QuotasIn(Request):
     max_schedules: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     min_schedule_interval_seconds: Annotated[int, Field(ge=1, le=31 * 86400)] | None = None
     max_unfinished_jobs: Annotated[int, Field(ge=1, le=2_000_000_000)] | None = None
-    submissions_per_second: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    submissions_per_second: Annotated[float, Field(ge=0.001, le=1_000_000)] | None = None
     submission_burst: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
 
 

@@ -100,6 +100,10 @@ class TokenBuckets(Generic[K]):
         return wait_for(bucket.tokens, 1.0, self.rate)
 
 
+# A day: a longer wait (a rate configured near zero) is said as a day, never as infinity.
+MAX_RETRY_AFTER_SECONDS: Final = 86400
+
+
 def retry_after_header(seconds: float) -> str:
     """Retry-After takes whole seconds; round up so a client that obeys it is admitted."""
-    return str(max(1, math.ceil(seconds)))
+    return str(max(1, math.ceil(min(seconds, MAX_RETRY_AFTER_SECONDS))))
