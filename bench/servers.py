@@ -31,6 +31,11 @@ from tests.stack import ServiceProcess
 GATEWAY_ENV = {
     "JOBLINE_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
     "JOBLINE_GATEWAY_RATE_LIMIT_BURST": "1000000",
+    # The bench measures the platform, not the tenant quotas or the per-address limit.
+    "JOBLINE_GATEWAY_ADDRESS_RATE_PER_SECOND": "1000000",
+    "JOBLINE_GATEWAY_ADDRESS_BURST": "10000000",
+    "JOBLINE_QUOTA_SUBMISSIONS_PER_SECOND": "1000000",
+    "JOBLINE_QUOTA_SUBMISSION_BURST": "10000000",
 }
 
 

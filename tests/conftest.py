@@ -268,6 +268,12 @@ def service_env(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> d
         "JOBLINE_TOPIC_PREFIX": topic_prefix,
         "JOBLINE_ENV": "test",
         "JOBLINE_LOG_LEVEL": "INFO",
+        # Every test client comes from 127.0.0.1 and load tests submit fast: the per-address
+        # limit and the tenant rate are tested where a test sets them (tests/e2e/test_quotas.py).
+        "JOBLINE_GATEWAY_ADDRESS_RATE_PER_SECOND": "1000000",
+        "JOBLINE_GATEWAY_ADDRESS_BURST": "10000000",
+        "JOBLINE_QUOTA_SUBMISSIONS_PER_SECOND": "1000000",
+        "JOBLINE_QUOTA_SUBMISSION_BURST": "10000000",
         **broker_tuning(),
     }
 

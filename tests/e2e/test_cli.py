@@ -127,7 +127,7 @@ async def test_submit_watch_get_list_attempts_with_json_and_exit_codes(env, serv
 
 
 async def test_routes_not_served_unreachable_gateway_and_missing_key(env):
-    for args in (("queues",), ("stats",), ("dlq", "groups"), ("keys", "list", "--own")):
+    for args in (("queues",), ("stats",), ("dlq", "groups")):
         run = await asyncio.to_thread(cli, env, *args)
         assert run.returncode == 3, (args, run.stderr)
         assert "does not serve" in run.stderr
@@ -215,3 +215,22 @@ async def test_events_tail_filters_by_job_type_and_tenant(env, service_env):
     assert only_done.returncode == 0, only_done.stderr
     assert "succeeded" in only_done.stdout
     assert job_id in only_done.stdout or tenant in only_done.stdout
+
+
+async def test_own_keys_are_created_listed_and_revoked_within_the_tenant(env, make_api_key):
+    manager = await make_api_key(scopes="keys:manage,jobs:read")
+    own = {**env, "JOBLINE_API_KEY": manager}
+    created = await asyncio.to_thread(
+        cli, own, "keys", "create", "--own", "--scopes", "jobs:read", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    key_id = json.loads(created.stdout)["id"]
+    listed = await asyncio.to_thread(cli, own, "keys", "list", "--own", "--json")
+    assert key_id in {k["id"] for k in json.loads(listed.stdout)}
+    stronger = await asyncio.to_thread(
+        cli, own, "keys", "create", "--own", "--scopes", "jobs:write"
+    )
+    assert stronger.returncode == 1
+    assert "holds itself" in stronger.stderr
+    revoked = await asyncio.to_thread(cli, own, "keys", "revoke", "--own", key_id)
+    assert revoked.returncode == 0, revoked.stderr

@@ -43,6 +43,10 @@ EXPECTED_TABLES = {
     "analyzer_detector_state",
     "analyzer_findings",
     "analyzer_recommendations",
+    # 0006: quotas, the shared submission bucket, the audit log
+    "tenant_quotas",
+    "tenant_rate_buckets",
+    "audit_log",
 }
 HEAD = "0008"
 

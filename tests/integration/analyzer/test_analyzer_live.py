@@ -26,6 +26,7 @@ from jobline_analyzer.app import create_app
 from jobline_analyzer.detection import DetectionLoop
 from jobline_analyzer.ingest import Ingestor
 from jobline_analyzer.settings import Settings
+from tests.integration.analyzer.test_analyzer_limits import audited
 from tests.unit.analyzer.lifecycle import Lifecycle, run_job
 
 KeyMaker = Callable[..., Awaitable[str]]
@@ -298,13 +299,13 @@ async def test_a_failure_burst_becomes_a_finding_on_the_topic_and_in_the_api(  #
         )
 
 
-async def test_recommendations_reflect_attempts_needed_and_apply_needs_admin(  # noqa: PLR0915
+async def test_recommendations_reflect_attempts_needed_and_apply_needs_policies_write(  # noqa: PLR0915
     database_url: str, kafka_settings: KafkaSettings, engine: AsyncEngine, make_api_key: KeyMaker
 ) -> None:
     settings = _settings(database_url, kafka_settings)
     tenant = f"t-{uuid4().hex[:8]}"
     reader = await make_api_key(scopes="jobs:read", tenant=tenant)
-    admin = await make_api_key(scopes="admin", tenant=tenant)
+    admin = await make_api_key(scopes="policies:write", tenant=tenant)  # no operator scope
     t0 = _recent(90)
     # flaky: every job fails twice with a timeout and succeeds on attempt 3; 40 jobs fail
     # validation on every attempt and die (max 3 attempts).
@@ -391,6 +392,8 @@ async def test_recommendations_reflect_attempts_needed_and_apply_needs_admin(  #
         assert row.source == "analyzer"
         again = (await client.get("/v1/insights/recommendations", headers=read)).json()
         assert again["items"][0]["applied_at"] is not None
+        entry = await audited(engine, tenant)  # who (key, tenant), what, target, from where
+        assert (entry.action, entry.target) == ("policy.apply", f"{tenant}/flaky")
         # Another tenant's admin cannot apply this tenant's recommendation.
         stranger = await make_api_key(scopes="admin")
         foreign = await client.post(url, headers={"Authorization": f"Bearer {stranger}"})

@@ -15,7 +15,14 @@ from jobline_gateway.app import create_app
 from jobline_gateway.settings import Settings
 from tests.stack import free_port
 
-UNLIMITED = {"gateway_rate_limit_per_second": 1e6, "gateway_rate_limit_burst": 10**6}
+UNLIMITED = {
+    "gateway_rate_limit_per_second": 1e6,
+    "gateway_rate_limit_burst": 10**6,
+    "gateway_address_rate_per_second": 1e6,
+    "gateway_address_burst": 10**7,
+    "quota_submissions_per_second": 1e6,
+    "quota_submission_burst": 10**7,
+}
 
 
 @pytest.fixture

@@ -19,7 +19,14 @@ from jobline_gateway.catalog import Catalog
 from jobline_gateway.settings import Settings
 
 # High enough that only the rate-limit tests ever see a 429.
-UNLIMITED = {"gateway_rate_limit_per_second": 1e6, "gateway_rate_limit_burst": 10**6}
+UNLIMITED = {
+    "gateway_rate_limit_per_second": 1e6,
+    "gateway_rate_limit_burst": 10**6,
+    "gateway_address_rate_per_second": 1e6,
+    "gateway_address_burst": 10**7,
+    "quota_submissions_per_second": 1e6,
+    "quota_submission_burst": 10**7,
+}
 # How long an app's catalog may take to start listening (one connection and a LISTEN).
 LIVE_TIMEOUT = 10.0
 
@@ -51,12 +58,12 @@ def job_body(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def gateway_settings(database_url, kafka_bootstrap, topic_prefix) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return Settings(
-            database_url=database_url,
-            kafka_bootstrap=kafka_bootstrap,
-            topic_prefix=topic_prefix,
-            **{**UNLIMITED, **overrides},
-        )
+        base = {
+            "database_url": database_url,
+            "kafka_bootstrap": kafka_bootstrap,
+            "topic_prefix": topic_prefix,
+        }
+        return Settings(**{**base, **UNLIMITED, **overrides})
 
     return make
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobline.core import production
 from jobline.core.backoff import BackoffKind, BackoffPolicy
 from jobline.core.errors import ConfigError
 from jobline.core.jobdefaults import PLATFORM_DEFAULTS, JobDefaults
@@ -39,6 +41,16 @@ class RuntimeSettings(_Base):
     data_dir: Path = Path(".jobline")
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
+    # /docs, /redoc and /openapi.json: on in dev and test, off in prod unless set to true.
+    docs_enabled: bool | None = None
+
+    @property
+    def production(self) -> bool:
+        return self.env is Environment.PROD
+
+    @property
+    def serve_docs(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else not self.production
 
 
 class DatabaseSettings(_Base):
@@ -48,6 +60,12 @@ class DatabaseSettings(_Base):
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
     db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 10
     db_connect_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5.0
+    # TLS to PostgreSQL (libpq's names; asyncpg reads them from the URL): e.g. verify-full
+    # with the CA that signed the server's certificate. Unset: whatever the URL says.
+    db_sslmode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = None
+    db_sslrootcert: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -63,8 +81,8 @@ class DatabaseSettings(_Base):
 
     @property
     def plain_url(self) -> str:
-        """The URL as asyncpg and libpq accept it."""
-        return plain_url(self.database_url)
+        """The URL as asyncpg and libpq accept it, with the TLS settings in its query."""
+        return with_tls(plain_url(self.database_url), self.db_sslmode, self.db_sslrootcert)
 
 
 class KafkaSettings(_Base):
@@ -75,6 +93,25 @@ class KafkaSettings(_Base):
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     kafka_request_timeout_ms: Annotated[int, Field(ge=1000)] = 15000
     kafka_client_id: str = "jobline"
+    # SASL and TLS, passed to every producer, consumer and admin client Jobline builds.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "kafka_security_protocol SASL_* needs kafka_sasl_mechanism, "
+                "kafka_sasl_username and kafka_sasl_password"
+            )
+        return self
 
 
 class JobDefaultsSettings(_Base):
@@ -131,16 +168,51 @@ def plain_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+def with_tls(url: str, sslmode: str | None, rootcert: Path | None) -> str:
+    """``url`` with ``sslmode``/``sslrootcert`` set in its query (settings win over the URL)."""
+    if sslmode is None and rootcert is None:
+        return url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if sslmode is not None:
+        query["sslmode"] = sslmode
+    if rootcert is not None:
+        query["sslrootcert"] = str(rootcert)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def secrets_of(settings: BaseSettings) -> dict[str, str | None]:
+    """The configured secrets of ``settings``, by environment variable."""
+    found: dict[str, str | None] = {}
+    if isinstance(settings, DatabaseSettings):
+        found[f"{PREFIX}DATABASE_URL (password)"] = production.url_password(settings.database_url)
+    if isinstance(settings, KafkaSettings) and settings.kafka_sasl_password is not None:
+        found[f"{PREFIX}KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
+    return found
+
+
+def check_production(settings: BaseSettings) -> None:
+    """In prod, refuse placeholder or default secrets (:class:`ConfigError` naming them)."""
+    if not isinstance(settings, RuntimeSettings) or not settings.production:
+        return
+    problems = production.secret_problems(secrets_of(settings))
+    if problems:
+        raise ConfigError("refusing to start with JOBLINE_ENV=prod: " + "; ".join(problems))
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 
 def load(cls: type[S], **overrides: Any) -> S:
-    """Build ``cls`` from the environment, failing with one line that names the variable."""
+    """Build ``cls`` from the environment, failing with one line that names the variable;
+    in prod, placeholder secrets are refused too."""
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "?"
             problems.append(f"{PREFIX}{field.upper()}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    check_production(settings)
+    return settings

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from jobline.pg import engine as db
 from jobline.web.problems import ProblemError
 from jobline_analyzer.advice import advise
-from jobline_analyzer.deps import Admin, AppSettings, Engine, Reader
+from jobline_analyzer.deps import AppSettings, Engine, PolicyWriter, Reader, actor
 from jobline_analyzer.findings import KINDS, Kind
 from jobline_analyzer.store import findings as finding_store
 from jobline_analyzer.store import recommendations as advice_store
@@ -114,12 +114,12 @@ async def list_recommendations(
 
 @router.post(
     "/recommendations/{recommendation_id}/apply",
-    summary="Write a recommended policy as the job type's default (scope admin).",
+    summary="Write a recommended policy as the job type's default (scope policies:write).",
 )
 async def apply_recommendation(
-    recommendation_id: UUID, key: Admin, engine: Engine
+    recommendation_id: UUID, key: PolicyWriter, engine: Engine, request: Request
 ) -> dict[str, Any]:
-    """Write a recommended policy as the job type's default (scope admin)."""
+    """Write a recommended policy as the job type's default (scope policies:write or admin)."""
     async with db.transaction(engine) as conn:
         found = await advice_store.load_recommendation(conn, recommendation_id, key.tenant_id)
         if found is None:
@@ -127,6 +127,13 @@ async def apply_recommendation(
         job_type, policy = found
         updated = await advice_store.apply_policy(
             conn, recommendation_id, key.tenant_id, job_type, policy
+        )
+        await advice_store.record_audit(
+            conn,
+            actor(request, key),
+            "policy.apply",
+            f"{key.tenant_id}/{job_type}",
+            {"recommendation": str(recommendation_id), "policy": policy},
         )
     return {
         "id": str(recommendation_id),

@@ -13,14 +13,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
 from jobline.broker.kafka import ensure_topics, make_producer
 from jobline.core import topics
+from jobline.core.tokens import TokenBuckets
 from jobline.pg import engine as db
 from jobline.pg.db import Database
 from jobline.web import problems
+from jobline.web.addresslimit import AddressLimit
 from jobline.web.health import add_standard_routes
 from jobline.web.service import dependency_checks
 from jobline_analyzer import api
@@ -78,9 +81,20 @@ def create_app(settings: Settings) -> FastAPI:
             await engine.dispose()
             await app.state.db.close()
 
-    app = FastAPI(title="Jobline AI analyzer", version="0.1.0", lifespan=lifespan)
+    docs: dict[str, Any] = (
+        {} if settings.serve_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    )
+    app = FastAPI(title="Jobline AI analyzer", version="0.1.0", lifespan=lifespan, **docs)
     app.state.settings = settings
+    app.state.rate_limits = TokenBuckets[object](
+        settings.analyzer_rate_limit_per_second, settings.analyzer_rate_limit_burst
+    )
+    app.add_middleware(
+        AddressLimit,
+        rate=settings.analyzer_address_rate_per_second,
+        burst=settings.analyzer_address_burst,
+    )
     problems.install(app)
-    add_standard_routes(app, dependency_checks(settings, settings))
+    add_standard_routes(app, dependency_checks(settings, settings), terse=settings.production)
     app.include_router(api.router)
     return app

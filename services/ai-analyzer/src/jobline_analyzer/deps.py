@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -9,8 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobline.core import scopes as scope_rules
 from jobline.core.apikeys import Scope
+from jobline.core.tokens import TokenBuckets, retry_after_header
 from jobline.pg import keystore
+from jobline.pg.audit import Actor
 from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import ProblemError
@@ -51,12 +55,21 @@ async def authenticate(
         key = await keystore.authenticate(conn, token.strip(), datetime.now(UTC))
     if key is None:
         raise ProblemError(401, "the API key is invalid, revoked or expired", headers=_CHALLENGE)
+    buckets: TokenBuckets[object] = request.app.state.rate_limits
+    wait = buckets.take(key.id, time.monotonic())
+    if wait is not None:
+        raise ProblemError(
+            429,
+            "rate limit exceeded for this API key",
+            kind="rate-limited",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
     return key
 
 
 def _require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
     async def check(key: Annotated[KeyRecord, Depends(authenticate)]) -> KeyRecord:
-        if not key.scopes & set(scopes):
+        if not scope_rules.allows(key.scopes, scopes):
             needed = " or ".join(s.value for s in scopes)
             raise ProblemError(403, f"this API key lacks the scope {needed}")
         return key
@@ -65,4 +78,10 @@ def _require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
 
 
 Reader = Annotated[KeyRecord, Depends(_require(Scope.JOBS_READ, Scope.ADMIN))]
-Admin = Annotated[KeyRecord, Depends(_require(Scope.ADMIN))]
+# Applying a recommendation changes the tenant's job-type policy: policies:write (or admin).
+PolicyWriter = Annotated[KeyRecord, Depends(_require(*scope_rules.POLICY_WRITERS))]
+
+
+def actor(request: Request, key: KeyRecord) -> Actor:
+    """Who acts, for the audit log."""
+    return Actor(key.id, key.tenant_id, request.client.host if request.client else None)

@@ -49,6 +49,13 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings):
     # Recommendations read this much job history, at most this many jobs per type.
     analyzer_history_days: Annotated[float, Field(gt=0)] = 7.0
     analyzer_history_jobs: Annotated[int, Field(ge=10)] = 20000
+    # API limits (per process): per API key, and per client address before authentication
+    # (before the key lookup takes a database connection). Reads here are heavy (the
+    # recommendations read a week of history), hence far below the gateway's.
+    analyzer_rate_limit_per_second: Annotated[float, Field(gt=0, le=100_000)] = 10.0
+    analyzer_rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    analyzer_address_rate_per_second: Annotated[float, Field(gt=0, le=100_000)] = 50.0
+    analyzer_address_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 100
 
     @model_validator(mode="after")
     def _retention_covers_what_is_read(self) -> Self:

@@ -14,9 +14,11 @@ from pydantic.json_schema import models_json_schema
 
 from jobline.pg.db import Database
 from jobline.web import problems
+from jobline.web.addresslimit import AddressLimit
 from jobline.web.health import add_standard_routes
 from jobline.web.service import dependency_checks
-from jobline_gateway import admin, jobs, schedules, store
+from jobline_gateway import admin, auditlog, jobs, ownkeys, policies, quotas, schedules, store
+from jobline_gateway.admission import GateSettings, SubmissionGate
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.guard import BodyGuard
 from jobline_gateway.metrics import RequestMetrics
@@ -84,12 +86,28 @@ def submit_docs(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _docs_urls(on: bool) -> dict[str, Any]:
+    if on:
+        return {}
+    return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await Database(settings, application_name="jobline-gateway").open()
         catalog = Catalog(database, connect_timeout=settings.db_connect_timeout_seconds)
         app.state.db, app.state.catalog = database, catalog
+        app.state.admission = SubmissionGate(
+            database,
+            settings.quota_defaults,
+            GateSettings(
+                lease_seconds=settings.quota_lease_seconds,
+                lease_ttl_seconds=settings.quota_lease_ttl_seconds,
+                cache_seconds=settings.quota_cache_seconds,
+                unfinished_refresh_seconds=settings.quota_unfinished_refresh_seconds,
+            ),
+        )
         tasks = [
             asyncio.create_task(catalog.listener.run()),
             asyncio.create_task(
@@ -110,19 +128,31 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Submit, inspect, cancel and redrive background jobs.",
         lifespan=lifespan,
+        # Production: no interactive docs or schema unless JOBLINE_DOCS_ENABLED=true.
+        **_docs_urls(settings.serve_docs),
     )
     app.state.settings = settings
     app.state.rate_limits = TokenBuckets[object](
         settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
     )
     problems.install(app)
-    add_standard_routes(app, dependency_checks(settings, settings))
+    add_standard_routes(app, dependency_checks(settings, settings), terse=settings.production)
     app.include_router(jobs.submit_router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
+    app.include_router(ownkeys.router)
+    app.include_router(policies.router)
+    app.include_router(quotas.router)
+    app.include_router(auditlog.router)
     app.include_router(schedules.router)
-    # Added last = outermost: metrics see every response, including the guard's 413/422.
+    # Added last = outermost: metrics see every response, including the guard's 413/422;
+    # the per-address limit runs before the body is read and before any authentication.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)
+    app.add_middleware(
+        AddressLimit,
+        rate=settings.gateway_address_rate_per_second,
+        burst=settings.gateway_address_burst,
+    )
     app.add_middleware(RequestMetrics)
 
     def openapi() -> dict[str, Any]:

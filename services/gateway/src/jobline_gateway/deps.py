@@ -1,7 +1,8 @@
 """FastAPI dependencies, declared once as ``Annotated`` aliases.
 
-``Reader``/``Writer``/``Operator``/``ScheduleWriter`` authenticate the bearer key, check its
-scope and take a token from its rate-limit bucket, in that order: 401, then 403, then 429.
+``Reader``/``Writer``/``Operator``/``ScheduleWriter``/``KeyManager``/``PolicyWriter``
+authenticate the bearer key, check its scope and take a token from its rate-limit bucket, in
+that order: 401, then 403, then 429.
 The key row comes from the gateway's :class:`~jobline_gateway.catalog.Catalog` (no database
 round trip while it is live); the hash is compared in constant time on every request.
 """
@@ -17,11 +18,13 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from jobline.core import apikeys
+from jobline.core import apikeys, scopes
 from jobline.core.apikeys import Scope
+from jobline.pg.audit import Actor
 from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import FieldError, ProblemError
+from jobline_gateway.admission import SubmissionGate
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.ratelimit import TokenBuckets, retry_after_header
 from jobline_gateway.settings import Settings
@@ -42,6 +45,11 @@ async def _db(request: Request) -> Database:
     return db
 
 
+async def _admission(request: Request) -> SubmissionGate:
+    gate: SubmissionGate = request.app.state.admission
+    return gate
+
+
 async def _catalog(request: Request) -> Catalog:
     catalog: Catalog = request.app.state.catalog
     return catalog
@@ -50,6 +58,7 @@ async def _catalog(request: Request) -> Catalog:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_db)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
+AdmissionDep = Annotated[SubmissionGate, Depends(_admission)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -91,12 +100,14 @@ def bearer(request: Request) -> str | None:
     return credentials if scheme.lower() == "bearer" and credentials else None
 
 
-async def authorize(request: Request, scope: Scope) -> KeyRecord:
-    """Authenticate the request's key, check ``scope``, take a rate-limit token: 401/403/429."""
+async def authorize(request: Request, scope: Scope, *alternatives: Scope) -> KeyRecord:
+    """Authenticate the request's key, check it holds ``scope`` (or one of ``alternatives``),
+    take a rate-limit token: 401/403/429."""
     state = request.app.state
     principal = await authenticate(state.catalog, bearer(request))
-    if scope not in principal.scopes:
-        raise ProblemError(403, f"The API key lacks the {scope.value!r} scope.")
+    if not scopes.allows(principal.scopes, (scope, *alternatives)):
+        needed = " or ".join(repr(s.value) for s in (scope, *alternatives))
+        raise ProblemError(403, f"The API key lacks the {needed} scope.")
     buckets: TokenBuckets[object] = state.rate_limits
     wait = buckets.take(principal.id, time.monotonic())
     if wait is not None:
@@ -109,10 +120,10 @@ async def authorize(request: Request, scope: Scope) -> KeyRecord:
     return principal
 
 
-def _requires(scope: Scope) -> Callable[..., Awaitable[KeyRecord]]:
+def _requires(scope: Scope, *alternatives: Scope) -> Callable[..., Awaitable[KeyRecord]]:
     # ``_credentials`` only documents the scheme in the OpenAPI; authorize() reads the header.
     async def check(request: Request, _credentials: Credentials) -> KeyRecord:
-        return await authorize(request, scope)
+        return await authorize(request, scope, *alternatives)
 
     return check
 
@@ -122,6 +133,21 @@ Writer = Annotated[KeyRecord, Depends(_requires(Scope.JOBS_WRITE))]
 Operator = Annotated[KeyRecord, Depends(_requires(Scope.ADMIN))]
 # Schedules: changing needs schedules:write; reading needs jobs:read (Reader).
 ScheduleWriter = Annotated[KeyRecord, Depends(_requires(Scope.SCHEDULES_WRITE))]
+# A tenant's own keys (never another tenant's; never a scope the caller lacks).
+KeyManager = Annotated[KeyRecord, Depends(_requires(Scope.KEYS_MANAGE))]
+# A tenant's job-type policies; the operator may set them too.
+PolicyWriter = Annotated[KeyRecord, Depends(_requires(Scope.POLICIES_WRITE, Scope.ADMIN))]
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address as this process saw it (a proxy's, unless uvicorn is told to
+    trust its forwarding headers: ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else None
+
+
+def actor(request: Request, principal: KeyRecord) -> Actor:
+    """Who acts, for the audit log."""
+    return Actor(principal.id, principal.tenant_id, client_address(request))
 
 
 def _query_names(dependant: Dependant) -> set[str]:

@@ -26,13 +26,14 @@ from jobline.core.apikeys import Scope
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import JobState
 from jobline.core.states import Cancel, Event, Redrive
-from jobline.pg import jobstore
+from jobline.pg import audit, jobstore
 from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
-from jobline.web.problems import FieldError, ProblemError, responses
+from jobline.web.problems import FieldError, ProblemError, quota_problem, responses
 from jobline_gateway import store, submission
+from jobline_gateway.admission import QuotaExceeded
 from jobline_gateway.cursors import Cursor, invalid_cursor
-from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, authorize
+from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, actor, authorize
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
 from jobline_gateway.settings import Settings
 
@@ -70,6 +71,10 @@ async def _accept(
 ) -> submission.Accepted:
     started = time.perf_counter()
     state: State = request.app.state
+    try:  # tenant quotas; no statement while this gateway holds leased tokens
+        await state.admission.admit(principal.tenant_id, len(specs))
+    except QuotaExceeded as exc:
+        raise quota_problem(exc) from None
     accepted = await submission.submit(
         state.db,
         state.catalog,
@@ -275,9 +280,11 @@ async def list_attempts(job_id: UUID, principal: Reader, db: Db) -> Any:
     response_model=JobOut,
     responses=responses(404, 409),
 )
-async def cancel_job(job_id: UUID, principal: Writer, db: Db, settings: SettingsDep) -> Any:
+async def cancel_job(
+    job_id: UUID, principal: Writer, db: Db, request: Request, settings: SettingsDep
+) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
-    return await _apply(db, principal.tenant_id, job_id, Cancel(), settings)
+    return await _apply(db, principal, actor(request, principal), job_id, Cancel(), settings)
 
 
 @router.post(
@@ -286,21 +293,38 @@ async def cancel_job(job_id: UUID, principal: Writer, db: Db, settings: Settings
     response_model=JobOut,
     responses=responses(404, 409),
 )
-async def redrive_job(job_id: UUID, principal: Writer, db: Db, settings: SettingsDep) -> Any:
+async def redrive_job(
+    job_id: UUID, principal: Writer, db: Db, request: Request, settings: SettingsDep
+) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
-    return await _apply(db, principal.tenant_id, job_id, Redrive(), settings)
+    return await _apply(db, principal, actor(request, principal), job_id, Redrive(), settings)
 
 
 async def _apply(
-    db: Database, tenant_id: str, job_id: UUID, event: Event, settings: Settings
+    db: Database,
+    principal: KeyRecord,
+    who: audit.Actor,
+    job_id: UUID,
+    event: Event,
+    settings: Settings,
 ) -> JobOut:
+    action = "job.cancel" if isinstance(event, Cancel) else "job.redrive"
     # A job cancelled here finishes here: its purge_after follows the configured retention.
     retention = timedelta(seconds=settings.job_retention_seconds)
     try:
         async with db.transaction() as conn:
             applied = await jobstore.apply(
-                conn, job_id, event, datetime.now(UTC), tenant_id=tenant_id, retention=retention
+                conn,
+                job_id,
+                event,
+                datetime.now(UTC),
+                tenant_id=principal.tenant_id,
+                retention=retention,
             )
+            if applied is not None:  # audited in the transaction that acts
+                await audit.record(
+                    conn, who, action, str(job_id), {"from": applied.before.state.value}
+                )
     except IllegalTransition as exc:
         raise ProblemError(409, str(exc), kind="illegal-transition") from None
     if applied is None:

@@ -39,12 +39,23 @@ from jobline.api.schedules import (
     SchedulePage,
     SchedulePatch,
 )
+from jobline.core import quotas
 from jobline.core.errors import InvalidSchedule
+from jobline.core.quotas import QuotaExceeded
 from jobline.core.schedules import next_fire, next_fires, resume_next_fire
+from jobline.pg import limits
 from jobline.pg.jobstore import job_from_row
-from jobline.web.problems import responses
+from jobline.web.problems import quota_problem, responses
 from jobline_gateway.cursors import decode_key, encode_key, invalid_cursor
-from jobline_gateway.deps import CatalogDep, Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
+from jobline_gateway.deps import (
+    AdmissionDep,
+    CatalogDep,
+    Db,
+    KnownQuery,
+    Reader,
+    ScheduleWriter,
+    SettingsDep,
+)
 from jobline_gateway.schedule_rows import (
     build_spec,
     check_template,
@@ -76,12 +87,13 @@ CursorParam = Annotated[
     response_model=ScheduleOut,
     responses=responses(409),
 )
-async def create_schedule(
+async def create_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     body: ScheduleIn,
     principal: ScheduleWriter,
     db: Db,
     catalog: CatalogDep,
     settings: SettingsDep,
+    admission: AdmissionDep,
 ) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
     await check_template(catalog, settings, principal.tenant_id, body.job.stored())
@@ -96,6 +108,11 @@ async def create_schedule(
         overlap_policy=body.overlap_policy,
     )
     now = datetime.now(UTC)
+    limit = await admission.quotas(principal.tenant_id)
+    try:
+        quotas.check_schedule_interval(spec, now, limit)
+    except QuotaExceeded as exc:
+        raise quota_problem(exc) from None
     values = {
         "tenant_id": principal.tenant_id,
         "name": body.name,
@@ -112,10 +129,15 @@ async def create_schedule(
         "next_fire_at": None if body.paused else next_fire(spec, now),
     }
     try:
-        async with db.connection() as conn:
+        async with db.transaction() as conn:
+            # Counted under the tenant row's lock: two gateways cannot both take the last slot.
+            existing = await limits.lock_and_count_schedules(conn, principal.tenant_id)
+            quotas.check_schedule_count(existing, limit)
             row = await SQL.fetchrow(conn, "insert_schedule", **values)
     except asyncpg.UniqueViolationError as exc:
         raise name_conflict(exc, body.name) from None
+    except QuotaExceeded as exc:
+        raise quota_problem(exc) from None
     assert row is not None
     out = schedule_out(row)
     return JSONResponse(
@@ -179,6 +201,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     db: Db,
     catalog: CatalogDep,
     settings: SettingsDep,
+    admission: AdmissionDep,
 ) -> Any:
     """Change a schedule; a new timing is planned afresh from now."""
     given = body.model_fields_set
@@ -187,6 +210,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     if "job" in given and body.job is not None:
         await check_template(catalog, settings, principal.tenant_id, body.job.stored())
     now = datetime.now(UTC)
+    limit = await admission.quotas(principal.tenant_id)
     try:
         async with db.transaction() as conn:
             row = await fetch_schedule(conn, principal.tenant_id, schedule_id, lock=True)
@@ -210,6 +234,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
             }
             pending = row["next_fire_at"]
             if given & _TIMING:
+                quotas.check_schedule_interval(spec, now, limit)
                 # Paused: nothing is pending under the new timing; resume plans from then.
                 pending = None if row["paused"] else next_fire(spec, now)
             paused = row["paused"] if body.paused is None else body.paused
@@ -220,6 +245,8 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
             updated = await SQL.fetchrow(conn, "update_schedule", id=row["id"], **values)
     except asyncpg.UniqueViolationError as exc:
         raise name_conflict(exc, body.name or "") from None
+    except QuotaExceeded as exc:
+        raise quota_problem(exc) from None
     return schedule_out(updated)
 
 

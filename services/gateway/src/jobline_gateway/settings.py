@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from jobline.core.quotas import Quotas
 from jobline.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -37,3 +38,34 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     idempotency_retention_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
     # How often expired idempotency keys are purged (the overwrite on reuse covers the rest).
     idempotency_purge_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+
+    # Per client address, before authentication and before any database connection: a
+    # token bucket per address in each gateway process (it cannot be shared without a
+    # round trip, which is what it must not cost).
+    gateway_address_rate_per_second: Annotated[float, Field(gt=0, le=1_000_000)] = 2000.0
+    gateway_address_burst: Annotated[int, Field(ge=1, le=10_000_000)] = 4000
+
+    # Tenant quota defaults (an operator's row in tenant_quotas overrides them per tenant).
+    quota_max_schedules: Annotated[int, Field(ge=1)] = 1000
+    quota_min_schedule_interval_seconds: Annotated[int, Field(ge=1)] = 1
+    quota_max_unfinished_jobs: Annotated[int, Field(ge=1)] = 1_000_000
+    # Jobs submitted per second by a tenant, shared by every gateway replica.
+    quota_submissions_per_second: Annotated[float, Field(gt=0)] = 5000.0
+    quota_submission_burst: Annotated[int, Field(ge=1000)] = 10000
+    # A gateway leases this many seconds' worth of the tenant's rate at a time (one round
+    # trip per block) and may keep unspent tokens this long.
+    quota_lease_seconds: Annotated[float, Field(gt=0, le=10)] = 0.1
+    quota_lease_ttl_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # How long a gateway trusts its copy of a tenant's quotas and unfinished-job count.
+    quota_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+    quota_unfinished_refresh_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+
+    @property
+    def quota_defaults(self) -> Quotas:
+        return Quotas(
+            max_schedules=self.quota_max_schedules,
+            min_schedule_interval_seconds=self.quota_min_schedule_interval_seconds,
+            max_unfinished_jobs=self.quota_max_unfinished_jobs,
+            submissions_per_second=self.quota_submissions_per_second,
+            submission_burst=self.quota_submission_burst,
+        )

@@ -49,5 +49,9 @@ def create_app(settings: Settings) -> Starlette:
             await relay.check()
 
     app = Starlette(lifespan=lifespan)
-    add_standard_routes(app, {**dependency_checks(settings, settings), "publisher": publisher})
+    add_standard_routes(
+        app,
+        {**dependency_checks(settings, settings), "publisher": publisher},
+        terse=settings.production,
+    )
     return app

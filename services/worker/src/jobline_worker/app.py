@@ -37,5 +37,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
             await runtime.stop()
 
     app = Starlette(lifespan=lifespan)
-    add_standard_routes(app, dependency_checks(settings, settings))
+    add_standard_routes(app, dependency_checks(settings, settings), terse=settings.production)
     return app

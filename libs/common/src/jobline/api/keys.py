@@ -1,4 +1,5 @@
-"""API keys: ``/v1/admin/keys`` (the platform operator, ``admin`` scope).
+"""API keys: ``/v1/admin/keys`` (the platform operator, ``admin`` scope) and ``/v1/keys``
+(a tenant's own keys, ``keys:manage`` scope).
 
 A key's plaintext is returned once, by the POST that creates it, and never stored.
 """
@@ -22,6 +23,8 @@ class Scope(StrEnum):
     JOBS_WRITE = "jobs:write"
     JOBS_READ = "jobs:read"
     SCHEDULES_WRITE = "schedules:write"
+    KEYS_MANAGE = "keys:manage"
+    POLICIES_WRITE = "policies:write"
     ADMIN = "admin"
 
 
@@ -112,12 +115,12 @@ class KeyList(Answer):
     keys: list[KeyOut]
 
 
-# --- not served yet: a tenant's own keys ---------------------------------------------------
+# --- a tenant's own keys ---------------------------------------------------------------------
 
 
 class OwnKeyIn(Request):
-    """A new key for the caller's own tenant (``POST /v1/keys``; NOT SERVED YET by the
-    gateway: the client and CLI call it and report its absence)."""
+    """A new key for the caller's own tenant (``POST /v1/keys``, scope ``keys:manage``): only
+    scopes the calling key holds itself."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"name": "ci", "scopes": ["jobs:read"]}]}

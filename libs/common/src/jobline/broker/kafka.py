@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
 
 from jobline.core.errors import DependencyUnavailable, TopicError
 from jobline.settings import KafkaSettings
@@ -25,9 +26,30 @@ from jobline.settings import KafkaSettings
 LINGER_MS = 5
 
 
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """SASL and TLS options of every aiokafka client (producer, consumer, admin, probe)."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        )
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    return options
+
+
 def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas; not started."""
     options: dict[str, Any] = {
+        **security_options(settings),
         "bootstrap_servers": settings.kafka_bootstrap,
         "client_id": settings.kafka_client_id,
         "acks": "all",
@@ -43,6 +65,7 @@ def make_consumer(
 ) -> AIOKafkaConsumer:
     """A consumer with manual commits that starts from the earliest offset; not started."""
     options: dict[str, Any] = {
+        **security_options(settings),
         "bootstrap_servers": settings.kafka_bootstrap,
         "client_id": settings.kafka_client_id,
         "group_id": group_id,
@@ -66,6 +89,7 @@ async def ensure_topics(
     """
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(
+        **security_options(settings),
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=settings.kafka_client_id,
         request_timeout_ms=settings.kafka_request_timeout_ms,
@@ -98,6 +122,7 @@ async def ensure_topics(
 async def check_broker(settings: KafkaSettings, timeout: float = 3.0) -> None:  # noqa: ASYNC109
     """Raise ``DependencyUnavailable`` unless the broker answers a metadata request in time."""
     client = AIOKafkaClient(
+        **security_options(settings),
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=settings.kafka_client_id,
         request_timeout_ms=max(int(timeout * 1000), 1),

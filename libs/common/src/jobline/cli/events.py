@@ -147,14 +147,16 @@ async def _tail(
     count: int | None,
     show: Callable[[bytes], bool],
 ) -> None:
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id="jobline-events-tail",
+    from jobline.broker.kafka import make_consumer
+    from jobline.settings import KafkaSettings
+
+    # KafkaSettings: the JOBLINE_KAFKA_SASL_*/SSL_* variables apply here too.
+    consumer = make_consumer(
+        KafkaSettings(kafka_bootstrap=bootstrap),
         group_id=None,
-        enable_auto_commit=False,
+        client_id="jobline-events-tail",
         fetch_max_wait_ms=FETCH_WAIT_MS,
     )
     try:

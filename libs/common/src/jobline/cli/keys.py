@@ -2,7 +2,8 @@
 
 With ``--tenant`` (or without ``--own``) these use the operator's routes, ``/v1/admin/keys``
 (the calling key needs the ``admin`` scope). ``--own`` manages the caller's own tenant's
-keys through ``/v1/keys``, which the gateway does not serve yet (exit code 3).
+keys through ``/v1/keys`` (the calling key needs ``keys:manage``, and can grant only scopes
+it holds itself).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from jobline.cli.output import EXIT_CODES_HELP, ExitCode, JsonFlag, echo_json, f
 
 app = typer.Typer(
     help="Create, list and revoke API keys through the gateway (the calling key needs the "
-    "admin scope; --own: the caller's tenant).",
+    "admin scope; --own: the caller's tenant, with keys:manage).",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
 )
 
-Own = Annotated[bool, typer.Option("--own", help="The calling key's own tenant (/v1/keys).")]
+Own = Annotated[
+    bool, typer.Option("--own", help="The calling key's own tenant (/v1/keys, keys:manage).")
+]
 
 
 def _line(key: KeyOut) -> str:
@@ -37,7 +40,13 @@ def _line(key: KeyOut) -> str:
 @app.command("create")
 def create(
     *,
-    scopes: Annotated[str, typer.Option(help="Comma-separated: jobs:write,jobs:read,...")],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: jobs:write, jobs:read, schedules:write, keys:manage, "
+            "policies:write, admin."
+        ),
+    ],
     tenant: Annotated[str | None, typer.Option(help="The tenant the key acts for.")] = None,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
     expires_at: Annotated[

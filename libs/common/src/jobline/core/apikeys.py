@@ -28,10 +28,17 @@ class Scope(StrEnum):
     JOBS_WRITE = "jobs:write"
     JOBS_READ = "jobs:read"
     SCHEDULES_WRITE = "schedules:write"
+    # The tenant's own keys: create (with scopes the caller holds), list, revoke.
+    KEYS_MANAGE = "keys:manage"
+    # The tenant's job-type policies: set them, apply the analyzer's recommendations.
+    POLICIES_WRITE = "policies:write"
+    # The platform operator: every tenant's keys, quotas, the audit log.
     ADMIN = "admin"
 
 
 ALL_SCOPES: Final = frozenset(Scope)
+# Everything a tenant may hold without being the operator.
+TENANT_SCOPES: Final = ALL_SCOPES - {Scope.ADMIN}
 
 
 class MalformedKey(JoblineError):

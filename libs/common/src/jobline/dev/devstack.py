@@ -27,7 +27,7 @@ from typing import IO, Final
 
 from jobline.broker import kafka
 from jobline.core import topics
-from jobline.core.apikeys import ALL_SCOPES
+from jobline.core.apikeys import ALL_SCOPES, TENANT_SCOPES, Scope
 from jobline.core.errors import DependencyUnavailable, JoblineError
 from jobline.pg import db, keystore, migrate
 from jobline.pg.db import Database
@@ -123,14 +123,15 @@ def run(data_dir: Path, topic_prefix: str, partitions: int) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     with ExitStack() as stack:
-        database_url = os.environ.get("JOBLINE_DATABASE_URL") or stack.enter_context(
-            _embedded_postgres(data_dir)
-        )
+        external_db = os.environ.get("JOBLINE_DATABASE_URL")
+        database_url = external_db or stack.enter_context(_embedded_postgres(data_dir))
         bootstrap = os.environ.get("JOBLINE_KAFKA_BOOTSTRAP") or stack.enter_context(
             _embedded_broker(data_dir)
         )
         endpoints = Endpoints(database_url, bootstrap, topic_prefix)
-        key = asyncio.run(_prepare(endpoints, data_dir, partitions))
+        # The operator scope only for a database this process started: pointed at someone
+        # else's database, `jobline dev` must not mint keys that manage every tenant.
+        key = asyncio.run(_prepare(endpoints, data_dir, partitions, operator=not external_db))
         stack.callback(state_path(data_dir).unlink, missing_ok=True)
         _write_state(data_dir, endpoints)
 
@@ -138,7 +139,7 @@ def run(data_dir: Path, topic_prefix: str, partitions: int) -> int:
         _wait_ready(children, stop)
         if stop.is_set():
             return 0
-        _banner(key, data_dir)
+        _banner(key, data_dir, operator=not external_db)
         while not stop.wait(0.5):
             dead = [name for name, proc in children.items() if proc.poll() is not None]
             if dead:
@@ -190,7 +191,7 @@ def _embedded_broker(data_dir: Path) -> Iterator[str]:
         broker.stop()
 
 
-async def _prepare(endpoints: Endpoints, data_dir: Path, partitions: int) -> str:
+async def _prepare(endpoints: Endpoints, data_dir: Path, partitions: int, *, operator: bool) -> str:
     """Check both servers, migrate, create topics; return the dev API key."""
     await db.check_database(endpoints.database_url)
     settings = KafkaSettings(
@@ -206,11 +207,13 @@ async def _prepare(endpoints: Endpoints, data_dir: Path, partitions: int) -> str
     )
     if created:
         _say(f"created topics: {', '.join(created)}")
-    return await _dev_key(endpoints.database_url, data_dir / KEY_FILE)
+    scopes = ALL_SCOPES if operator else TENANT_SCOPES
+    return await _dev_key(endpoints.database_url, data_dir / KEY_FILE, scopes)
 
 
-async def _dev_key(database_url: str, path: Path) -> str:
-    """Reuse the saved dev key while it still works; otherwise mint a new one."""
+async def _dev_key(database_url: str, path: Path, scopes: frozenset[Scope]) -> str:
+    """Reuse the saved dev key while it still works and has exactly ``scopes``; otherwise
+    mint a new one."""
     from jobline.settings import DatabaseSettings
 
     saved = await asyncio.to_thread(_read_key, path)
@@ -218,10 +221,11 @@ async def _dev_key(database_url: str, path: Path) -> str:
         Database(DatabaseSettings(database_url=database_url)) as database,
         database.transaction() as conn,
     ):
-        if saved and await keystore.authenticate(conn, saved, datetime.now(UTC)):
+        found = saved and await keystore.authenticate(conn, saved, datetime.now(UTC))
+        if saved and found and found.scopes == scopes:
             return saved
         _, plaintext = await keystore.create_key(
-            conn, tenant_id=DEV_TENANT, name="dev", scopes=ALL_SCOPES
+            conn, tenant_id=DEV_TENANT, name="dev", scopes=scopes
         )
     await asyncio.to_thread(_write_key, path, plaintext)
     return plaintext
@@ -330,14 +334,15 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _banner(key: str, data_dir: Path) -> None:
+def _banner(key: str, data_dir: Path, *, operator: bool) -> None:
+    reach = "every scope" if operator else "every tenant scope, no admin: external database"
     lines = ["", "Jobline is running:"]
     lines += [f"  {spec.name:<13} {spec.url}   (/healthz /readyz /metrics)" for spec in SERVICES]
     lines += [
         f"  API docs      {SERVICES[0].url}/docs",
         "",
         f"  dev API key   {key}",
-        f"                (tenant '{DEV_TENANT}', every scope; saved in {data_dir / KEY_FILE})",
+        f"                (tenant '{DEV_TENANT}', {reach}; saved in {data_dir / KEY_FILE})",
         "",
         "Ctrl-C stops everything.",
         "",

@@ -5,6 +5,7 @@ Runtime code uses :class:`jobline.pg.db.Database` (asyncpg); see that module for
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,8 +25,23 @@ def create_engine(settings: DatabaseSettings, *, application_name: str = "joblin
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "server_settings": {"application_name": application_name},
+            **tls_connect_args(settings),
         },
     )
+
+
+def tls_connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    """asyncpg's ``ssl`` argument from ``JOBLINE_DB_SSLMODE``/``_SSLROOTCERT`` (SQLAlchemy
+    connects with keyword arguments, not the URL asyncpg itself would read them from)."""
+    mode, root = settings.db_sslmode, settings.db_sslrootcert
+    if root is None:
+        return {} if mode is None else {"ssl": mode}
+    if mode == "disable":
+        return {"ssl": mode}
+    context = ssl.create_default_context(cafile=str(root))
+    # libpq: verify-full checks the host name; verify-ca (and require with a root cert) do not.
+    context.check_hostname = mode == "verify-full"
+    return {"ssl": context}
 
 
 @asynccontextmanager

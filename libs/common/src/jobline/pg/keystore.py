@@ -67,8 +67,9 @@ async def list_keys(conn: Conn, tenant_id: str | None = None) -> list[KeyRecord]
     return [record_of(r) for r in await SQL.fetch(conn, "list_keys", tenant_id=tenant_id)]
 
 
-async def revoke_key(conn: Conn, key_id: UUID) -> KeyRecord | None:
-    row = await SQL.fetchrow(conn, "revoke_key", id=key_id)
+async def revoke_key(conn: Conn, key_id: UUID, *, tenant_id: str | None = None) -> KeyRecord | None:
+    """Revoke a key (only if it is ``tenant_id``'s, when given); None if there is no such key."""
+    row = await SQL.fetchrow(conn, "revoke_key", id=key_id, tenant_id=tenant_id)
     return record_of(row) if row else None
 
 

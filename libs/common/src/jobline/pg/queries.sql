@@ -431,7 +431,9 @@ ORDER BY created_at, id
 
 -- name: revoke_key
 -- NOTIFY through the api_keys trigger: every gateway drops its cached copy of the key.
-UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = :id
+-- :tenant_id confines a tenant's keys:manage key to its own keys (NULL: the operator).
+UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+WHERE id = :id AND tenant_id = COALESCE(CAST(:tenant_id AS text), tenant_id)
 RETURNING id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at
 
 -- name: key_by_prefix

@@ -7,6 +7,7 @@ app gets them as documented API routes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ from jobline.core.errors import DependencyUnavailable
 from jobline.observe.metrics import REGISTRY, render
 
 Check = Callable[[], Awaitable[None]]
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 3.0
 
@@ -42,8 +45,12 @@ async def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, str]]
     return all(r == "ok" for r in results), report
 
 
-def add_standard_routes(app: Starlette, checks: Mapping[str, Check]) -> None:
-    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
+def add_standard_routes(
+    app: Starlette, checks: Mapping[str, Check], *, terse: bool = False
+) -> None:
+    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``; ``terse`` (production)
+    reports each check as ok or unavailable only: the reasons name hosts and ports, which an
+    unauthenticated probe must not learn (they are logged instead)."""
 
     async def healthz(_: Request) -> JSONResponse:
         """Liveness: the process answers."""
@@ -52,6 +59,11 @@ def add_standard_routes(app: Starlette, checks: Mapping[str, Check]) -> None:
     async def readyz(_: Request) -> JSONResponse:
         """Readiness: PostgreSQL and the broker answer."""
         ok, report = await run_checks(checks)
+        if terse:
+            for name, result in report.items():
+                if result != "ok":
+                    log.warning("readiness check %s failed: %s", name, result)
+            report = {n: "ok" if r == "ok" else "unavailable" for n, r in report.items()}
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": report},
             status_code=200 if ok else 503,

@@ -19,6 +19,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobline.core.quotas import QuotaExceeded
+from jobline.core.tokens import retry_after_header
+
 MEDIA_TYPE: Final = "application/problem+json"
 TYPE_BASE: Final = "urn:jobline:problem:"
 
@@ -178,7 +181,7 @@ _DESCRIPTIONS: Final = {
     413: "The request body exceeds the configured limit.",
     422: "Invalid request: malformed JSON, unknown field, bad type or value"
     " (each named in `errors`), or an Idempotency-Key reused with a different body.",
-    429: "Rate limit of this API key exceeded; see Retry-After.",
+    429: "Rate limit (of the key, the address or the tenant's quota) exceeded; see Retry-After.",
     500: "Unexpected server error.",
     503: "PostgreSQL is unavailable.",
 }
@@ -206,3 +209,15 @@ def openapi_problem_content(schema: dict[str, Any]) -> dict[str, Any]:
                     if media is not None:
                         content[MEDIA_TYPE] = media
     return schema
+
+
+def quota_problem(exc: QuotaExceeded) -> ProblemError:
+    """A tenant quota's refusal: 429 with Retry-After when waiting helps, else 422."""
+    if exc.retry_after is not None:
+        return ProblemError(
+            429,
+            f"Quota {exc.quota}: {exc}.",
+            kind="quota-exceeded",
+            headers={"Retry-After": retry_after_header(exc.retry_after)},
+        )
+    return ProblemError(422, f"Quota {exc.quota}: {exc}.", kind="quota-exceeded")

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobline.pg.audit import Actor, record_values
 from jobline_analyzer.recovery import Attempt, JobHistory
 
 
@@ -147,3 +148,17 @@ async def apply_policy(
         {"at": updated, "id": rec_id},
     )
     return updated
+
+
+_RECORD_AUDIT = text(
+    "INSERT INTO audit_log (key_id, tenant_id, action, target, address, detail)"
+    " VALUES (:key_id, :tenant_id, :action, :target, :address, :detail)"
+).bindparams(bindparam("detail", type_=JSONB))
+
+
+async def record_audit(
+    conn: AsyncConnection, who: Actor, action: str, target: str, detail: dict[str, Any]
+) -> None:
+    """An audit entry in the apply's own transaction (jobline.pg.audit's row, through
+    SQLAlchemy while the analyzer's store is on it)."""
+    await conn.execute(_RECORD_AUDIT, record_values(who, action, target, detail))

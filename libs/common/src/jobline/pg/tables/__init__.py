@@ -8,7 +8,9 @@ tables are in a module of their own:
 - :mod:`~jobline.pg.tables.tenants`: tenants and API keys;
 - :mod:`~jobline.pg.tables.schedules`: schedules;
 - :mod:`~jobline.pg.tables.jobs`: jobs, attempts, idempotency keys, the outbox, type policies;
-- :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables.
+- :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables;
+- :mod:`~jobline.pg.tables.limits`: tenant quotas and the shared submission bucket;
+- :mod:`~jobline.pg.tables.audit`: the audit log.
 
 What Core cannot express lives only in the migrations (the outbox's trigger that wakes the
 relay: see :mod:`~jobline.pg.tables.jobs`).
@@ -44,6 +46,8 @@ from jobline.pg.tables.analyzer import (
     analyzer_rollups,
     analyzer_seen_events,
 )
+from jobline.pg.tables.limits import tenant_quotas, tenant_rate_buckets
+from jobline.pg.tables.audit import audit_log
 # isort: on
 
 # Tables in creation order (each after those it references).
@@ -58,6 +62,9 @@ ALL_TABLES: Final = (
     outbox_set_aside,
     job_type_policies,
     *ANALYZER_TABLES,
+    tenant_quotas,
+    tenant_rate_buckets,
+    audit_log,
 )
 
 
@@ -78,6 +85,7 @@ __all__ = [
     "analyzer_rollups",
     "analyzer_seen_events",
     "api_keys",
+    "audit_log",
     "idempotency_keys",
     "job_attempts",
     "job_type_policies",
@@ -86,5 +94,7 @@ __all__ = [
     "outbox",
     "outbox_set_aside",
     "schedules",
+    "tenant_quotas",
+    "tenant_rate_buckets",
     "tenants",
 ]
