@@ -284,7 +284,9 @@ async def cancel_job(
     job_id: UUID, principal: Writer, db: Db, request: Request, settings: SettingsDep
 ) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
-    return await _apply(db, principal, actor(request, principal), job_id, Cancel(), settings)
+    return await _apply(
+        db, principal, actor(request, principal), job_id, Cancel(), settings=settings
+    )
 
 
 @router.post(
@@ -297,7 +299,9 @@ async def redrive_job(
     job_id: UUID, principal: Writer, db: Db, request: Request, settings: SettingsDep
 ) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
-    return await _apply(db, principal, actor(request, principal), job_id, Redrive(), settings)
+    return await _apply(
+        db, principal, actor(request, principal), job_id, Redrive(), settings=settings
+    )
 
 
 async def _apply(
@@ -306,6 +310,7 @@ async def _apply(
     who: audit.Actor,
     job_id: UUID,
     event: Event,
+    *,
     settings: Settings,
 ) -> JobOut:
     action = "job.cancel" if isinstance(event, Cancel) else "job.redrive"
