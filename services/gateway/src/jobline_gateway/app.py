@@ -16,11 +16,12 @@ from jobline.pg.db import Database
 from jobline.web import problems
 from jobline.web.health import add_standard_routes
 from jobline.web.service import dependency_checks
-from jobline_gateway import admin, jobs, schedules, store
+from jobline_gateway import admin, jobs, registry_api, schedules, store
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.guard import BodyGuard
 from jobline_gateway.metrics import RequestMetrics
 from jobline_gateway.ratelimit import TokenBuckets
+from jobline_gateway.registry_cache import RegistryCache
 from jobline_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await Database(settings, application_name="jobline-gateway").open()
         catalog = Catalog(database, connect_timeout=settings.db_connect_timeout_seconds)
-        app.state.db, app.state.catalog = database, catalog
+        registry = RegistryCache(database, ttl=settings.gateway_registry_ttl_seconds)
+        catalog.subscribers.append(registry.changed)
+        app.state.db, app.state.catalog, app.state.registry = database, catalog, registry
         tasks = [
             asyncio.create_task(catalog.listener.run()),
             asyncio.create_task(
@@ -120,6 +123,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.submit_router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
+    app.include_router(registry_api.router)
+    app.include_router(registry_api.admin_router)
     app.include_router(schedules.router)
     # Added last = outermost: metrics see every response, including the guard's 413/422.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jobline.settings import (
     DatabaseSettings,
+    Environment,
     HttpSettings,
     JobDefaultsSettings,
     KafkaSettings,
@@ -37,3 +38,17 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     idempotency_retention_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
     # How often expired idempotency keys are purged (the overwrite on reuse covers the rest).
     idempotency_purge_interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    # The registry (declared queues, registered job types) is kept in memory and dropped on
+    # every change heard; this bounds how long a copy is used if a notification is lost.
+    gateway_registry_ttl_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # Dev and test only (refused with JOBLINE_ENV=prod): accept job types nobody registered
+    # (their payloads unchecked) and declare any queue a submission names, as before the
+    # registry existed. Registered types are still checked. For suites and experiments that
+    # submit made-up types; never for a deployment tenants can reach.
+    gateway_accept_undeclared: bool = False
+
+    @model_validator(mode="after")
+    def _undeclared_not_in_prod(self) -> Self:
+        if self.gateway_accept_undeclared and self.env is Environment.PROD:
+            raise ValueError("gateway_accept_undeclared is not allowed with JOBLINE_ENV=prod")
+        return self

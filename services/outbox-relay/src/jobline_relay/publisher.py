@@ -25,19 +25,20 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 
 from jobline.broker import kafka
-from jobline.core import cloudevent, topics
+from jobline.core import cloudevent, registry, topics
 from jobline.core.errors import IllegalTransition
 from jobline.core.states import Due, transition
 from jobline.pg import jobstore, outbox
 from jobline.pg.db import Conn, Database
 from jobline.settings import KafkaSettings
 from jobline_relay import metrics
+from jobline_relay.declared import DeclaredQueues
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,12 @@ class Publisher:
         *,
         batch_size: int,
         publish_timeout: float,
+        hold_seconds: float = 30.0,
+        declared_ttl: float = 30.0,
     ) -> None:
         self.db = db
+        self.declared = DeclaredQueues(ttl=declared_ttl)
+        self.hold_seconds = hold_seconds
         self.producer = producer
         self.kafka_settings = kafka_settings
         self.batch_size = batch_size
@@ -82,8 +87,9 @@ class Publisher:
             rows = await outbox.take(conn, self.batch_size)
             if not rows:
                 return BatchResult(0, 0, 0)
+            rows, partitions = await self._declared_only(conn, rows)
             made_due = await self._make_due(conn, rows)
-            sent = await self._send(rows)
+            sent = await self._send(rows, partitions)
         # Counted once committed: a rolled-back batch published nothing we stand by.
         metrics.PUBLISH_BATCH_SIZE.observe(len(rows))
         for kind, count in sent.items():
@@ -91,6 +97,35 @@ class Publisher:
         if made_due:
             metrics.JOBS_MADE_DUE.inc(made_due)
         return BatchResult(len(rows), sum(sent.values()), made_due)
+
+    async def _declared_only(
+        self, conn: Conn, rows: Sequence[outbox.OutboxRow]
+    ) -> tuple[list[outbox.OutboxRow], dict[str, int | None]]:
+        """The rows whose work messages go to declared queues, and those queues' topics'
+        partitions; the other rows go back into the outbox for later (see
+        :mod:`jobline_relay.declared`). Publishing only here means no topic is ever created
+        for a queue nobody declared."""
+        named = {
+            logical[len(topics.WORK_PREFIX) :]
+            for row in rows
+            for logical, _ in row.messages
+            if topics.is_work(logical)
+        }
+        declared = await self.declared.lookup(conn, named) if named else {}
+        if len(declared) == len(named):
+            return list(rows), declared
+        publish, held = [], []
+        for row in rows:
+            undeclared = registry.undeclared_queues((t for t, _ in row.messages), declared)
+            (held if undeclared else publish).append(row)
+        until = datetime.now(UTC) + timedelta(seconds=self.hold_seconds)
+        await outbox.hold(conn, held, until)
+        metrics.HELD_UNDECLARED.inc(len(held))
+        log.warning(
+            "rows for undeclared queues held back (declare the queue to publish them)",
+            extra={"rows": len(held), "queues": sorted(named - declared.keys())[:20]},
+        )
+        return publish, declared
 
     async def _make_due(self, conn: Conn, rows: Sequence[outbox.OutboxRow]) -> int:
         """scheduled | retrying -> queued for the jobs whose delayed work message goes now.
@@ -114,15 +149,21 @@ class Publisher:
         await jobstore.save_many(conn, writes, now)
         return len(writes)
 
-    async def _send(self, rows: Sequence[outbox.OutboxRow]) -> dict[str, int]:
-        """Send every message, then wait for every acknowledgement (or raise)."""
+    async def _send(
+        self, rows: Sequence[outbox.OutboxRow], partitions: dict[str, int | None]
+    ) -> dict[str, int]:
+        """Send every message, then wait for every acknowledgement (or raise).
+
+        ``partitions``: of the declared queues the rows' work messages go to.
+        """
         prefix = self.kafka_settings.topic_prefix
         messages = [
             (topics.resolve(prefix, logical), logical, value, row.key)
             for row in rows
             for logical, value in row.messages
         ]
-        await self._ensure_topics({m[0] for m in messages})
+        sizes = {topics.work_topic(prefix, q): count for q, count in partitions.items()}
+        await self._ensure_topics({m[0]: sizes.get(m[0]) for m in messages})
         started = time.perf_counter()
         acks: list[asyncio.Future[Any]] = []
         kinds: dict[str, int] = {}
@@ -150,11 +191,14 @@ class Publisher:
         """Check the topics again before the next batch (after a failure)."""
         self._known_topics.clear()
 
-    async def _ensure_topics(self, names: set[str]) -> None:
-        """Create topics on first use (a new queue), so we never rely on broker auto-create."""
-        missing = names - self._known_topics
+    async def _ensure_topics(self, names: dict[str, int | None]) -> None:
+        """Create topics on first use (a newly declared queue), each with its declared
+        partitions, so we never rely on broker auto-create."""
+        missing = names.keys() - self._known_topics
         if missing:
-            created = await kafka.ensure_topics(self.kafka_settings, sorted(missing))
+            created = await kafka.ensure_topics_sized(
+                self.kafka_settings, {name: names[name] for name in sorted(missing)}
+            )
             if created:
                 log.info("created topics", extra={"topics": created})
             # aiokafka refreshes metadata only for the topics its client tracks, and a topic

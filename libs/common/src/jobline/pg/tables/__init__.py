@@ -8,6 +8,7 @@ tables are in a module of their own:
 - :mod:`~jobline.pg.tables.tenants`: tenants and API keys;
 - :mod:`~jobline.pg.tables.schedules`: schedules;
 - :mod:`~jobline.pg.tables.jobs`: jobs, attempts, idempotency keys, the outbox, type policies;
+- :mod:`~jobline.pg.tables.registry`: declared queues and registered job types;
 - :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables.
 
 What Core cannot express lives only in the migrations (the outbox's trigger that wakes the
@@ -32,6 +33,7 @@ from jobline.pg.tables.jobs import (
     jobs,
     outbox,
 )
+from jobline.pg.tables.registry import TYPE_SOURCES, job_types, queues
 from jobline.pg.tables.analyzer import (
     ANALYZER_TABLES,
     analyzer_attempts,
@@ -56,6 +58,8 @@ ALL_TABLES: Final = (
     outbox,
     job_type_policies,
     *ANALYZER_TABLES,
+    queues,
+    job_types,
 )
 
 
@@ -67,6 +71,7 @@ __all__ = [
     "MISFIRE_POLICIES",
     "NAMING_CONVENTION",
     "OVERLAP_POLICIES",
+    "TYPE_SOURCES",
     "analyzer_attempts",
     "analyzer_detector_state",
     "analyzer_error_rollups",
@@ -79,9 +84,11 @@ __all__ = [
     "idempotency_keys",
     "job_attempts",
     "job_type_policies",
+    "job_types",
     "jobs",
     "metadata",
     "outbox",
+    "queues",
     "schedules",
     "tenants",
 ]
