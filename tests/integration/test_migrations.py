@@ -34,6 +34,8 @@ EXPECTED_TABLES = {
     "outbox",
     "schedules",
     "job_type_policies",
+    "queues",
+    "job_types",
     "analyzer_seen_events",
     "analyzer_rollups",
     "analyzer_error_rollups",
@@ -43,7 +45,7 @@ EXPECTED_TABLES = {
     "analyzer_findings",
     "analyzer_recommendations",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from jobline_gateway.settings import Settings
 
 # High enough that only the rate-limit tests ever see a 429.
 UNLIMITED = {"gateway_rate_limit_per_second": 1e6, "gateway_rate_limit_burst": 10**6}
+# The suite submits made-up job types on made-up queues; the registry's own tests
+# (test_registry.py) turn this off.
+OPEN_REGISTRY = {"gateway_accept_undeclared": True}
 # How long an app's catalog may take to start listening (one connection and a LISTEN).
 LIVE_TIMEOUT = 10.0
 
@@ -55,7 +58,7 @@ def gateway_settings(database_url, kafka_bootstrap, topic_prefix) -> Callable[..
             database_url=database_url,
             kafka_bootstrap=kafka_bootstrap,
             topic_prefix=topic_prefix,
-            **{**UNLIMITED, **overrides},
+            **{**UNLIMITED, **OPEN_REGISTRY, **overrides},
         )
 
     return make

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from jobline.api.fields import Timestamp
@@ -30,6 +30,7 @@ from jobline.api.jobs import JobOut
 from jobline.api.schedules import (
     MAX_PREVIEW,
     FireTime,
+    JobTemplate,
     NextFires,
     ScheduledJobOut,
     ScheduledJobPage,
@@ -43,6 +44,7 @@ from jobline.core.errors import InvalidSchedule
 from jobline.core.schedules import next_fire, next_fires, resume_next_fire
 from jobline.pg.jobstore import job_from_row
 from jobline.web.problems import responses
+from jobline_gateway import admission
 from jobline_gateway.cursors import decode_key, encode_key, invalid_cursor
 from jobline_gateway.deps import CatalogDep, Db, KnownQuery, Reader, ScheduleWriter, SettingsDep
 from jobline_gateway.schedule_rows import (
@@ -69,6 +71,18 @@ CursorParam = Annotated[
 ]
 
 
+async def _admit(request: Request, tenant_id: str, job: JobTemplate) -> None:
+    """The job each fire creates must pass the registry now, as a submission would: its type
+    registered, its queue declared (a template's queue is always explicit: ``default``
+    unless named), its payload valid."""
+    await admission.admit(
+        request.app.state.registry,
+        tenant_id,
+        [admission.Candidate(job.type, job.queue, job.payload, "/job")],
+        accept_undeclared=request.app.state.settings.gateway_accept_undeclared,
+    )
+
+
 @router.post(
     "",
     operation_id="createSchedule",
@@ -76,15 +90,17 @@ CursorParam = Annotated[
     response_model=ScheduleOut,
     responses=responses(409),
 )
-async def create_schedule(
+async def create_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     body: ScheduleIn,
     principal: ScheduleWriter,
     db: Db,
     catalog: CatalogDep,
     settings: SettingsDep,
+    request: Request,
 ) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
     await check_template(catalog, settings, principal.tenant_id, body.job.stored())
+    await _admit(request, principal.tenant_id, body.job)
     spec = build_spec(
         cron=body.cron,
         timezone=body.timezone,
@@ -179,6 +195,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     db: Db,
     catalog: CatalogDep,
     settings: SettingsDep,
+    request: Request,
 ) -> Any:
     """Change a schedule; a new timing is planned afresh from now."""
     given = body.model_fields_set
@@ -186,6 +203,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
         invalid_schedule(InvalidSchedule("give exactly one of cron or interval_seconds"))
     if "job" in given and body.job is not None:
         await check_template(catalog, settings, principal.tenant_id, body.job.stored())
+        await _admit(request, principal.tenant_id, body.job)
     now = datetime.now(UTC)
     try:
         async with db.transaction() as conn:

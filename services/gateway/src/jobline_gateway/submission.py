@@ -23,7 +23,7 @@ from jobline.core import jobdefaults, states
 from jobline.core.job import Job, JobState
 from jobline.core.jobdefaults import JobDefaults, TypePolicy
 from jobline.core.states import Transition
-from jobline.pg import jobstore, registry
+from jobline.pg import jobstore
 from jobline.pg.db import Database
 from jobline.web.problems import FieldError, ProblemError
 from jobline_gateway import admission, store
@@ -136,10 +136,11 @@ async def submit(  # noqa: PLR0917 - the request's parts, each its own name
     ``accept_undeclared`` (dev/test only) declares the queues it names instead.
     """
     queues = await admission.admit(
-        registry_cache, tenant_id, specs, batch=batch, accept_undeclared=accept_undeclared
+        registry_cache,
+        tenant_id,
+        [admission.Candidate.of(s, f"/jobs/{i}" if batch else "") for i, s in enumerate(specs)],
+        accept_undeclared=accept_undeclared,
     )
-    if accept_undeclared:
-        await _declare(db, registry_cache, queues)
     # The types whose defaults the request leaves open; a spec that sets both max_attempts
     # and backoff takes nothing from a policy.
     open_types = {s.type for s in specs if s.max_attempts is None or s.backoff is None}
@@ -181,16 +182,6 @@ async def submit(  # noqa: PLR0917 - the request's parts, each its own name
             assert fingerprint is not None
             return await _replay(conn, tenant_id, idempotency_key, fingerprint)
     return Accepted(answer, replayed=False, types=[t.job.type for t in submitted])
-
-
-async def _declare(db: Database, registry_cache: RegistryCache, queues: list[str]) -> None:
-    # Only with gateway_accept_undeclared: the relay publishes to declared queues only, so
-    # a queue named here is declared before a job is written to it.
-    known = (await registry_cache.get()).registry.queues
-    if any(q not in known for q in queues):
-        async with db.connection() as conn:
-            await registry.declare_missing_queues(conn, queues, "gateway:accept-undeclared")
-        registry_cache.changed("queues")
 
 
 async def _replay(conn: Any, tenant_id: str, key: str, fingerprint: str) -> Accepted:
