@@ -77,5 +77,5 @@ def test_only_work_topics_of_undeclared_queues_are_undeclared():
     ("name", "partitions"), [("dlq", None), ("Upper", None), ("", None), ("ok", 0), ("ok", 10_001)]
 )
 def test_a_queue_declaration_is_checked(name, partitions):
-    with pytest.raises(ValueError, match="invalid queue name|partitions"):
+    with pytest.raises(ValueError, match=r"invalid queue name|partitions"):
         QueueDeclaration(name, partitions)
