@@ -355,10 +355,11 @@ RETURNING o.id, o.job_id, o.key, o.available_at, o.due_attempt,
 
 -- name: hold_outbox
 -- Rows the relay took but may not publish (a work message for a queue nobody declared):
--- back into the outbox under their own ids (per-job order is by id), due again at
--- :available_at. Flat messages folded per row as in insert_outbox.
+-- back into the outbox under their own ids (per-job order is by id), due again later.
+-- Flat messages folded per row as in insert_outbox.
 INSERT INTO outbox (id, job_id, key, available_at, due_attempt, quiet, topics, payloads)
-SELECT r.id, r.job_id, r.key, :available_at, r.due_attempt, false, m.topics, m.payloads
+SELECT r.id, r.job_id, r.key, CAST(:available_at AS timestamptz), r.due_attempt, false,
+       m.topics, m.payloads
 FROM unnest(
     CAST(:row_ids AS bigint[]), CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
     CAST(:row_due_attempts AS int[])
@@ -443,7 +444,7 @@ RETURNING name, partitions, declared_by, created_at, updated_at
 -- operator declared keeps its partitions. (The statement trigger notifies even when no row
 -- is inserted, so callers skip this when every queue is already declared.)
 INSERT INTO queues (name, declared_by)
-SELECT n.name, :declared_by FROM unnest(CAST(:names AS text[])) AS n(name)
+SELECT n.name, CAST(:declared_by AS text) FROM unnest(CAST(:names AS text[])) AS n(name)
 ON CONFLICT (name) DO NOTHING
 
 -- name: register_job_type
