@@ -13,12 +13,7 @@ from jobline_worker import Worker
 from jobline_worker.context import JobContext
 from jobline_worker.runtime import Runtime
 from jobline_worker.settings import Settings
-from tests.integration.gateway.conftest import (  # noqa: F401  (fixtures, re-exported)
-    bearer,
-    gateway_settings,
-    make_client,
-    tenant_of,
-)
+from tests.integration.gateway.conftest import bearer, tenant_of
 
 
 class Invoice(BaseModel):
