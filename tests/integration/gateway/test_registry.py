@@ -37,6 +37,21 @@ def fields(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [(e["field"], e["pointer"]) for e in body["errors"]]
 
 
+def listen(client: GatewayClient) -> list[str | None]:
+    """The registry changes ``client``'s gateway hears from now on (its catalog's NOTIFYs)."""
+    heard: list[str | None] = []
+    client.catalog.subscribers.append(heard.append)
+    return heard
+
+
+async def hear(heard: list[str | None], table: str) -> None:
+    for _ in range(250):
+        if table in heard:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no change of {table} was heard")
+
+
 @pytest.fixture
 async def strict(make_client) -> GatewayClient:
     return await make_client(gateway_accept_undeclared=False)
@@ -161,7 +176,9 @@ async def test_submissions_are_checked_from_memory_and_a_miss_reads_once(
 ):
     key = await make_api_key(scopes="jobs:write")
     job_type = unique("cached")
+    heard = listen(strict)
     await declare(strict, operator, job_type)
+    await hear(heard, "job_types")  # the declaration's own NOTIFY arrives a moment later
     cache = strict.app.state.registry
     await cache.get()
     reads = cache.reads
@@ -201,12 +218,10 @@ async def test_a_registry_change_is_heard_by_every_gateway(
     key = await make_api_key(scopes="jobs:write")
     job_type = unique("heard")
     await other.app.state.registry.get()
+    heard = listen(other)
     await declare(strict, operator, job_type, schema=EMAIL_SCHEMA)
-    for _ in range(100):  # the NOTIFY drops the other gateway's copy
-        if other.app.state.registry._current is None:
-            break
-        await asyncio.sleep(0.02)
-    assert other.app.state.registry._current is None
+    await hear(heard, "job_types")
+    assert other.app.state.registry._current is None  # the NOTIFY dropped its copy
     body = problem(
         await other.post("/v1/jobs", json={"type": job_type, "payload": {}}, headers=bearer(key))
     )
@@ -223,7 +238,8 @@ async def test_operators_declare_queues_and_types(strict, operator, make_api_key
     listed = (await strict.get("/v1/admin/queues", headers=operator)).json()["queues"]
     assert {"default", queue} <= {q["name"] for q in listed}
 
-    assert fields(problem(await strict.put("/v1/admin/queues/dlq", json={}, headers=operator)))
+    reserved = problem(await strict.put("/v1/admin/queues/dlq", json={}, headers=operator))
+    assert [(e["field"], e["location"]) for e in reserved["errors"]] == [("name", "path")]
     bad_queue = {"queue": unique("nowhere")}
     body = problem(
         await strict.put(f"/v1/admin/job-types/{unique('t')}", json=bad_queue, headers=operator)
