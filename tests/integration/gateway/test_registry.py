@@ -30,7 +30,8 @@ def unique(prefix: str) -> str:
 def problem(response, status: int = 422) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def fields(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -54,7 +55,8 @@ async def hear(heard: list[str | None], table: str) -> None:
 
 @pytest.fixture
 async def strict(make_client) -> GatewayClient:
-    return await make_client(gateway_accept_undeclared=False)
+    client: GatewayClient = await make_client(gateway_accept_undeclared=False)
+    return client
 
 
 @pytest.fixture
@@ -77,7 +79,8 @@ async def declare(
     body: dict[str, Any] = {"queue": queue, "payload_schema": schema, "allowed_tenants": tenants}
     response = await client.put(f"/v1/admin/job-types/{name}", json=body, headers=operator)
     assert response.status_code == 200, response.text
-    return response.json()
+    out: dict[str, Any] = response.json()
+    return out
 
 
 async def test_an_unknown_type_and_an_undeclared_queue_are_422_naming_the_field(

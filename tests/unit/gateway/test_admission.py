@@ -84,7 +84,11 @@ def test_an_unusable_stored_schema_is_not_enforced():
 
 
 def test_accept_undeclared_is_refused_in_production():
-    common = {"database_url": "postgresql://h/db", "kafka_bootstrap": "h:9092"}
-    assert Settings(**common, env="test", gateway_accept_undeclared=True)
+    url, bootstrap = "postgresql://h/db", "h:9092"
+    assert Settings(
+        database_url=url, kafka_bootstrap=bootstrap, env="test", gateway_accept_undeclared=True
+    )
     with pytest.raises(ValidationError, match="not allowed with JOBLINE_ENV=prod"):
-        Settings(**common, env="prod", gateway_accept_undeclared=True)
+        Settings(
+            database_url=url, kafka_bootstrap=bootstrap, env="prod", gateway_accept_undeclared=True
+        )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from jobline.core.payloads import InvalidSchema, PayloadSchema
 from jobline.core.registry import Registry
-from jobline.pg import registry
+from jobline.pg import registry as pg_registry
 from jobline.pg.db import Database
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,13 @@ log = logging.getLogger(__name__)
 class Snapshot:
     """One reading of the registry, with the payload schemas compiled."""
 
-    stored: registry.Stored
+    stored: pg_registry.Stored
     registry: Registry
     schemas: dict[str, PayloadSchema]
     started: float = field(compare=False)  # monotonic time the read began
 
     @classmethod
-    def of(cls, stored: registry.Stored, started: float) -> Snapshot:
+    def of(cls, stored: pg_registry.Stored, started: float) -> Snapshot:
         schemas = {}
         for row in stored.types:
             schema = row.record.payload_schema
@@ -96,7 +96,7 @@ class RegistryCache:
         generation = self._generation
         try:
             async with self.db.connection() as conn:
-                stored = await registry.load(conn)
+                stored = await pg_registry.load(conn)
         finally:
             if self._loading is not None and self._loading[0] == started:
                 self._loading = None

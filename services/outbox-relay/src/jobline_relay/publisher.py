@@ -114,7 +114,8 @@ class Publisher:
         declared = await self.declared.lookup(conn, named) if named else {}
         if len(declared) == len(named):
             return list(rows), declared
-        publish, held = [], []
+        publish: list[outbox.OutboxRow] = []
+        held: list[outbox.OutboxRow] = []
         for row in rows:
             undeclared = registry.undeclared_queues((t for t, _ in row.messages), declared)
             (held if undeclared else publish).append(row)
