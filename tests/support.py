@@ -28,7 +28,7 @@ from jobline.core import cloudevent, topics
 from jobline.core.backoff import BackoffKind, BackoffPolicy
 from jobline.core.job import Job, JobState
 from jobline.core.states import submit
-from jobline.pg import jobstore
+from jobline.pg import jobstore, registry
 from jobline.pg.db import Database
 from jobline.pg.keystore import ensure_tenant
 from jobline.pg.queries import SQL
@@ -75,10 +75,17 @@ def make_job(
     return Job(**fields)
 
 
+async def declare_queues(db: Database, queues: Iterable[str]) -> None:
+    """Declare ``queues`` (as an operator would): the relay publishes only declared ones."""
+    async with db.transaction() as conn:
+        await registry.declare_missing_queues(conn, queues, "tests")
+
+
 async def insert_jobs(db: Database, jobs: Iterable[Job], batch: int = INSERT_BATCH) -> list[UUID]:
-    """Submit ``jobs`` as the gateway would, ``batch`` per statement."""
+    """Submit ``jobs`` as the gateway would, ``batch`` per statement, on declared queues."""
     ids: list[UUID] = []
     pending = list(jobs)
+    await declare_queues(db, {j.queue for j in pending})
     for start in range(0, len(pending), batch):
         chunk = pending[start : start + batch]
         now = datetime.now(UTC)

@@ -35,6 +35,8 @@ EXPECTED_TABLES = {
     "outbox_set_aside",
     "schedules",
     "job_type_policies",
+    "queues",
+    "job_types",
     "analyzer_seen_events",
     "analyzer_rollups",
     "analyzer_error_rollups",
@@ -48,7 +50,7 @@ EXPECTED_TABLES = {
     "tenant_rate_buckets",
     "audit_log",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 @pytest.fixture
@@ -497,6 +499,66 @@ async def test_catalog_changes_notify(migrated_db: str) -> None:
                 break
             await asyncio.sleep(0.05)
         assert received == ["job_type_policies", "api_keys", "api_keys"]
+    finally:
+        await writer.close()
+        await listener.close()
+
+
+async def test_0005_declares_the_queues_already_in_use(empty_db: str) -> None:
+    """Jobs a previous release accepted (unless finished) and schedules keep their queues."""
+    await asyncio.to_thread(migrate.upgrade, empty_db, "0004")
+    insert_job = (
+        "INSERT INTO jobs (tenant_id, type, queue, state, payload, max_attempts, backoff,"
+        " timeout_seconds) VALUES ('acme', 'report', $1, $2, '{}', 3,"
+        ' \'{"kind": "exponential", "base_seconds": 1, "max_seconds": 60}\', 30)'
+    )
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await _add_tenant(conn)
+        for queue, state in (("waiting", "queued"), ("failed", "dead"), ("old", "succeeded")):
+            await conn.execute(insert_job, queue, state)
+        await conn.execute(
+            "INSERT INTO schedules (tenant_id, name, interval_seconds, job_template) VALUES"
+            " ('acme', 'a', 60, '{\"queue\": \"reports\"}'), ('acme', 'b', 60, '{}')"
+        )
+    finally:
+        await conn.close()
+    await asyncio.to_thread(migrate.upgrade, empty_db)
+    rows = await _fetch(empty_db, "SELECT name, partitions, declared_by FROM queues")
+    assert {r["name"]: (r["partitions"], r["declared_by"]) for r in rows} == {
+        "default": (None, "migration"),
+        "waiting": (None, "migration"),
+        "failed": (None, "migration"),
+        "reports": (None, "migration"),
+    }
+
+
+async def test_registry_changes_notify(migrated_db: str) -> None:
+    """queues and job_types notify jobline_catalog (the gateways' registry copies listen)."""
+    from jobline.pg.listen import CATALOG_CHANNEL
+
+    received: list[str] = []
+    listener = await asyncpg.connect(migrated_db)
+    writer = await asyncpg.connect(migrated_db)
+    try:
+        await listener.add_listener(CATALOG_CHANNEL, lambda *args: received.append(args[3]))
+        await writer.execute("INSERT INTO queues (name, declared_by) VALUES ('mail', 'test')")
+        await writer.execute(
+            "INSERT INTO job_types (name, queue, source, registered_by)"
+            " VALUES ('send', 'mail', 'worker', 'w1')"
+        )
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await writer.execute(
+                "INSERT INTO job_types (name, queue, source, registered_by)"
+                " VALUES ('lost', 'nowhere', 'worker', 'w1')"
+            )
+        with pytest.raises(asyncpg.CheckViolationError, match="ck_queues_name_valid"):
+            await writer.execute("INSERT INTO queues (name, declared_by) VALUES ('dlq', 'x')")
+        for _ in range(50):
+            if len(received) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert received == ["queues", "job_types"]
     finally:
         await writer.close()
         await listener.close()

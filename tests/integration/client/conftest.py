@@ -33,6 +33,7 @@ def inprocess_gateway(database_url, kafka_bootstrap, topic_prefix) -> Iterator[s
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
         **UNLIMITED,  # type: ignore[arg-type]
+        gateway_accept_undeclared=True,  # the schema tests submit made-up types and queues
     )
     port = free_port()
     server = uvicorn.Server(

@@ -260,3 +260,37 @@ async def test_cancel_signal_reaches_async_waiters_and_threads():
     await asyncio.wait_for(waiter, 1)
     assert await asyncio.to_thread(ctx.cancelled.is_set)
     assert ctx.cancelled.reason == "cancel_requested"
+
+
+def test_a_handlers_record_carries_its_models_schema_queue_and_tenants():
+    from pydantic import BaseModel
+
+    from jobline.core.payloads import PayloadSchema
+
+    class Email(BaseModel):
+        to: str
+
+    app = Worker()
+
+    @app.job("send-email", queue="emails", model=Email, tenants=["acme", "beta"])
+    async def send(ctx, payload):
+        return None
+
+    @app.job("echo")
+    async def echo(ctx, payload):
+        return None
+
+    emails = app.spec("send-email")
+    assert emails is not None
+    record = emails.record()
+    assert (record.name, record.queue, record.allowed_tenants) == (
+        "send-email",
+        "emails",
+        frozenset({"acme", "beta"}),
+    )
+    assert record.payload_schema is not None
+    assert [v.pointer for v in PayloadSchema(record.payload_schema).violations({})] == ["/to"]
+    plain = app.spec("echo")
+    assert plain is not None
+    assert plain.record().payload_schema is None
+    assert plain.record().allowed_tenants is None

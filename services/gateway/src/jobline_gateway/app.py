@@ -17,12 +17,23 @@ from jobline.web import problems
 from jobline.web.addresslimit import AddressLimit
 from jobline.web.health import add_standard_routes
 from jobline.web.service import dependency_checks
-from jobline_gateway import admin, auditlog, jobs, ownkeys, policies, quotas, schedules, store
+from jobline_gateway import (
+    admin,
+    auditlog,
+    jobs,
+    ownkeys,
+    policies,
+    quotas,
+    registry_api,
+    schedules,
+    store,
+)
 from jobline_gateway.admission import GateSettings, SubmissionGate
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.guard import BodyGuard
 from jobline_gateway.metrics import RequestMetrics
 from jobline_gateway.ratelimit import TokenBuckets
+from jobline_gateway.registry_cache import RegistryCache
 from jobline_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,7 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await Database(settings, application_name="jobline-gateway").open()
         catalog = Catalog(database, connect_timeout=settings.db_connect_timeout_seconds)
-        app.state.db, app.state.catalog = database, catalog
+        registry = RegistryCache(database, ttl=settings.gateway_registry_ttl_seconds)
+        catalog.subscribers.append(registry.changed)
+        app.state.db, app.state.catalog, app.state.registry = database, catalog, registry
         app.state.admission = SubmissionGate(
             database,
             settings.quota_defaults,
@@ -144,6 +157,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(policies.router)
     app.include_router(quotas.router)
     app.include_router(auditlog.router)
+    app.include_router(registry_api.router)
+    app.include_router(registry_api.admin_router)
     app.include_router(schedules.router)
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.

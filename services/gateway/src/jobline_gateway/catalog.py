@@ -17,7 +17,7 @@ before it answers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Final
 from uuid import UUID
 
@@ -31,6 +31,8 @@ from jobline.pg.queries import SQL
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME: Final = "jobline-gateway-catalog"
+# Tables whose changes concern only the subscribers (keys and policies stay).
+SUBSCRIBED_TABLES: Final = frozenset({"queues", "job_types"})
 # Bounds the memory a flood of distinct keys or tenants can take; a full map is emptied.
 MAX_ENTRIES: Final = 100_000
 
@@ -45,6 +47,9 @@ class Catalog:
         # Bumped by every change heard: a row read before a change must not be stored after
         # the change dropped the copies (it would outlive the change).
         self._generation = 0
+        # Other copies kept honest by the same NOTIFY (the registry's): called with the
+        # table that changed, or None when anything may have.
+        self.subscribers: list[Callable[[str | None], None]] = []
         self.listener = Listener(
             db.url,
             CATALOG_CHANNEL,
@@ -63,6 +68,8 @@ class Catalog:
         self._generation += 1
         self._keys.clear()
         self._policies.clear()
+        for subscriber in self.subscribers:
+            subscriber(None)
 
     def _changed(self, table: str) -> None:
         self._generation += 1
@@ -70,6 +77,9 @@ class Catalog:
             self._keys.clear()
         elif table == "job_type_policies":
             self._policies.clear()
+        elif table in SUBSCRIBED_TABLES:
+            for subscriber in self.subscribers:
+                subscriber(table)
         else:
             self.clear()
 

@@ -78,6 +78,7 @@ async def _accept(
     accepted = await submission.submit(
         state.db,
         state.catalog,
+        state.registry,
         state.settings.job_defaults,
         principal.tenant_id,
         principal.id,
@@ -89,6 +90,7 @@ async def _accept(
         key_retention=timedelta(seconds=state.settings.idempotency_retention_seconds),
         traceparent=_traceparent(request),
         batch=endpoint == "batch",
+        accept_undeclared=state.settings.gateway_accept_undeclared,
     )
     SUBMIT_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     if accepted.replayed:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from jobline.api.fields import Timestamp
@@ -30,6 +30,7 @@ from jobline.api.jobs import JobOut
 from jobline.api.schedules import (
     MAX_PREVIEW,
     FireTime,
+    JobTemplate,
     NextFires,
     ScheduledJobOut,
     ScheduledJobPage,
@@ -46,6 +47,7 @@ from jobline.core.schedules import next_fire, next_fires, resume_next_fire
 from jobline.pg import limits
 from jobline.pg.jobstore import job_from_row
 from jobline.web.problems import quota_problem, responses
+from jobline_gateway import registry_admission
 from jobline_gateway.cursors import decode_key, encode_key, invalid_cursor
 from jobline_gateway.deps import (
     AdmissionDep,
@@ -80,6 +82,18 @@ CursorParam = Annotated[
 ]
 
 
+async def _admit(request: Request, tenant_id: str, job: JobTemplate) -> None:
+    """The job each fire creates must pass the registry now, as a submission would: its type
+    registered, its queue declared (a template's queue is always explicit: ``default``
+    unless named), its payload valid."""
+    await registry_admission.admit(
+        request.app.state.registry,
+        tenant_id,
+        [registry_admission.Candidate(job.type, job.queue, job.payload, "/job")],
+        accept_undeclared=request.app.state.settings.gateway_accept_undeclared,
+    )
+
+
 @router.post(
     "",
     operation_id="createSchedule",
@@ -94,9 +108,11 @@ async def create_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     catalog: CatalogDep,
     settings: SettingsDep,
     admission: AdmissionDep,
+    request: Request,
 ) -> Any:
     """Create a schedule; it fires from its first planned time after now (unless paused)."""
     await check_template(catalog, settings, principal.tenant_id, body.job.stored())
+    await _admit(request, principal.tenant_id, body.job)
     spec = build_spec(
         cron=body.cron,
         timezone=body.timezone,
@@ -202,6 +218,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
     catalog: CatalogDep,
     settings: SettingsDep,
     admission: AdmissionDep,
+    request: Request,
 ) -> Any:
     """Change a schedule; a new timing is planned afresh from now."""
     given = body.model_fields_set
@@ -209,6 +226,7 @@ async def update_schedule(  # noqa: PLR0917 - FastAPI injects each by name
         invalid_schedule(InvalidSchedule("give exactly one of cron or interval_seconds"))
     if "job" in given and body.job is not None:
         await check_template(catalog, settings, principal.tenant_id, body.job.stored())
+        await _admit(request, principal.tenant_id, body.job)
     now = datetime.now(UTC)
     limit = await admission.quotas(principal.tenant_id)
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jobline.core.quotas import Quotas
 from jobline.settings import (
     DatabaseSettings,
+    Environment,
     HttpSettings,
     JobDefaultsSettings,
     KafkaSettings,
@@ -60,6 +61,15 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     quota_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     quota_unfinished_refresh_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
 
+    # The registry (declared queues, registered job types) is kept in memory and dropped on
+    # every change heard; this bounds how long a copy is used if a notification is lost.
+    gateway_registry_ttl_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # Dev and test only (refused with JOBLINE_ENV=prod): accept job types nobody registered
+    # (their payloads unchecked) and declare any queue a submission names, as before the
+    # registry existed. Registered types are still checked. For suites and experiments that
+    # submit made-up types; never for a deployment tenants can reach.
+    gateway_accept_undeclared: bool = False
+
     @property
     def quota_defaults(self) -> Quotas:
         return Quotas(
@@ -69,3 +79,9 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
             submissions_per_second=self.quota_submissions_per_second,
             submission_burst=self.quota_submission_burst,
         )
+
+    @model_validator(mode="after")
+    def _undeclared_not_in_prod(self) -> Self:
+        if self.gateway_accept_undeclared and self.env is Environment.PROD:
+            raise ValueError("gateway_accept_undeclared is not allowed with JOBLINE_ENV=prod")
+        return self

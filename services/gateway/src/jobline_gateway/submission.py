@@ -26,9 +26,10 @@ from jobline.core.states import Transition
 from jobline.pg import jobstore
 from jobline.pg.db import Database
 from jobline.web.problems import FieldError, ProblemError
-from jobline_gateway import store
+from jobline_gateway import registry_admission, store
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.deps import revoked
+from jobline_gateway.registry_cache import RegistryCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +56,12 @@ def build_job(
     defaults: JobDefaults,
     traceparent: str | None,
     at: str = "",
+    queue: str | None = None,
 ) -> Job:
     """The new job: explicit request fields win, then the tenant's type policy, then defaults.
 
-    ``at`` is where the spec sits in the request body (``jobs.3`` in a batch), for errors.
+    ``at`` is where the spec sits in the request body (``jobs.3`` in a batch), for errors;
+    ``queue`` is the queue admission chose (the spec's, else its type's).
     """
     if spec.run_at is not None:
         run_at = spec.run_at
@@ -94,7 +97,7 @@ def build_job(
         id=uuid4(),
         tenant_id=tenant_id,
         type=spec.type,
-        queue=spec.queue,
+        queue=queue or spec.queue,
         state=JobState.QUEUED,  # submit() decides queued or scheduled
         payload=spec.payload,
         created_at=now,
@@ -111,6 +114,7 @@ def build_job(
 async def submit(  # noqa: PLR0917 - the request's parts, each its own name
     db: Database,
     catalog: Catalog,
+    registry_cache: RegistryCache,
     defaults: JobDefaults,
     tenant_id: str,
     api_key_id: UUID,
@@ -122,12 +126,24 @@ async def submit(  # noqa: PLR0917 - the request's parts, each its own name
     key_retention: timedelta,
     traceparent: str | None = None,
     batch: bool = False,
+    accept_undeclared: bool = False,
 ) -> Accepted:
     """Insert ``specs`` as new jobs, or replay the key's original answer.
 
     ``fingerprint`` (the request's hash) is needed only with an ``idempotency_key``;
     ``batch`` says the specs are a batch body's ``jobs`` (errors point into it).
+    Every job must pass admission (known type, declared queue, valid payload) first;
+    ``accept_undeclared`` (dev/test only) declares the queues it names instead.
     """
+    queues = await registry_admission.admit(
+        registry_cache,
+        tenant_id,
+        [
+            registry_admission.Candidate.of(s, f"/jobs/{i}" if batch else "")
+            for i, s in enumerate(specs)
+        ],
+        accept_undeclared=accept_undeclared,
+    )
     # The types whose defaults the request leaves open; a spec that sets both max_attempts
     # and backoff takes nothing from a policy.
     open_types = {s.type for s in specs if s.max_attempts is None or s.backoff is None}
@@ -142,6 +158,7 @@ async def submit(  # noqa: PLR0917 - the request's parts, each its own name
                 defaults=defaults,
                 traceparent=traceparent,
                 at=f"jobs.{i}" if batch else "",
+                queue=queues[i],
             ),
             now,
         )

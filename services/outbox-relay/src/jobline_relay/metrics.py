@@ -62,6 +62,12 @@ JOBS_MADE_DUE: Final = Counter(
     "Delayed jobs (scheduled or retrying) that became queued as their message was published.",
     registry=REGISTRY,
 )
+HELD_UNDECLARED: Final = Counter(
+    "jobline_relay_held_undeclared_rows",
+    "Outbox rows not published because their work message names an undeclared queue; "
+    "they wait in the outbox (relay_undeclared_hold_seconds) until it is declared.",
+    registry=REGISTRY,
+)
 LEASE_EXPIRIES: Final = Counter(
     "jobline_lease_expiries",
     "Running jobs whose lease expired, by what became of them (retrying or dead).",

@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 
 from jobline.broker import kafka
-from jobline.core import cloudevent, topics
+from jobline.core import cloudevent, registry, topics
 from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
 from jobline.core.errors import IllegalTransition
 from jobline.core.states import Due, Event, Undeliverable, transition
@@ -47,6 +47,7 @@ from jobline.pg import jobstore, outbox
 from jobline.pg.db import Conn, Database
 from jobline.settings import KafkaSettings
 from jobline_relay import metrics
+from jobline_relay.declared import DeclaredQueues
 from jobline_relay.queries import SQL
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,12 @@ class Publisher:
         batch_size: int,
         publish_timeout: float,
         max_message_bytes: int = 1_000_000,
+        hold_seconds: float = 30.0,
+        declared_ttl: float = 30.0,
     ) -> None:
         self.db = db
+        self.declared = DeclaredQueues(ttl=declared_ttl)
+        self.hold_seconds = hold_seconds
         self.producer = producer
         self.kafka_settings = kafka_settings
         self.batch_size = batch_size
@@ -133,6 +138,7 @@ class Publisher:
             taken = await outbox.take(conn, self.batch_size)
             if not taken:
                 return BatchResult(0, 0, 0)
+            taken, partitions = await self._declared_only(conn, taken)
             refused = oversized(taken, self.max_message_bytes)
             refused |= {
                 slot: reason
@@ -143,7 +149,7 @@ class Publisher:
             if refused:
                 await self._set_aside(conn, taken, refused)
             made_due = await self._make_due(conn, rows)
-            sent = await self._send(rows)
+            sent = await self._send(rows, partitions)
         # Counted once committed: a rolled-back batch published nothing we stand by.
         for slot in refused:
             self._refused.pop(slot, None)
@@ -204,6 +210,36 @@ class Publisher:
                 continue
         await jobstore.save_many(conn, writes, now)
 
+    async def _declared_only(
+        self, conn: Conn, rows: Sequence[outbox.OutboxRow]
+    ) -> tuple[list[outbox.OutboxRow], dict[str, int | None]]:
+        """The rows whose work messages go to declared queues, and those queues' topics'
+        partitions; the other rows go back into the outbox for later (see
+        :mod:`jobline_relay.declared`). Publishing only here means no topic is ever created
+        for a queue nobody declared."""
+        named = {
+            topics.queue_of(logical)
+            for row in rows
+            for logical, _ in row.messages
+            if topics.is_work(logical)
+        }
+        declared = await self.declared.lookup(conn, named) if named else {}
+        if len(declared) == len(named):
+            return list(rows), declared
+        publish: list[outbox.OutboxRow] = []
+        held: list[outbox.OutboxRow] = []
+        for row in rows:
+            undeclared = registry.undeclared_queues((t for t, _ in row.messages), declared)
+            (held if undeclared else publish).append(row)
+        until = datetime.now(UTC) + timedelta(seconds=self.hold_seconds)
+        await outbox.hold(conn, held, until)
+        metrics.HELD_UNDECLARED.inc(len(held))
+        log.warning(
+            "rows for undeclared queues held back (declare the queue to publish them)",
+            extra={"rows": len(held), "queues": sorted(named - declared.keys())[:20]},
+        )
+        return publish, declared
+
     async def _make_due(self, conn: Conn, rows: Sequence[outbox.OutboxRow]) -> int:
         """scheduled | retrying -> queued for the jobs whose delayed work message goes now.
 
@@ -226,16 +262,22 @@ class Publisher:
         await jobstore.save_many(conn, writes, now)
         return len(writes)
 
-    async def _send(self, rows: Sequence[outbox.OutboxRow]) -> dict[str, int]:
-        """Send every message, then wait for every acknowledgement (or raise)."""
+    async def _send(
+        self, rows: Sequence[outbox.OutboxRow], partitions: dict[str, int | None]
+    ) -> dict[str, int]:
+        """Send every message, then wait for every acknowledgement (or raise).
+
+        ``partitions``: of the declared queues the rows' work messages go to.
+        """
         prefix = self.kafka_settings.topic_prefix
         messages = [
             (topics.resolve(prefix, logical), logical, value, row.key, (row.id, index))
             for row in rows
             for index, (logical, value) in enumerate(row.messages)
         ]
+        sizes = {topics.work_topic(prefix, q): count for q, count in partitions.items()}
         await self._ensure_topics(
-            {m[0] for m in messages}, logical_of={m[0]: m[1] for m in messages}
+            {m[0]: sizes.get(m[0]) for m in messages}, logical_of={m[0]: m[1] for m in messages}
         )
         started = time.perf_counter()
         acks: list[asyncio.Future[Any]] = []
@@ -270,11 +312,16 @@ class Publisher:
         """Check the topics again before the next batch (after a failure)."""
         self._known_topics.clear()
 
-    async def _ensure_topics(self, names: set[str], *, logical_of: dict[str, str]) -> None:
-        """Create topics on first use (a new queue), so we never rely on broker auto-create."""
-        missing = names - self._known_topics
+    async def _ensure_topics(
+        self, names: dict[str, int | None], *, logical_of: dict[str, str]
+    ) -> None:
+        """Create topics on first use (a newly declared queue), each with its declared
+        partitions, so we never rely on broker auto-create."""
+        missing = names.keys() - self._known_topics
         if missing:
-            created = await kafka.ensure_topics(self.kafka_settings, sorted(missing))
+            created = await kafka.ensure_topics_sized(
+                self.kafka_settings, {name: names[name] for name in sorted(missing)}
+            )
             if created:
                 log.info("created topics", extra={"topics": created})
                 now = datetime.now(UTC)

@@ -170,6 +170,8 @@ class Relay:
                 batch_size=self.settings.relay_batch_size,
                 publish_timeout=self.settings.relay_publish_timeout_seconds,
                 max_message_bytes=self.settings.relay_max_message_bytes,
+                hold_seconds=self.settings.relay_undeclared_hold_seconds,
+                declared_ttl=self.settings.relay_declared_queues_ttl_seconds,
             )
         return self._publisher
 

@@ -34,6 +34,12 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # whole batch before yielding, so the batch fills a request anyway; any linger is pure
     # added latency for the submit-to-start path.
     relay_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 0
+    # A row whose work message names an undeclared queue is not published (no topic is made
+    # for it): it goes back into the outbox and is looked at again after this long.
+    relay_undeclared_hold_seconds: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    # How long the relay trusts its copy of the declared queues' partition counts (a name it
+    # does not know is looked up at once).
+    relay_declared_queues_ttl_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # A batch whose acks have not all arrived by then is rolled back and retried.
     relay_publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     # Backoff between failed batches (broker or database down): exponential, capped.

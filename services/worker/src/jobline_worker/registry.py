@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from jobline.core import topics
 from jobline.core.backoff import BackoffPolicy
+from jobline.core.registry import JobTypeRecord
 from jobline.core.retries import HandlerLimits
 from jobline_worker.errors import AppNotFound, DuplicateHandler
 
@@ -45,6 +46,13 @@ class JobSpec:
     backoff: BackoffPolicy | None = None
     model: builtins.type[BaseModel] | None = None
     is_async: bool = field(default=False)
+    tenants: frozenset[str] | None = None
+
+    def record(self) -> JobTypeRecord:
+        """What the worker registers at start: the gateway checks submissions against it
+        (the payload against the model's JSON Schema)."""
+        schema = self.model.model_json_schema(mode="validation") if self.model else None
+        return JobTypeRecord(self.type, self.queue, schema, self.tenants)
 
     @property
     def limits(self) -> HandlerLimits:
@@ -73,9 +81,15 @@ class Worker:
         max_attempts: int | None = None,
         backoff: BackoffPolicy | None = None,
         model: builtins.type[BaseModel] | None = None,
+        tenants: Iterable[str] | None = None,
     ) -> Callable[[F], F]:
-        """Register the decorated function as the handler of job type ``type``."""
+        """Register the decorated function as the handler of job type ``type``.
+
+        ``tenants``, when given, are the only tenants that may submit the type (the gateway
+        answers others as if the type did not exist); by default every tenant may.
+        """
         topics.validate_queue_name(queue)
+        allowed = frozenset(tenants) if tenants is not None else None
         if not type:
             raise ValueError("a job type must be a non-empty string")
         if timeout is not None and timeout <= 0:
@@ -95,6 +109,7 @@ class Worker:
                 backoff=backoff,
                 model=model,
                 is_async=inspect.iscoroutinefunction(func),
+                tenants=allowed,
             )
             return func
 

@@ -30,7 +30,7 @@ from jobline.broker import kafka
 from jobline.core import topics
 from jobline.pg import jobstore
 from jobline.pg.db import Database
-from jobline_worker import metrics
+from jobline_worker import metrics, registration
 from jobline_worker.claims import Claimed, Claimer
 from jobline_worker.completion import Completer
 from jobline_worker.consumer import Batch, QueueConsumer
@@ -104,8 +104,12 @@ class Runtime:
         s = self.settings
         prefix = s.topic_prefix
         await self.db.open()
+        # Declared and registered before consuming: the gateway admits these types from now.
+        sizes = await registration.register(self.db, self.app, self.queues, self.worker_id)
         work_topics = [topics.work_topic(prefix, q) for q in self.queues]
-        await kafka.ensure_topics(s, [*work_topics, topics.dlq_topic(prefix)])
+        await kafka.ensure_topics_sized(
+            s, {**registration.work_topic_sizes(prefix, sizes), topics.dlq_topic(prefix): None}
+        )
         for hook in self.app.startup_hooks:
             await hook(s)
         self.producer = kafka.make_producer(s)

@@ -119,7 +119,11 @@ class JobSpec(Request):
 
     type: JobType
     payload: JsonObject = Field(description="The handler's input: any JSON object.")
-    queue: QueueName = "default"
+    queue: QueueName = Field(
+        default="default",
+        description="A declared queue. Omitted: the job type's registered queue (`default` "
+        "for a type no worker registered).",
+    )
     priority: Annotated[int, Field(ge=-1000, le=1000), JsonNumber] = 0
     run_at: Timestamp | None = Field(
         default=None, description="Not before this time; exclusive with `delay_seconds`."

@@ -10,7 +10,7 @@ The client factories must be called inside a running event loop (aiokafka binds 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -116,6 +116,20 @@ async def ensure_topics(
         elif error is not TopicAlreadyExistsError:  # lost a race with another replica
             detail = rest[0] if rest and rest[0] else error.message
             raise TopicError(f"cannot create topic {topic!r}: {detail}")
+    return created
+
+
+async def ensure_topics_sized(
+    settings: KafkaSettings, partitions: Mapping[str, int | None]
+) -> list[str]:
+    """Like :func:`ensure_topics`, each topic with its own partition count (None: the
+    deployment's default), e.g. the work topics of declared queues."""
+    by_count: dict[int | None, list[str]] = {}
+    for name, count in partitions.items():
+        by_count.setdefault(count, []).append(name)
+    created = []
+    for count, names in by_count.items():
+        created += await ensure_topics(settings, names, count)
     return created
 
 

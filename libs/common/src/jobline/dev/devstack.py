@@ -29,7 +29,7 @@ from jobline.broker import kafka
 from jobline.core import topics
 from jobline.core.apikeys import ALL_SCOPES, TENANT_SCOPES, Scope
 from jobline.core.errors import DependencyUnavailable, JoblineError
-from jobline.pg import db, keystore, migrate
+from jobline.pg import db, keystore, migrate, registry
 from jobline.pg.db import Database
 from jobline.settings import KafkaSettings
 
@@ -208,7 +208,22 @@ async def _prepare(endpoints: Endpoints, data_dir: Path, partitions: int, *, ope
     if created:
         _say(f"created topics: {', '.join(created)}")
     scopes = ALL_SCOPES if operator else TENANT_SCOPES
+    await _declare_queues(endpoints.database_url)
     return await _dev_key(endpoints.database_url, data_dir / KEY_FILE, scopes)
+
+
+async def _declare_queues(database_url: str) -> None:
+    """Declare the example handlers' queues (the dev worker does too, when it starts; its
+    job types are registered then, before the stack reports ready)."""
+    from jobline.settings import DatabaseSettings
+
+    async with (
+        Database(DatabaseSettings(database_url=database_url)) as database,
+        database.transaction() as conn,
+    ):
+        declared = await registry.declare_missing_queues(conn, DEV_QUEUES, "jobline dev")
+    if declared:
+        _say(f"declared queues: {', '.join(declared)}")
 
 
 async def _dev_key(database_url: str, path: Path, scopes: frozenset[Scope]) -> str:

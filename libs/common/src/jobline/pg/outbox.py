@@ -107,6 +107,32 @@ def _legacy_due_attempt(messages: tuple[tuple[str, bytes], ...]) -> int | None:
         return None
 
 
+async def hold(conn: Conn, rows: Sequence[OutboxRow], available_at: datetime) -> None:
+    """Put taken ``rows`` back (same ids, so each job's order holds), due at
+    ``available_at``. Only in the transaction that took them."""
+    if not rows:
+        return
+    columns: dict[str, list[Any]] = {
+        "row_ids": [],
+        "row_job_ids": [],
+        "row_keys": [],
+        "row_due_attempts": [],
+        "msg_rows": [],
+        "msg_topics": [],
+        "msg_payloads": [],
+    }
+    for n, row in enumerate(rows, start=1):
+        columns["row_ids"].append(row.id)
+        columns["row_job_ids"].append(row.job_id)
+        columns["row_keys"].append(row.key)
+        columns["row_due_attempts"].append(row.due_attempt)
+        for logical, value in row.messages:
+            columns["msg_rows"].append(n)
+            columns["msg_topics"].append(logical)
+            columns["msg_payloads"].append(value)
+    await SQL.execute(conn, "hold_outbox", available_at=available_at, **columns)
+
+
 async def backlog(conn: Conn) -> tuple[int, float]:
     """Rows due now and the age in seconds of the oldest (0 when none)."""
     row = await SQL.fetchrow(conn, "outbox_backlog")

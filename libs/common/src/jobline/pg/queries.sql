@@ -353,6 +353,26 @@ RETURNING o.id, o.job_id, o.key, o.available_at, o.due_attempt,
     coalesce(o.payloads, ARRAY[o.value]) AS payloads,
     o.topics IS NULL AS legacy
 
+-- name: hold_outbox
+-- Rows the relay took but may not publish (a work message for a queue nobody declared):
+-- back into the outbox under their own ids (per-job order is by id), due again later.
+-- Flat messages folded per row as in insert_outbox.
+INSERT INTO outbox (id, job_id, key, available_at, due_attempt, quiet, topics, payloads)
+SELECT r.id, r.job_id, r.key, CAST(:available_at AS timestamptz), r.due_attempt, false,
+       m.topics, m.payloads
+FROM unnest(
+    CAST(:row_ids AS bigint[]), CAST(:row_job_ids AS uuid[]), CAST(:row_keys AS text[]),
+    CAST(:row_due_attempts AS int[])
+) WITH ORDINALITY AS r(id, job_id, key, due_attempt, n)
+JOIN (
+    SELECT msg.row_n, array_agg(msg.topic ORDER BY msg.n) AS topics,
+           array_agg(msg.payload ORDER BY msg.n) AS payloads
+    FROM unnest(
+        CAST(:msg_rows AS int[]), CAST(:msg_topics AS text[]), CAST(:msg_payloads AS bytea[])
+    ) WITH ORDINALITY AS msg(row_n, topic, payload, n)
+    GROUP BY msg.row_n
+) AS m ON m.row_n = r.n
+
 -- name: outbox_backlog
 -- For the relay's gauges: rows due now and the age of the oldest.
 SELECT count(*) AS due, EXTRACT(EPOCH FROM (now() - min(available_at))) AS oldest_age_seconds
@@ -447,3 +467,48 @@ FROM api_keys WHERE prefix = :prefix
 -- A tenant's stored defaults for the given job types (one primary-key probe each).
 SELECT type, max_attempts, backoff FROM job_type_policies
 WHERE tenant_id = :tenant_id AND type = ANY(CAST(:types AS text[]))
+
+-- ==== declared queues and registered job types (migration 0005) =======================
+-- Small tables, read whole by the gateways and relays, which keep a copy until the
+-- jobline_catalog NOTIFY of their triggers says a row changed.
+
+-- name: registry_queues
+SELECT name, partitions, declared_by, created_at, updated_at FROM queues ORDER BY name
+
+-- name: registry_job_types
+SELECT name, queue, payload_schema, allowed_tenants, source, registered_by, created_at,
+       updated_at
+FROM job_types ORDER BY name
+
+-- name: declare_queue
+-- An operator's declaration: creates the queue or changes its partition count (used the
+-- next time its topic is created; an existing topic is not resized).
+INSERT INTO queues (name, partitions, declared_by) VALUES (:name, :partitions, :declared_by)
+ON CONFLICT (name) DO UPDATE
+SET partitions = EXCLUDED.partitions, declared_by = EXCLUDED.declared_by, updated_at = now()
+RETURNING name, partitions, declared_by, created_at, updated_at
+
+-- name: declare_missing_queues
+-- A worker's start (and `jobline dev`): the queues it serves exist afterwards; a queue an
+-- operator declared keeps its partitions. (The statement trigger notifies even when no row
+-- is inserted, so callers skip this when every queue is already declared.)
+INSERT INTO queues (name, declared_by)
+SELECT n.name, CAST(:declared_by AS text) FROM unnest(CAST(:names AS text[])) AS n(name)
+ON CONFLICT (name) DO NOTHING
+
+-- name: register_job_type
+-- A worker's registration at start, or an operator's declaration: the last writer wins
+-- (a type's schema is its handler's, and the handler deployed last is the one that runs).
+-- The WHERE leaves an unchanged row alone (its updated_at says when it last changed);
+-- callers skip the statement when nothing changed (the trigger would still notify).
+INSERT INTO job_types AS t (name, queue, payload_schema, allowed_tenants, source, registered_by)
+VALUES (:name, :queue, :payload_schema, :allowed_tenants, :source, :registered_by)
+ON CONFLICT (name) DO UPDATE
+SET queue = EXCLUDED.queue, payload_schema = EXCLUDED.payload_schema,
+    allowed_tenants = EXCLUDED.allowed_tenants, source = EXCLUDED.source,
+    registered_by = EXCLUDED.registered_by, updated_at = now()
+WHERE (t.queue, t.payload_schema, t.allowed_tenants, t.source)
+      IS DISTINCT FROM (EXCLUDED.queue, EXCLUDED.payload_schema, EXCLUDED.allowed_tenants,
+                        EXCLUDED.source)
+RETURNING name, queue, payload_schema, allowed_tenants, source, registered_by, created_at,
+          updated_at

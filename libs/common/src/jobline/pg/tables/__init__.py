@@ -8,6 +8,7 @@ tables are in a module of their own:
 - :mod:`~jobline.pg.tables.tenants`: tenants and API keys;
 - :mod:`~jobline.pg.tables.schedules`: schedules;
 - :mod:`~jobline.pg.tables.jobs`: jobs, attempts, idempotency keys, the outbox, type policies;
+- :mod:`~jobline.pg.tables.registry`: declared queues and registered job types;
 - :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables;
 - :mod:`~jobline.pg.tables.limits`: tenant quotas and the shared submission bucket;
 - :mod:`~jobline.pg.tables.audit`: the audit log.
@@ -35,6 +36,7 @@ from jobline.pg.tables.jobs import (
     outbox,
     outbox_set_aside,
 )
+from jobline.pg.tables.registry import TYPE_SOURCES, job_types, queues
 from jobline.pg.tables.analyzer import (
     ANALYZER_TABLES,
     analyzer_attempts,
@@ -65,6 +67,8 @@ ALL_TABLES: Final = (
     tenant_quotas,
     tenant_rate_buckets,
     audit_log,
+    queues,
+    job_types,
 )
 
 
@@ -76,6 +80,7 @@ __all__ = [
     "MISFIRE_POLICIES",
     "NAMING_CONVENTION",
     "OVERLAP_POLICIES",
+    "TYPE_SOURCES",
     "analyzer_attempts",
     "analyzer_detector_state",
     "analyzer_error_rollups",
@@ -89,10 +94,12 @@ __all__ = [
     "idempotency_keys",
     "job_attempts",
     "job_type_policies",
+    "job_types",
     "jobs",
     "metadata",
     "outbox",
     "outbox_set_aside",
+    "queues",
     "schedules",
     "tenant_quotas",
     "tenant_rate_buckets",

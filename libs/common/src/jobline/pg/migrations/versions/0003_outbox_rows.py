@@ -10,8 +10,6 @@
   exactly then.
 - ``api_keys`` and ``job_type_policies`` notify ``jobline_catalog`` on every change, so the
   gateways' in-memory copies are dropped at once.
-- ``uq_jobs_schedule_id_fire_time`` becomes a partial unique index (only jobs of a schedule):
-  the same guarantee, without an entry for every other job's row versions.
 
 Expand only: the one-message columns (``topic``, ``value``, ``headers``) stay, nullable, so
 gateways and workers of the previous version keep writing rows while the new version rolls
@@ -98,24 +96,9 @@ def upgrade() -> None:
     op.execute(CATALOG_NOTIFY_FUNCTION)
     op.execute(_catalog_trigger("api_keys"))
     op.execute(_catalog_trigger("job_type_policies"))
-    op.create_index(
-        "uq_jobs_schedule_id_fire_time_partial",
-        "jobs",
-        ["schedule_id", "fire_time"],
-        unique=True,
-        postgresql_where=sa.text("schedule_id IS NOT NULL"),
-    )
-    op.drop_constraint("uq_jobs_schedule_id_fire_time", "jobs", type_="unique")
-    op.execute(
-        "ALTER INDEX uq_jobs_schedule_id_fire_time_partial RENAME TO uq_jobs_schedule_id_fire_time"
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("uq_jobs_schedule_id_fire_time", table_name="jobs")
-    op.create_unique_constraint(
-        "uq_jobs_schedule_id_fire_time", "jobs", ["schedule_id", "fire_time"]
-    )
     op.execute("DROP TRIGGER IF EXISTS job_type_policies_catalog_notify ON job_type_policies")
     op.execute("DROP TRIGGER IF EXISTS api_keys_catalog_notify ON api_keys")
     op.execute("DROP FUNCTION IF EXISTS jobline_catalog_notify()")
