@@ -169,7 +169,10 @@ async def test_the_per_address_limit_answers_before_authentication_and_the_datab
 
 
 async def test_production_mode_hides_docs_and_keeps_readyz_terse(make_client: MakeClient) -> None:
-    prod = await make_client(env="prod", kafka_bootstrap="127.0.0.1:9")
+    # Production refuses the suite's open registry (gateway_accept_undeclared).
+    prod = await make_client(
+        env="prod", kafka_bootstrap="127.0.0.1:9", gateway_accept_undeclared=False
+    )
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert (await prod.get(path)).status_code == 404
     ready = await prod.get("/readyz")
@@ -180,5 +183,5 @@ async def test_production_mode_hides_docs_and_keeps_readyz_terse(make_client: Ma
     dev = await make_client(kafka_bootstrap="127.0.0.1:9")
     assert (await dev.get("/docs")).status_code == 200
     assert "127.0.0.1:9" in (await dev.get("/readyz")).text
-    enabled = await make_client(env="prod", docs_enabled=True)
+    enabled = await make_client(env="prod", docs_enabled=True, gateway_accept_undeclared=False)
     assert (await enabled.get("/openapi.json")).status_code == 200
