@@ -50,7 +50,7 @@ EXPECTED_TABLES = {
     "tenant_rate_buckets",
     "audit_log",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 @pytest.fixture
