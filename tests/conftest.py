@@ -277,6 +277,9 @@ def service_env(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> d
         # Tests submit made-up job types and queues (and race the worker's registration);
         # the registry's own tests run the gateway without this.
         "JOBLINE_GATEWAY_ACCEPT_UNDECLARED": "true",
+        # The session's database keeps every test's jobs, many left queued on purpose; a
+        # relay healing them would flood later tests' workers. The healing tests set it.
+        "JOBLINE_RELAY_HEAL_AFTER_SECONDS": "86400",
         **broker_tuning(),
     }
 
