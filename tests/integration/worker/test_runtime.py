@@ -149,7 +149,7 @@ def run_worker(database_url, kafka_settings):
 async def relay(db, database_url, kafka_settings):
     """The real outbox relay, in-process (publishing every test's rows; they use their own
     queues). Its lease rescuer runs once at start; leases the tests leave behind are set far
-    ahead (``_not_rescuable``)."""
+    ahead (``_not_rescuable``); it heals nothing younger than a day."""
     settings = RelaySettings(
         database_url=database_url,
         kafka_bootstrap=kafka_settings.kafka_bootstrap,
@@ -157,6 +157,8 @@ async def relay(db, database_url, kafka_settings):
         topic_partitions=2,
         relay_poll_interval_seconds=0.1,
         lease_rescue_interval_seconds=600,
+        # Other tests' jobs left queued in the session database are not this relay's to heal.
+        relay_heal_after_seconds=86_400,
         scheduler_enabled=False,
     )
     running = Relay(settings, db)
