@@ -7,15 +7,11 @@ is declared, on a topic with the declared partitions; the rest of the batch flow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 from uuid import uuid4
 
-import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from jobline.broker.kafka import make_producer
 from jobline.core.registry import QueueDeclaration
 from jobline.core.states import submit
 from jobline.pg import jobstore, registry
@@ -30,14 +26,6 @@ from tests.support import (
     submit_many,
     work_topic,
 )
-
-
-@pytest.fixture
-async def producer(kafka_settings) -> AsyncIterator[Any]:
-    producer = make_producer(kafka_settings)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def topic_partitions(kafka_settings, topic: str) -> int | None:

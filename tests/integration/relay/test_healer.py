@@ -9,7 +9,7 @@ from jobline.core.envelope import WorkEnvelope
 from jobline.core.states import Claim
 from jobline.pg import jobstore
 from jobline_relay import healer
-from tests.integration.relay.test_publisher import drain, producer, publisher_for  # noqa: F401
+from tests.integration.relay.test_publisher import drain, publisher_for
 from tests.support import (
     TopicReader,
     fresh_queue,
@@ -24,7 +24,7 @@ from tests.support import (
 async def test_a_queued_jobs_message_is_written_again_then_spaced_out(
     db,
     kafka_settings,
-    producer,  # noqa: F811
+    producer,
 ):
     tenant, queue = await new_tenant(db), fresh_queue()
     ids = await submit_many(db, tenant, queue, 5)
@@ -62,7 +62,7 @@ async def test_a_queued_jobs_message_is_written_again_then_spaced_out(
 async def test_claimed_jobs_other_queues_and_later_jobs_are_left_alone(
     db,
     kafka_settings,
-    producer,  # noqa: F811
+    producer,
 ):
     tenant, queue = await new_tenant(db), fresh_queue()
     ids = await submit_many(db, tenant, queue, 3)

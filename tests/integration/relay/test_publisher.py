@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from jobline.broker.kafka import make_producer
 from jobline.core import cloudevent
 from jobline.core.envelope import WorkEnvelope
 from jobline.core.job import JobState
@@ -26,14 +24,6 @@ from tests.support import (
     submit_many,
     work_topic,
 )
-
-
-@pytest.fixture
-async def producer(kafka_settings) -> AsyncIterator[Any]:
-    producer = make_producer(kafka_settings)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 def publisher_for(db, producer, kafka_settings, batch_size: int = 10_000) -> Publisher:
