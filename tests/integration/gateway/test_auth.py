@@ -16,6 +16,7 @@ from jobline.pg import keystore
 from jobline.pg.db import Database
 from jobline_gateway.catalog import APPLICATION_NAME
 from tests.integration.gateway.conftest import bearer, count_jobs, job_body, key_id_of
+from tests.support import wait_for
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 
@@ -191,7 +192,20 @@ async def test_a_stale_key_claims_no_idempotency_key_and_inserts_no_batch(
     assert claimed == 0
 
 
-async def test_an_expired_key_is_refused(client, db: Database):
+async def test_a_key_expiring_while_cached_is_refused(client, db: Database):
+    tenant = f"t-{uuid4().hex[:8]}"
+    expires_at = datetime.now(UTC) + timedelta(seconds=2)
+    async with db.transaction() as conn:
+        _, key = await keystore.create_key(
+            conn, tenant_id=tenant, name="soon", scopes=frozenset({Scope.JOBS_READ}), expires_at=expires_at
+        )
+    assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200  # now cached
+    await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    # Nothing changed in the database: the cached copy's own expiry refuses it.
+    _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
+
+
+async def test_a_key_expired_in_the_database_is_refused_once_the_change_is_heard(client, db: Database):
     tenant = f"t-{uuid4().hex[:8]}"
     async with db.transaction() as conn:
         record, key = await keystore.create_key(
@@ -206,7 +220,13 @@ async def test_an_expired_key_is_refused(client, db: Database):
         await conn.execute(
             "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", record.id
         )
+    # The NOTIFY reaches the gateway's LISTEN session a moment after the commit (asynchronously).
+    await wait_for(lambda: _refused(client, key), timeout=5.0, interval=0.05)
     _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
+
+
+async def _refused(client, key: str) -> bool:
+    return (await client.get("/v1/jobs", headers=bearer(key))).status_code == 401
 
 
 async def _catalog_sessions(db: Database) -> set[int]:
