@@ -21,11 +21,16 @@ from uuid import uuid4
 import asyncpg
 
 from jobline.core.apikeys import ALL_SCOPES
+from jobline.core.registry import JobTypeRecord
 from jobline.dev.embedded import BROKER_TUNING, EmbeddedBroker, EmbeddedPostgres, free_port
-from jobline.pg import db, keystore, migrate
+from jobline.pg import db, keystore, migrate, registry
 from jobline.pg.db import Database
 from jobline.settings import DatabaseSettings
 from tests.stack import ServiceProcess
+
+# The queues the workloads submit to, and the one job type (defined in bench.handlers).
+QUEUES = ("a1", "a2", "c")
+JOB_TYPE = "bench.noop"
 
 # The benchmark measures the platform, not the gateway's per-key rate limit.
 GATEWAY_ENV = {
@@ -203,10 +208,16 @@ async def top_statements(run: Bench, jobs: int, count: int = 8) -> list[str]:
 
 
 async def _api_key(url: str) -> str:
+    """The bench tenant's key, after declaring its queues and its job type as an operator
+    would (the gateway admits only declared ones)."""
     async with (
         Database(DatabaseSettings(database_url=url)) as database,
         database.transaction() as conn,
     ):
+        await registry.declare_missing_queues(conn, QUEUES, "bench")
+        await registry.register_job_types(
+            conn, [JobTypeRecord(JOB_TYPE, QUEUES[0])], source="operator", registered_by="bench"
+        )
         _, plaintext = await keystore.create_key(
             conn, tenant_id="bench", name="bench", scopes=ALL_SCOPES
         )

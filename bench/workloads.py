@@ -17,18 +17,18 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
 from typing import Any
 
 from bench import cpu
 from bench.http import Connection
-from bench.servers import Bench, reset_statements, top_statements
+from bench.servers import JOB_TYPE, Bench, reset_statements, top_statements
 
 N = int(os.environ.get("JOBLINE_BENCH_JOBS", "20000"))
 BULK = 1_000
 PACED_SECONDS = float(os.environ.get("JOBLINE_BENCH_PACED_SECONDS", "20"))
 SETTLE_SECONDS = 30.0
-JOB_TYPE = "bench.noop"
 WORKER_ARGS = ("--app", "bench.handlers:worker", "--concurrency", "64")
 
 
@@ -38,6 +38,17 @@ def _auth(run: Bench) -> dict[str, str]:
 
 def _cpu_figures(used: dict[str, float], jobs: int) -> dict[str, float]:
     return cpu.per_job_ms(used, jobs)
+
+
+def _refused(status: int, body: bytes) -> None:
+    """A refused submission voids the figures: say why, once per run, on stderr."""
+    global _told  # noqa: PLW0603 - one message per run, not one per request
+    if not _told:
+        _told = True
+        print(f"bench: a submission was refused: {status} {body[:500]!r}", file=sys.stderr)
+
+
+_told = False
 
 
 async def enqueue_one_by_one(run: Bench, queue: str) -> dict[str, Any]:
@@ -52,8 +63,10 @@ async def enqueue_one_by_one(run: Bench, queue: str) -> dict[str, Any]:
         started = time.perf_counter()
         errors = 0
         for request in requests:
-            status, _ = await conn.send(request)
-            errors += status != 201
+            status, body = await conn.send(request)
+            if status != 201:
+                errors += 1
+                _refused(status, body)
         elapsed = time.perf_counter() - started
     await run.wait_outbox_empty()  # the relay's work for these jobs counts too
     used = cpu.sample(run.pids()).minus(before)
@@ -86,8 +99,10 @@ async def enqueue_bulk(run: Bench, queue: str) -> dict[str, Any]:
         started = time.perf_counter()
         errors = 0
         for request in requests:
-            status, _ = await conn.send(request)
-            errors += status != 201
+            status, body = await conn.send(request)
+            if status != 201:
+                errors += 1
+                _refused(status, body)
         elapsed = time.perf_counter() - started
     await run.wait_outbox_empty()
     used = cpu.sample(run.pids()).minus(before)
