@@ -36,6 +36,7 @@ from jobline_gateway.cursors import Cursor, invalid_cursor
 from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, actor, authorize
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS, JOBS_SUBMITTED, SUBMIT_SECONDS
 from jobline_gateway.settings import Settings
+from jobline_gateway.tracing import submit_span
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[KnownQuery])
 
@@ -75,23 +76,26 @@ async def _accept(
         await state.admission.admit(principal.tenant_id, len(specs))
     except QuotaExceeded as exc:
         raise quota_problem(exc) from None
-    accepted = await submission.submit(
-        state.db,
-        state.catalog,
-        state.registry,
-        state.settings.job_defaults,
-        principal.tenant_id,
-        principal.id,
-        specs,
-        now=datetime.now(UTC),
-        idempotency_key=key,
-        # Only a keyed request is ever compared with another one.
-        fingerprint=submission.request_hash(endpoint, body()) if key is not None else None,
-        key_retention=timedelta(seconds=state.settings.idempotency_retention_seconds),
-        traceparent=_traceparent(request),
-        batch=endpoint == "batch",
-        accept_undeclared=state.settings.gateway_accept_undeclared,
-    )
+    with submit_span(
+        _traceparent(request), tenant=principal.tenant_id, endpoint=endpoint, jobs=len(specs)
+    ) as traceparent:
+        accepted = await submission.submit(
+            state.db,
+            state.catalog,
+            state.registry,
+            state.settings.job_defaults,
+            principal.tenant_id,
+            principal.id,
+            specs,
+            now=datetime.now(UTC),
+            idempotency_key=key,
+            # Only a keyed request is ever compared with another one.
+            fingerprint=submission.request_hash(endpoint, body()) if key is not None else None,
+            key_retention=timedelta(seconds=state.settings.idempotency_retention_seconds),
+            traceparent=traceparent,
+            batch=endpoint == "batch",
+            accept_undeclared=state.settings.gateway_accept_undeclared,
+        )
     SUBMIT_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     if accepted.replayed:
         IDEMPOTENT_REPLAYS.inc()

@@ -43,12 +43,14 @@ from jobline.core import cloudevent, registry, topics
 from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
 from jobline.core.errors import IllegalTransition
 from jobline.core.states import Due, Event, Undeliverable, transition
+from jobline.observe import tracing
 from jobline.pg import jobstore, outbox
 from jobline.pg.db import Conn, Database
 from jobline.settings import KafkaSettings
 from jobline_relay import metrics
 from jobline_relay.declared import DeclaredQueues
 from jobline_relay.queries import SQL
+from jobline_relay.tracing import PublishSpans
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 # A message by its row and its place in the row.
 Slot = tuple[int, int]
+# (topic, logical topic, value, key, slot): one message as it is sent.
+Message = tuple[str, str, bytes, str | None, Slot]
 
 
 def oversized(rows: Sequence[outbox.OutboxRow], max_bytes: int) -> dict[Slot, str]:
@@ -270,7 +274,7 @@ class Publisher:
         ``partitions``: of the declared queues the rows' work messages go to.
         """
         prefix = self.kafka_settings.topic_prefix
-        messages = [
+        messages: list[Message] = [
             (topics.resolve(prefix, logical), logical, value, row.key, (row.id, index))
             for row in rows
             for index, (logical, value) in enumerate(row.messages)
@@ -280,11 +284,30 @@ class Publisher:
             {m[0]: sizes.get(m[0]) for m in messages}, logical_of={m[0]: m[1] for m in messages}
         )
         started = time.perf_counter()
+        spans = PublishSpans() if tracing.enabled() else None
+        try:
+            kinds = await self._send_all(messages, spans)
+        except BaseException as exc:
+            if spans is not None:
+                spans.end(exc)
+            raise
+        if spans is not None:
+            spans.end(None)
+        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+        return kinds
+
+    async def _send_all(
+        self, messages: Sequence[Message], spans: PublishSpans | None
+    ) -> dict[str, int]:
         acks: list[asyncio.Future[Any]] = []
         kinds: dict[str, int] = {}
         async with asyncio.timeout(self.publish_timeout):
             for topic, logical, value, key, slot in messages:
-                headers = EVENT_HEADERS if logical == topics.EVENTS else None
+                headers: list[tuple[str, bytes]] | None = None
+                if logical == topics.EVENTS:
+                    headers = EVENT_HEADERS
+                elif spans is not None and topics.is_work(logical):
+                    headers = spans.start(topic, value)
                 try:
                     ack = await self.producer.send(
                         topic, value, key=key.encode() if key else None, headers=headers
@@ -305,7 +328,6 @@ class Publisher:
                 if isinstance(error, TOO_LARGE):
                     self._refused[message[4]] = f"the broker refused a message: {error}"
                 raise error
-        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         return kinds
 
     def forget_topics(self) -> None:

@@ -8,7 +8,7 @@ import sys
 from jobline.core.errors import ConfigError
 from jobline.observe import logs
 from jobline.settings import load
-from jobline.web.service import fail_fast, serve
+from jobline.web.service import fail_fast, serve, start_tracing
 from jobline_worker.app import create_app
 from jobline_worker.errors import AppNotFound
 from jobline_worker.registry import load_app
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         fail_fast(exc)
         return
     logs.setup("worker", settings.log_level, settings.log_format)
+    start_tracing("worker")
     reference = args.app or settings.worker_app
     if not reference:
         fail_fast(ConfigError("--app (or JOBLINE_WORKER_APP) is required"))

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
@@ -52,6 +53,8 @@ class Delivery:
     tp: Incarnation
     record: ConsumerRecord
     envelope: WorkEnvelope
+    # When the message was taken for claiming: where its run span starts (tracing on).
+    received_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,9 @@ class JobContext:
     max_attempts: int
     timeout_seconds: float
     backend: ContextBackend
+    # W3C trace context of this attempt (its run span with tracing on, else the one the job
+    # was submitted with): pass it on to calls the handler makes.
+    traceparent: str | None = None
     cancelled: CancelSignal = field(default_factory=CancelSignal)
     _logger: JobLogger | None = None
 

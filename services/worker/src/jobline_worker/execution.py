@@ -17,7 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from opentelemetry.trace import Span
+
 from jobline.core.job import Job
+from jobline_worker import tracing as run_spans
 from jobline_worker.context import JobContext
 from jobline_worker.outcomes import Outcome, Raised, Returned, Stopped, StopReason, TimedOut
 from jobline_worker.registry import JobSpec
@@ -39,6 +42,7 @@ class Execution:
     reported: bool = False
     future: asyncio.Future[Any] | None = None
     timer: asyncio.TimerHandle | None = None
+    span: Span | None = None  # the attempt's run span, with tracing on
 
 
 Report = Callable[[Execution, Outcome], None]
@@ -57,8 +61,13 @@ class Executor:
         loop = asyncio.get_running_loop()
         spec, ctx = execution.spec, execution.ctx
         future: asyncio.Future[Any]
+        # With tracing on the handler runs with its run span as the current span.
+        context = run_spans.handler_context(execution.span) if execution.span else None
         if spec.is_async:
-            future = loop.create_task(spec.func(ctx, payload))
+            future = loop.create_task(spec.func(ctx, payload), context=context)
+        elif context is not None:
+            call = functools.partial(context.run, spec.func, ctx, payload)
+            future = loop.run_in_executor(self.pool, call)
         else:
             future = loop.run_in_executor(self.pool, functools.partial(spec.func, ctx, payload))
         execution.future = future
@@ -131,6 +140,8 @@ class Executor:
         if execution.timer is not None:
             execution.timer.cancel()
         self.running.pop(execution.job.id, None)
+        if execution.span is not None:
+            run_spans.end_run_span(execution.span, outcome)
         self._report(execution, outcome)
 
     def shutdown(self) -> None:

@@ -28,9 +28,11 @@ from pydantic import ValidationError
 
 from jobline.broker import kafka
 from jobline.core import topics
+from jobline.observe import tracing
 from jobline.pg import jobstore
 from jobline.pg.db import Database
 from jobline_worker import metrics, registration
+from jobline_worker import tracing as run_spans
 from jobline_worker.claims import Claimed, Claimer
 from jobline_worker.completion import Completer
 from jobline_worker.consumer import Batch, QueueConsumer
@@ -202,6 +204,15 @@ class Runtime:
 
     def _start(self, claimed: Claimed) -> None:
         job, spec = claimed.job, claimed.spec
+        span = None
+        if tracing.enabled():
+            record = claimed.delivery.record
+            span = run_spans.start_run_span(
+                job,
+                record.topic,
+                run_spans.header_traceparent(record.headers),
+                claimed.delivery.received_ns,
+            )
         ctx = JobContext(
             job_id=job.id,
             type=job.type,
@@ -211,8 +222,9 @@ class Runtime:
             max_attempts=job.max_attempts,
             timeout_seconds=spec.effective_timeout(job.timeout_seconds),
             backend=self.leases,
+            traceparent=tracing.traceparent_of(span) if span is not None else job.traceparent,
         )
-        execution = Execution(job=job, spec=spec, ctx=ctx)
+        execution = Execution(job=job, spec=spec, ctx=ctx, span=span)
         self.leases.hold(job.id, job.attempt)
         try:
             payload = spec.model.model_validate(job.payload) if spec.model else job.payload

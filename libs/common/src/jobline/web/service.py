@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from jobline.broker.kafka import check_broker
 from jobline.core.errors import ConfigError
-from jobline.observe import logs
+from jobline.observe import logs, tracing
 from jobline.pg.db import check_database
 from jobline.settings import (
     DatabaseSettings,
@@ -54,7 +54,19 @@ def serve(app: Starlette | str, host: str, port: int, **kwargs: Any) -> None:
     """
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
+    try:
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
+    finally:
+        tracing.shutdown()  # the spans of the last moments still go out
+
+
+def start_tracing(name: str) -> None:
+    """Traces on when OTEL_TRACES_EXPORTER says so; an exporter that is not installed is a
+    configuration error (one line, exit 2), not a silent loss of every span."""
+    try:
+        tracing.configure(name)
+    except tracing.TracingConfigError as exc:
+        fail_fast(ConfigError(str(exc)))
 
 
 def run(
@@ -72,6 +84,7 @@ def run(
     if not isinstance(settings, RuntimeSettings) or not isinstance(settings, HttpSettings):
         raise TypeError(f"{settings_class.__name__} must include RuntimeSettings and HttpSettings")
     logs.setup(name, settings.log_level, settings.log_format)
+    start_tracing(name)
     serve(create_app(settings), settings.http_host, port(settings))
 
 
