@@ -26,6 +26,12 @@ JOBS_HEALED: Final = Counter(
     ["queue"],
     registry=REGISTRY,
 )
+LOGS_WENT_BACK: Final = Counter(
+    "jobline_relay_broker_logs_went_back_total",
+    "Batches in which the broker acknowledged a message at or below an offset it had already "
+    "acknowledged on that partition: it lost the partition's log (the queue is healed).",
+    registry=REGISTRY,
+)
 MESSAGES_SET_ASIDE: Final = Counter(
     "jobline_relay_messages_set_aside_total",
     "Outbox messages the broker refuses for good (e.g. too large), moved to outbox_set_aside "

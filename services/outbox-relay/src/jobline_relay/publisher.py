@@ -126,6 +126,9 @@ class Publisher:
         self.max_message_bytes = max_message_bytes
         self._known_topics: set[str] = set()
         self._published_to: set[str] = set()  # kept across forget_topics()
+        # The last offset acknowledged per (topic, partition): a later one at or below it
+        # means the broker lost that log (see _watch_offsets).
+        self._offsets: dict[tuple[str, int], int] = {}
         # Messages the broker refused as too large: set aside when taken again.
         self._refused: dict[Slot, str] = {}
         # Work topics this publisher had to create again, with when: their queue's older jobs
@@ -328,7 +331,39 @@ class Publisher:
                 if isinstance(error, TOO_LARGE):
                     self._refused[message[4]] = f"the broker refused a message: {error}"
                 raise error
+        self._watch_offsets(messages, [ack.result() for ack in acks])
         return kinds
+
+    def _watch_offsets(self, messages: Sequence[Message], written: Sequence[Any]) -> None:
+        """Notice a partition whose log went back: the broker lost it (an in-memory broker
+        restarted, the topic was deleted and auto-created again) without any send failing.
+
+        A partition's offsets only grow, whoever appends; an acknowledgement at or below one
+        this relay saw before means everything it published there before may be gone. The
+        queue's jobs are then healed at once (the relay's ``created_queues``), and the topics
+        are checked again before the next send (an auto-created one may have the wrong
+        partition count).
+        """
+        went_back: dict[str, list[int]] = {}
+        now = datetime.now(UTC)
+        for (topic, logical, *_), metadata in zip(messages, written, strict=True):
+            key = (topic, metadata.partition)
+            last = self._offsets.get(key)
+            if last is not None and metadata.offset <= last:
+                went_back.setdefault(topic, []).append(metadata.partition)
+                if topics.is_work(logical):
+                    self.created_queues[topics.queue_of(logical)] = now
+            self._offsets[key] = metadata.offset
+        regressed = bool(went_back)
+        for topic, partitions in went_back.items():
+            log.warning(
+                "the broker's log of %s went back: it lost messages; healing its queue",
+                topic,
+                extra={"partitions": sorted(set(partitions))},
+            )
+        if regressed:
+            metrics.LOGS_WENT_BACK.inc()
+            self.forget_topics()
 
     def forget_topics(self) -> None:
         """Check the topics again before the next batch (after a failure)."""
