@@ -28,6 +28,7 @@ from jobline.api.schedules import (
 )
 from jobline.client._transport import Call, model, nothing
 from jobline.client.errors import NotFound
+from jobline.client.streaming import LAST_EVENT_ID_HEADER
 
 Id: TypeAlias = UUID | str
 Body: TypeAlias = BaseModel | Mapping[str, Any]
@@ -37,6 +38,7 @@ JOBS: Final = "/v1/jobs"
 SCHEDULES: Final = "/v1/schedules"
 ADMIN_KEYS: Final = "/v1/admin/keys"
 OWN_KEYS: Final = "/v1/keys"
+EVENTS_STREAM: Final = "/v1/events/stream"
 
 _job = model(JobOut)
 _schedule = model(ScheduleOut)
@@ -264,3 +266,14 @@ def list_own_keys() -> Call[KeyList]:
 
 def revoke_own_key(key_id: Id) -> Call[KeyOut]:
     return Call("DELETE", f"{OWN_KEYS}/{key_id}", model(KeyOut), planned=True)
+
+
+# --- lifecycle events ---------------------------------------------------------------------
+
+
+def stream_events(params: Mapping[str, Any], last_event_id: str | None) -> Call[None]:
+    """``GET /v1/events/stream`` (the clients read the answer as a stream, not with parse)."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers[LAST_EVENT_ID_HEADER] = last_event_id
+    return Call("GET", EVENTS_STREAM, nothing, params=params, headers=headers, planned=True)
