@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, Query, Request
 from pydantic.json_schema import models_json_schema
@@ -37,8 +37,9 @@ from jobline.api.events import (
     example,
 )
 from jobline.api.fields import QUEUE_PATTERN, TYPE_PATTERN
-from jobline.broker.kafka import make_consumer
+from jobline.broker.kafka import assignable_partitions, ensure_topics, make_consumer
 from jobline.core import eventstream, jsontext, topics
+from jobline.core.errors import JoblineError
 from jobline.core.eventstream import EventFilter, InvalidStreamId, Positions
 from jobline.web import service
 from jobline.web.problems import FieldError, Problem, ProblemError, responses
@@ -226,10 +227,10 @@ async def stream_events(
 
     try:
         positions = await asyncio.wait_for(
-            _position(consumer, topics.events_topic(settings.topic_prefix), resume),
+            _position(consumer, settings, resume),
             START_TIMEOUT,
         )
-    except (KafkaError, TimeoutError, OSError) as exc:
+    except (KafkaError, JoblineError, TimeoutError, OSError) as exc:
         await release()
         raise ProblemError(
             503,
@@ -281,21 +282,20 @@ class TopicMissing(OSError):
 
 
 async def _position(
-    consumer: AIOKafkaConsumer, topic: str, resume: Positions | None
+    consumer: AIOKafkaConsumer, settings: Settings, resume: Positions | None
 ) -> Positions:
-    """Start ``consumer``, assign every partition of ``topic`` and seek: to the end, or to
-    ``resume`` (a partition it does not name from its beginning: the topic grew since)."""
+    """Start ``consumer``, assign every partition of the events topic and seek: to the end,
+    or to ``resume`` (a partition it does not name from its beginning: the topic grew since).
+    A deployment whose relay has not created the topic yet gets it created here, as the relay
+    would (the same settings, so the same partition count)."""
+    topic = topics.events_topic(settings.topic_prefix)
     await consumer.start()
-    found = None
-    for _ in range(20):  # a fresh client may need a metadata refresh to see the topic
-        if topic in await consumer.topics():
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                break
-        await asyncio.sleep(0.1)
-    if not found:
-        raise TopicMissing(f"no topic {topic} yet")
-    partitions = [TopicPartition(topic, p) for p in sorted(found)]
+    partitions = await assignable_partitions(consumer, topic, attempts=3)
+    if not partitions:
+        await ensure_topics(settings, [topic])
+        partitions = await assignable_partitions(consumer, topic)
+    if not partitions:
+        raise TopicMissing(f"no topic {topic}")
     consumer.assign(partitions)
     if resume is None:
         await consumer.seek_to_end(*partitions)

@@ -228,12 +228,9 @@ async def _tail(
 
 
 async def _partitions(consumer: Any, topic: str) -> list[Any]:
-    from aiokafka import TopicPartition
+    from jobline.broker.kafka import assignable_partitions
 
-    for _ in range(20):  # metadata for a topic may take a moment after start
-        if topic in await consumer.topics():  # refreshes the cluster metadata
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
-        await asyncio.sleep(0.1)
-    raise OSError(f"topic {topic} does not exist (is the stack set up for this prefix?)")
+    found = await assignable_partitions(consumer, topic)
+    if not found:
+        raise OSError(f"topic {topic} does not exist (is the stack set up for this prefix?)")
+    return found
