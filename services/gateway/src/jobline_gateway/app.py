@@ -20,6 +20,7 @@ from jobline.web.service import dependency_checks
 from jobline_gateway import (
     admin,
     auditlog,
+    counts,
     events,
     jobs,
     ownkeys,
@@ -153,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
     add_standard_routes(app, dependency_checks(settings, settings), terse=settings.production)
     app.include_router(jobs.submit_router)
     app.include_router(jobs.router)
+    app.include_router(counts.router)
     app.include_router(admin.router)
     app.include_router(ownkeys.router)
     app.include_router(policies.router)
