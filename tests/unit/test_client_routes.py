@@ -108,6 +108,11 @@ async def test_every_operation_of_the_gateway_is_a_method_of_both_clients(make):
 @pytest.mark.parametrize("name", ["a/b:c", "mail.send"])
 async def test_a_job_type_is_one_path_segment(make, name):
     sent: list[httpx.Request] = []
-    client = make(lambda r: (sent.append(r), httpx.Response(204))[1])
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    client = make(gateway)
     await fake.call(client.delete_policy(name))
     assert sent[0].url.raw_path.decode().count("/") == 3  # /v1/policies/<one segment>

@@ -75,8 +75,14 @@ def test_select_keeps_the_tenants_matching_events_only():
 
 @pytest.mark.parametrize(
     "raw",
-    [None, b"", b"not json", b"[]", b'{"type": "jobline.job.queued", "data": "acme"}',
-     b'{"type": "jobline.insight.anomaly", "data": {"tenant": "acme"}}'],
+    [
+        None,
+        b"",
+        b"not json",
+        b"[]",
+        b'{"type": "jobline.job.queued", "data": "acme"}',
+        b'{"type": "jobline.insight.anomaly", "data": {"tenant": "acme"}}',
+    ],
 )
 def test_what_is_no_lifecycle_event_is_never_selected(raw):
     assert eventstream.select(raw, EventFilter(tenant="acme")) is None
@@ -89,7 +95,8 @@ def test_an_event_frame_is_one_id_event_and_data_line():
     frame = eventstream.event_frame(Positions({0: 5}), selected).decode()
     lines = frame.split("\n")
     assert lines[:2] == ["id: p0-5", "event: jobline.job.succeeded"]
-    assert lines[2].startswith("data: {") and lines[3:] == ["", ""]
+    assert lines[2].startswith("data: {")
+    assert lines[3:] == ["", ""]
     parsed = LifecycleEvent.model_validate_json(lines[2].removeprefix("data: "))
     assert parsed.data.tenant == "acme"
     assert eventstream.position_frame(Positions({0: 5, 1: 2}), retry_ms=2000) == (

@@ -41,7 +41,7 @@ def serve_gateway(database_url, kafka_bootstrap, topic_prefix) -> Iterator[Calla
                 # The schema tests submit made-up types and queues.
                 "gateway_accept_undeclared": True,
                 **overrides,
-            },  # type: ignore[arg-type]
+            },
         )
         port = free_port()
         server = uvicorn.Server(
@@ -74,7 +74,7 @@ def serve_gateway(database_url, kafka_bootstrap, topic_prefix) -> Iterator[Calla
 
 
 @pytest.fixture
-def inprocess_gateway(serve_gateway) -> str:
+def inprocess_gateway(serve_gateway: Callable[..., str]) -> str:
     """The gateway app served by uvicorn in a thread of this process; its URL."""
     return serve_gateway()
 

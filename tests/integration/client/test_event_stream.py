@@ -131,7 +131,8 @@ async def open_stream(
         assert response.headers["content-type"].startswith("text/event-stream")
         stream = SseStream(response)
         start = await stream.frame()  # the position frame: the stream is reading from here
-        assert start.data is None and start.id
+        assert start.data is None
+        assert start.id
         assert stream.parser.retry_ms is not None
         yield stream
 

@@ -15,8 +15,7 @@ async def _kill(db, ids, error_class: str, message: str, *, ago: float = 0) -> N
     error = {"attempt": 3, "error_class": error_class, "message": message}
     async with db.connection() as conn:
         await conn.execute(
-            "UPDATE jobs SET state = 'dead', finished_at = $2, last_error = $3"
-            " WHERE id = ANY($1)",
+            "UPDATE jobs SET state = 'dead', finished_at = $2, last_error = $3 WHERE id = ANY($1)",
             list(ids),
             datetime.now(UTC) - timedelta(seconds=ago),
             error,
@@ -41,13 +40,19 @@ async def test_queues_stats_and_dlq_groups_count_the_callers_jobs(client, make_a
     assert by_name[mail]["counts"]["queued"] == len(queued)
     assert by_name[mail]["counts"]["dead"] == 2
     assert set(by_name[mail]["counts"]) == {
-        "scheduled", "queued", "running", "retrying", "succeeded", "dead", "cancelled"
+        "scheduled",
+        "queued",
+        "running",
+        "retrying",
+        "succeeded",
+        "dead",
+        "cancelled",
     }
     assert by_name[mail]["oldest_queued_at"] is not None
     assert by_name[reports]["oldest_queued_at"] is None  # nothing waits there
 
     stats = (await client.get("/v1/stats?window_seconds=3600", headers=bearer(key))).json()
-    assert stats["counts"]["queued"] == 3 and stats["counts"]["dead"] == 3
+    assert (stats["counts"]["queued"], stats["counts"]["dead"]) == (3, 3)
     assert stats["finished"] == {"succeeded": 0, "dead": 2, "cancelled": 0}  # one is older
 
     groups = (await client.get("/v1/dlq/groups", headers=bearer(key))).json()["groups"]

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.formats.json import JSONFormat
 
@@ -93,8 +92,9 @@ async def test_every_event_type_reads_back_through_the_cloudevents_kafka_binding
     async with TopicReader(kafka_settings, f"{kafka_settings.topic_prefix}.events") as reader:
         await drain(publisher_for(db, producer, kafka_settings))
         await reader.until(
-            lambda rs: {json.loads(r.value)["type"] for r in rs if r.key.decode() in ids}
-            >= every_type
+            lambda rs: (
+                {json.loads(r.value)["type"] for r in rs if r.key.decode() in ids} >= every_type
+            )
         )
     mine = [r for r in reader.records if r.key.decode() in ids]
     seen = set()

@@ -28,7 +28,9 @@ def _every_state(found: dict[str, int]) -> dict[JobState, int]:
     return {state: found.get(state.value, 0) for state in JobState}
 
 
-@router.get("/queues", operation_id="listQueueStats", response_model=QueueList, responses=responses())
+@router.get(
+    "/queues", operation_id="listQueueStats", response_model=QueueList, responses=responses()
+)
 async def list_queues(principal: Reader, db: Db) -> Any:
     """Each queue the tenant has jobs in: jobs per state and the oldest waiting job."""
     async with db.connection() as conn:
@@ -77,8 +79,12 @@ async def get_stats(
 async def dlq_groups(
     principal: Reader,
     db: Db,
-    type: Annotated[str | None, Query(pattern=TYPE_PATTERN, description="Only this job type.")] = None,
-    queue: Annotated[str | None, Query(pattern=QUEUE_PATTERN, description="Only this queue.")] = None,
+    type: Annotated[
+        str | None, Query(pattern=TYPE_PATTERN, description="Only this job type.")
+    ] = None,
+    queue: Annotated[
+        str | None, Query(pattern=QUEUE_PATTERN, description="Only this queue.")
+    ] = None,
 ) -> Any:
     """The tenant's dead jobs grouped by type, queue and error class, largest group first
     (at most 1,000 groups); redrive them with ``POST /v1/jobs/{id}/redrive``."""

@@ -157,7 +157,7 @@ def _example_stream() -> str:
         },
     },
 )
-async def stream_events(
+async def stream_events(  # noqa: PLR0917 - FastAPI injects each by name
     request: Request,
     principal: Reader,
     settings: SettingsDep,

@@ -8,8 +8,8 @@ import httpx
 
 from jobline.client import _calls as calls
 from jobline.client import streaming
-from jobline.client._calls import Id
 from jobline.client._aio_base import AsyncBase
+from jobline.client._calls import Id
 from jobline.client._transport import error_of, unreachable, utcnow
 from jobline.client.errors import ConfigurationError
 from jobline.client.streaming import FrameParser, Reconnects, StreamedEvent

@@ -25,12 +25,13 @@ from jobline.api.registry import (
 )
 from jobline.client import _calls as calls
 from jobline.client import pagination
-from jobline.client._calls import Id
 from jobline.client._aio_base import AsyncBase
+from jobline.client._calls import Id
 
 
 class AsyncGovernance(AsyncBase):
-    """Policies, quotas, the audit log and the registry (see :class:`~jobline.client.AsyncClient`)."""
+    """Policies, quotas, the audit log and the registry (see
+    :class:`~jobline.client.AsyncClient`)."""
 
     async def list_policies(self) -> list[PolicyOut]:
         """The tenant's job-type policies."""
@@ -113,7 +114,9 @@ class AsyncGovernance(AsyncBase):
         """Every registered job type, with who may submit it (operator)."""
         return (await self._run(calls.list_all_job_types())).job_types
 
-    async def declare_job_type(self, name: str, job_type: JobTypeIn | Mapping[str, Any]) -> JobTypeAdminOut:
+    async def declare_job_type(
+        self, name: str, job_type: JobTypeIn | Mapping[str, Any]
+    ) -> JobTypeAdminOut:
         """Register or change a job type (operator)."""
         return await self._run(calls.declare_job_type(name, job_type))
 
@@ -121,6 +124,8 @@ class AsyncGovernance(AsyncBase):
         """Every declared queue (operator)."""
         return (await self._run(calls.list_queue_declarations())).queues
 
-    async def declare_queue(self, name: str, queue: QueueIn | Mapping[str, Any] | None = None) -> QueueOut:
+    async def declare_queue(
+        self, name: str, queue: QueueIn | Mapping[str, Any] | None = None
+    ) -> QueueOut:
         """Declare a queue, or change its partition count (operator)."""
         return await self._run(calls.declare_queue(name, queue or {}))

@@ -113,7 +113,9 @@ class SyncGovernance(SyncBase):
         """Every registered job type, with who may submit it (operator)."""
         return self._run(calls.list_all_job_types()).job_types
 
-    def declare_job_type(self, name: str, job_type: JobTypeIn | Mapping[str, Any]) -> JobTypeAdminOut:
+    def declare_job_type(
+        self, name: str, job_type: JobTypeIn | Mapping[str, Any]
+    ) -> JobTypeAdminOut:
         """Register or change a job type (operator)."""
         return self._run(calls.declare_job_type(name, job_type))
 
@@ -121,6 +123,8 @@ class SyncGovernance(SyncBase):
         """Every declared queue (operator)."""
         return self._run(calls.list_queue_declarations()).queues
 
-    def declare_queue(self, name: str, queue: QueueIn | Mapping[str, Any] | None = None) -> QueueOut:
+    def declare_queue(
+        self, name: str, queue: QueueIn | Mapping[str, Any] | None = None
+    ) -> QueueOut:
         """Declare a queue, or change its partition count (operator)."""
         return self._run(calls.declare_queue(name, queue or {}))

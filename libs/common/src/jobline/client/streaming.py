@@ -10,7 +10,7 @@ move that position without yielding an event.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -105,14 +105,16 @@ def event_of(frame: Frame) -> StreamedEvent | None:
 
 def stream_params(
     *,
-    event_types: list[str] | tuple[str, ...] | str | None,
+    event_types: Sequence[str] | str | None,
     job_id: object | None,
     job_type: str | None,
     queue: str | None,
 ) -> dict[str, str | None]:
     """The query of ``GET /v1/events/stream`` (event types comma-separated)."""
-    types = event_types if isinstance(event_types, str) or event_types is None else ",".join(
+    types = (
         event_types
+        if isinstance(event_types, str) or event_types is None
+        else ",".join(event_types)
     )
     return {
         "event_type": types or None,

@@ -7,6 +7,7 @@ cleanly; the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -77,10 +78,8 @@ def serve(app: Starlette | str, host: str, port: int, **kwargs: Any) -> None:
         signal.signal(signum, lambda *_: None)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
     server = _Server(config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C during shutdown
         server.run()
-    except KeyboardInterrupt:  # as uvicorn.run: a second Ctrl-C during shutdown
-        pass
     if not server.started:
         sys.exit(_STARTUP_FAILURE)
 
