@@ -184,7 +184,8 @@ def create_app(settings: Settings) -> FastAPI:
                 routes=app.routes,
             )
             schema = events.openapi_components(submit_docs(schema))
-            app.openapi_schema = problems.openapi_problem_content(schema)
+            schema = problems.document_unmatched_paths(problems.openapi_problem_content(schema))
+            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
