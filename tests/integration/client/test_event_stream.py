@@ -242,8 +242,10 @@ async def test_a_heartbeat_moves_the_position_past_events_the_filter_skipped(
 
 
 async def test_refusals_are_problems(serve_gateway, make_api_key, events_topic):
-    url = serve_gateway(**FAST_FETCH, gateway_event_streams_max=1)
-    key = await make_api_key()
+    url = serve_gateway(
+        **FAST_FETCH, gateway_event_streams_max=2, gateway_event_streams_per_tenant_max=1
+    )
+    key, neighbour, third = await make_api_key(), await make_api_key(), await make_api_key()
     reader = await make_api_key(scopes="jobs:write")
     async with httpx.AsyncClient(base_url=url, timeout=GUARD) as http:
         path = "/v1/events/stream"
@@ -261,11 +263,14 @@ async def test_refusals_are_problems(serve_gateway, make_api_key, events_topic):
             assert bad.status_code == 422, (params, headers, bad.text)
             assert bad.headers["content-type"] == "application/problem+json"
 
-        async with open_stream(url, key):
-            busy = await http.get(path, headers=auth)
-            assert busy.status_code == 503
+        async with open_stream(url, key), open_stream(url, neighbour):
+            mine = await http.get(path, headers=auth)  # the tenant's share is taken
+            assert mine.status_code == 429
+            assert mine.headers["retry-after"]
+            assert mine.json()["type"].endswith("too-many-streams")
+            busy = await http.get(path, headers={"Authorization": f"Bearer {third}"})
+            assert busy.status_code == 503  # the gateway's capacity is
             assert busy.headers["retry-after"]
-            assert busy.json()["type"].endswith("too-many-streams")
         # The slot comes back when the client goes away.
         async with asyncio.timeout(GUARD):
             while True:

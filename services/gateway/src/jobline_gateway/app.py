@@ -164,7 +164,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(registry_api.admin_router)
     app.include_router(schedules.router)
     app.include_router(events.router)
-    app.state.event_streams = events.StreamSlots(settings.gateway_event_streams_max)
+    app.state.event_streams = events.StreamSlots(
+        settings.gateway_event_streams_max, settings.gateway_event_streams_per_tenant_max
+    )
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)

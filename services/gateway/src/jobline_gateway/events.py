@@ -10,7 +10,8 @@ to stop: uvicorn waits for open responses before the lifespan's shutdown, so the
 watches for that itself and ends, and the client reconnects with its ``Last-Event-ID``.
 
 Every stream reads every tenant's events: the number open per gateway process is bounded
-(``gateway_event_streams_max``).
+(``gateway_event_streams_max``, 503 beyond), and one tenant's share of them too
+(``gateway_event_streams_per_tenant_max``, 429 beyond).
 """
 
 from __future__ import annotations
@@ -64,21 +65,43 @@ BUSY_RETRY_AFTER: Final = 5
 
 
 class StreamSlots:
-    """How many streams this process has open, at most ``limit``."""
+    """How many streams this process has open: at most ``limit`` in all (the process's
+    capacity) and ``per_tenant`` for one tenant (so one cannot take them all)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_tenant: int) -> None:
         self.limit = limit
+        self.per_tenant = per_tenant
         self.open = 0
+        self.by_tenant: dict[str, int] = {}
 
-    def take(self) -> bool:
+    def take(self, tenant: str) -> None:
+        """Count a new stream of ``tenant``, or refuse it: 429 over the tenant's share, 503
+        over the process's capacity, each with Retry-After."""
+        if self.by_tenant.get(tenant, 0) >= self.per_tenant:
+            EVENT_STREAMS_REFUSED.labels("tenant").inc()
+            raise ProblemError(
+                429,
+                f"The tenant has {self.per_tenant} event streams open on this gateway.",
+                kind="too-many-streams",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            )
         if self.open >= self.limit:
-            return False
+            EVENT_STREAMS_REFUSED.labels("gateway").inc()
+            raise ProblemError(
+                503,
+                f"This gateway has {self.limit} event streams open; try again shortly.",
+                kind="too-many-streams",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            )
         self.open += 1
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
         EVENT_STREAMS.set(self.open)
-        return True
 
-    def give(self) -> None:
+    def give(self, tenant: str) -> None:
         self.open -= 1
+        left = self.by_tenant.pop(tenant, 1) - 1
+        if left:
+            self.by_tenant[tenant] = left
         EVENT_STREAMS.set(self.open)
 
 
@@ -150,6 +173,12 @@ def _example_stream() -> str:
             },
         },
         **responses(),
+        429: {
+            "model": Problem,
+            "description": "Rate limit exceeded, or the tenant has "
+            "`gateway_event_streams_per_tenant_max` streams open on this gateway; see "
+            "Retry-After.",
+        },
         503: {
             "model": Problem,
             "description": "PostgreSQL or the broker is unavailable, or this gateway has "
@@ -204,14 +233,7 @@ async def stream_events(  # noqa: PLR0917 - FastAPI injects each by name
     )
     resume = _resume_point(last_event_id_header, last_event_id)
     slots: StreamSlots = request.app.state.event_streams
-    if not slots.take():
-        EVENT_STREAMS_REFUSED.inc()
-        raise ProblemError(
-            503,
-            f"This gateway has {slots.limit} event streams open; try again shortly.",
-            kind="too-many-streams",
-            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
-        )
+    slots.take(principal.tenant_id)
     consumer = _consumer(settings)
     released = False
 
@@ -219,7 +241,7 @@ async def stream_events(  # noqa: PLR0917 - FastAPI injects each by name
         nonlocal released
         if not released:
             released = True
-            slots.give()
+            slots.give(principal.tenant_id)
             try:
                 await consumer.stop()
             except Exception:  # closing a broken connection; nothing is lost

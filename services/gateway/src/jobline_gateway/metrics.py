@@ -40,7 +40,9 @@ EVENT_STREAMS: Final = Gauge(
 )
 EVENT_STREAMS_REFUSED: Final = Counter(
     "jobline_gateway_event_streams_refused_total",
-    "Event streams refused because the gateway had gateway_event_streams_max open.",
+    "Event streams refused: the tenant's share (tenant) or the gateway's capacity (gateway)"
+    " was open already.",
+    ["limit"],
     registry=REGISTRY,
 )
 

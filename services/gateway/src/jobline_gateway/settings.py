@@ -50,6 +50,8 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # own (every tenant's events, filtered here): this bounds them per gateway process;
     # beyond it a stream is refused with 503 and Retry-After.
     gateway_event_streams_max: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # One tenant's share of them (429 with Retry-After beyond), so one cannot take them all.
+    gateway_event_streams_per_tenant_max: Annotated[int, Field(ge=0, le=10_000)] = 10
     # A comment line this often keeps an idle stream alive through proxies and client timeouts.
     gateway_event_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
     # How long a stream's fetch waits at the broker for new events. The embedded broker
