@@ -339,7 +339,13 @@ async def _frames(
     sent = dict(offsets)
     quiet_since = time.monotonic()
     while not service.draining():
-        batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+        try:
+            batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+        except KafkaError as exc:
+            # End the stream cleanly: the client reconnects from its last id (and is told
+            # 503 while the broker stays away).
+            log.warning("an event stream lost the broker: %s", exc)
+            return
         for tp, records in batches.items():
             for record in records:
                 offsets[tp.partition] = record.offset + 1
