@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any, Final
 from uuid import UUID
 
@@ -110,20 +110,29 @@ class EventStreamResponse(StreamingResponse):
     cancelled by the client's disconnect, or never started)."""
 
     def __init__(
-        self, frames: AsyncIterator[bytes], release: Callable[[], Awaitable[None]]
+        self, frames: AsyncGenerator[bytes, None], release: Callable[[], Awaitable[None]]
     ) -> None:
         super().__init__(
             frames,
             media_type=MEDIA_TYPE,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+        self._frames = frames
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await asyncio.shield(self._release())
+            # Closed here, not by the garbage collector: a client that left while a frame
+            # was being sent leaves the generator suspended at its `yield`.
+            await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        try:
+            await self._frames.aclose()
+        finally:
+            await self._release()
 
 
 _STREAM_DOC: Final = (
@@ -333,7 +342,7 @@ async def _position(
 
 async def _frames(
     consumer: AIOKafkaConsumer, start: Positions, wanted: EventFilter, heartbeat: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     offsets = dict(start.offsets)  # the live position; each frame's id is a snapshot of it
     yield eventstream.position_frame(start, retry_ms=RETRY_MS)
     sent = dict(offsets)
