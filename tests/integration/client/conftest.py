@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,38 +26,57 @@ UNLIMITED = {
 
 
 @pytest.fixture
-def inprocess_gateway(database_url, kafka_bootstrap, topic_prefix) -> Iterator[str]:
-    """The gateway app served by uvicorn in a thread of this process; yields its URL."""
-    settings = Settings(
-        database_url=database_url,
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        **UNLIMITED,  # type: ignore[arg-type]
-        gateway_accept_undeclared=True,  # the schema tests submit made-up types and queues
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
+def serve_gateway(database_url, kafka_bootstrap, topic_prefix) -> Iterator[Callable[..., str]]:
+    """``serve_gateway(**settings)``: the gateway app served by uvicorn in a thread of this
+    process, on a real socket; returns its URL. Every one is stopped afterwards."""
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(**overrides: Any) -> str:
+        settings = Settings(
+            database_url=database_url,
+            kafka_bootstrap=kafka_bootstrap,
+            topic_prefix=topic_prefix,
+            **{
+                **UNLIMITED,
+                # The schema tests submit made-up types and queues.
+                "gateway_accept_undeclared": True,
+                **overrides,
+            },
         )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "gateway exited at start"
-        assert time.monotonic() < deadline, "gateway did not start"
-        time.sleep(0.05)
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive(), "gateway exited at start"
+            assert time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield serve
     finally:
-        server.should_exit = True
-        thread.join(30)
+        for server, _ in running:
+            server.should_exit = True
+        for _, thread in running:
+            thread.join(30)
+
+
+@pytest.fixture
+def inprocess_gateway(serve_gateway: Callable[..., str]) -> str:
+    """The gateway app served by uvicorn in a thread of this process; its URL."""
+    return serve_gateway()
 
 
 def env_for(url: str, key: str, **extra: Any) -> dict[str, str]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.formats.json import JSONFormat
 
-from jobline.core import cloudevent
+from jobline.core import cloudevent, eventstream
 from jobline.core.envelope import WorkEnvelope
 from jobline.core.job import JobState
-from jobline.core.states import Claim, Succeed
+from jobline.core.states import Cancel, Claim, Fail, Succeed
 from jobline.pg import jobstore, outbox
 from jobline.pg.queries import SQL
 from jobline_relay.publisher import Publisher
@@ -66,6 +69,48 @@ async def test_events_go_out_in_the_cloudevents_structured_binding(db, kafka_set
     for record in mine:
         assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
         assert cloudevent.decode(record.value).get_type() == "jobline.job.queued"
+
+
+async def test_every_event_type_reads_back_through_the_cloudevents_kafka_binding(
+    db, kafka_settings, producer
+):
+    """The CloudEvents SDK's Kafka binding, as a subscriber uses it, reads each lifecycle
+    event type as published: structured mode, chosen by the content-type header."""
+    tenant, queue = await new_tenant(db), fresh_queue()
+    now = datetime.now(UTC)
+    [later] = await submit_many(db, tenant, queue, 1, run_at=now + timedelta(hours=1))
+    ok, dies, cancelled, retries = await submit_many(db, tenant, queue, 4)
+    async with db.transaction() as conn:
+        for job_id in (ok, dies, retries):
+            await jobstore.apply(conn, job_id, Claim(1, "w", 30), now)
+        await jobstore.apply(conn, ok, Succeed(1, "w", {}), now)
+        await jobstore.apply(conn, dies, Fail(1, "w", "E", "no", retryable=False), now)
+        await jobstore.apply(conn, retries, Fail(1, "w", "E", "again"), now)
+        await jobstore.apply(conn, cancelled, Cancel(), now)
+    ids = {str(i) for i in (later, ok, dies, cancelled, retries)}
+    every_type = {f"jobline.job.{name}" for name in eventstream.EVENT_NAMES}
+    async with TopicReader(kafka_settings, f"{kafka_settings.topic_prefix}.events") as reader:
+        await drain(publisher_for(db, producer, kafka_settings))
+        await reader.until(
+            lambda rs: (
+                {json.loads(r.value)["type"] for r in rs if r.key.decode() in ids} >= every_type
+            )
+        )
+    mine = [r for r in reader.records if r.key.decode() in ids]
+    seen = set()
+    for record in mine:
+        message = kafka_binding.KafkaMessage(
+            headers={name: bytes(value) for name, value in record.headers},
+            key=record.key,
+            value=record.value,
+        )
+        event = kafka_binding.from_kafka_event(message)  # detects the mode from the headers
+        strict = kafka_binding.from_structured(message, JSONFormat())
+        assert event.get_attributes() == strict.get_attributes()
+        assert event.get_data() == json.loads(record.value)["data"]
+        assert event.get_subject() == record.key.decode()
+        seen.add(event.get_type())
+    assert seen == every_type
 
 
 async def test_a_failed_publish_rolls_back_and_keeps_every_row(db, kafka_settings, producer):

@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from jobline.cli import app, output
-from jobline.cli.events import EventFilter, event_line
+from jobline.cli.events import event_filter, event_line
 from jobline.cli.jobs import parse_when
 from jobline.client import NO_RETRIES, Client
 from tests.unit.test_client import job_json, problem
@@ -83,11 +83,11 @@ def test_times_are_iso_or_a_duration_ago():
 
 def test_event_filters_match_type_job_tenant_and_job_type():
     data = {"job_id": "j1", "tenant": "acme", "type": "send-email", "attempt": 1}
-    assert EventFilter.of(["succeeded"], None, None, None).matches("jobline.job.succeeded", data)
-    assert not EventFilter.of(["dead"], None, None, None).matches("jobline.job.succeeded", data)
-    assert EventFilter.of(None, "j1", "acme", "send-email").matches("jobline.job.queued", data)
-    assert not EventFilter.of(None, "j2", None, None).matches("jobline.job.queued", data)
-    assert not EventFilter.of(None, None, "other", None).matches("jobline.job.queued", data)
+    assert event_filter(["succeeded"], None, None, None).matches("jobline.job.succeeded", data)
+    assert not event_filter(["dead"], None, None, None).matches("jobline.job.succeeded", data)
+    assert event_filter(None, "j1", "acme", "send-email").matches("jobline.job.queued", data)
+    assert not event_filter(None, "j2", None, None).matches("jobline.job.queued", data)
+    assert not event_filter(None, None, "other", None).matches("jobline.job.queued", data)
     line = event_line("jobline.job.dead", "t", {**data, "error": {"class": "E", "message": "m"}})
     assert "dead" in line
     assert "E: m" in line

@@ -20,6 +20,8 @@ from jobline.web.service import dependency_checks
 from jobline_gateway import (
     admin,
     auditlog,
+    counts,
+    events,
     jobs,
     ownkeys,
     policies,
@@ -152,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
     add_standard_routes(app, dependency_checks(settings, settings), terse=settings.production)
     app.include_router(jobs.submit_router)
     app.include_router(jobs.router)
+    app.include_router(counts.router)
     app.include_router(admin.router)
     app.include_router(ownkeys.router)
     app.include_router(policies.router)
@@ -160,6 +163,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(registry_api.router)
     app.include_router(registry_api.admin_router)
     app.include_router(schedules.router)
+    app.include_router(events.router)
+    app.state.event_streams = events.StreamSlots(
+        settings.gateway_event_streams_max, settings.gateway_event_streams_per_tenant_max
+    )
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)
@@ -178,7 +185,9 @@ def create_app(settings: Settings) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = problems.openapi_problem_content(submit_docs(schema))
+            schema = events.openapi_components(submit_docs(schema))
+            schema = problems.document_unmatched_paths(problems.openapi_problem_content(schema))
+            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -7,7 +7,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobline.observe.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Histogram
+from jobline.observe.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Gauge, Histogram
 
 REQUESTS: Final = Counter(
     "jobline_gateway_requests_total",
@@ -31,6 +31,18 @@ JOBS_SUBMITTED: Final = Counter(
 IDEMPOTENT_REPLAYS: Final = Counter(
     "jobline_gateway_idempotent_replays_total",
     "Submissions answered from an existing Idempotency-Key.",
+    registry=REGISTRY,
+)
+EVENT_STREAMS: Final = Gauge(
+    "jobline_gateway_event_streams",
+    "Open GET /v1/events/stream responses in this gateway process.",
+    registry=REGISTRY,
+)
+EVENT_STREAMS_REFUSED: Final = Counter(
+    "jobline_gateway_event_streams_refused_total",
+    "Event streams refused: the tenant's share (tenant) or the gateway's capacity (gateway)"
+    " was open already.",
+    ["limit"],
     registry=REGISTRY,
 )
 

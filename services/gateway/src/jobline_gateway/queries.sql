@@ -79,3 +79,45 @@ WHERE schedule_id = :schedule_id AND fire_time IS NOT NULL
   AND (CAST(:before AS timestamptz) IS NULL OR fire_time < CAST(:before AS timestamptz))
 ORDER BY fire_time DESC
 LIMIT :limit
+
+-- name: queue_counts
+-- GET /v1/queues: jobs per queue and state. A scan of the tenant's range of
+-- ix_jobs_tenant_created: as cheap as the tenant's retained jobs are few (the retention purge
+-- removes finished ones). The lag is the oldest run_at among queued jobs.
+SELECT queue, state, count(*) AS n,
+       min(run_at) FILTER (WHERE state = 'queued') AS oldest_queued_at
+FROM jobs
+WHERE tenant_id = :tenant_id
+GROUP BY queue, state
+
+-- name: state_counts
+-- GET /v1/stats: jobs per state now (ix_jobs_tenant_state_created: one range per state).
+SELECT state, count(*) AS n FROM jobs WHERE tenant_id = :tenant_id GROUP BY state
+
+-- name: finished_counts
+-- GET /v1/stats: jobs that finished within the window, per final state.
+SELECT state, count(*) AS n FROM jobs
+WHERE tenant_id = :tenant_id
+  AND state IN ('succeeded', 'dead', 'cancelled')
+  AND finished_at >= :since
+GROUP BY state
+
+-- name: dlq_groups
+-- GET /v1/dlq/groups: the tenant's dead jobs (ix_jobs_tenant_state_created's 'dead' range)
+-- grouped by type, queue and the last attempt's error class; the newest of each group is
+-- its sample. Largest groups first, at most :limit.
+SELECT type, queue, last_error->>'error_class' AS error_class, count(*) AS n,
+       min(coalesce(finished_at, updated_at)) AS first_dead_at,
+       max(coalesce(finished_at, updated_at)) AS last_dead_at,
+       (array_agg(id ORDER BY coalesce(finished_at, updated_at) DESC, id DESC))[1]
+           AS sample_job_id,
+       (array_agg(last_error->>'message'
+                  ORDER BY coalesce(finished_at, updated_at) DESC, id DESC))[1]
+           AS sample_message
+FROM jobs
+WHERE tenant_id = :tenant_id AND state = 'dead'
+  AND (CAST(:type AS text) IS NULL OR type = CAST(:type AS text))
+  AND (CAST(:queue AS text) IS NULL OR queue = CAST(:queue AS text))
+GROUP BY type, queue, last_error->>'error_class'
+ORDER BY n DESC, last_dead_at DESC
+LIMIT :limit

@@ -46,6 +46,18 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     gateway_address_rate_per_second: Annotated[float, Field(gt=0, le=1_000_000)] = 2000.0
     gateway_address_burst: Annotated[int, Field(ge=1, le=10_000_000)] = 4000
 
+    # GET /v1/events/stream. Each open stream reads the events topic with a consumer of its
+    # own (every tenant's events, filtered here): this bounds them per gateway process;
+    # beyond it a stream is refused with 503 and Retry-After.
+    gateway_event_streams_max: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # One tenant's share of them (429 with Retry-After beyond), so one cannot take them all.
+    gateway_event_streams_per_tenant_max: Annotated[int, Field(ge=0, le=10_000)] = 10
+    # A comment line this often keeps an idle stream alive through proxies and client timeouts.
+    gateway_event_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # How long a stream's fetch waits at the broker for new events. The embedded broker
+    # answers a waiting fetch only when the wait ends (ARCHITECTURE.md): `jobline dev` sets 100.
+    gateway_events_fetch_max_wait_ms: Annotated[int, Field(ge=1, le=10_000)] = 500
+
     # Tenant quota defaults (an operator's row in tenant_quotas overrides them per tenant).
     quota_max_schedules: Annotated[int, Field(ge=1)] = 1000
     quota_min_schedule_interval_seconds: Annotated[int, Field(ge=1)] = 1

@@ -1,9 +1,4 @@
-"""The dead-letter queue, grouped: ``GET /v1/dlq/groups``.
-
-NOT SERVED YET by the gateway: the client's ``dlq_groups`` and ``jobline dlq groups`` call
-it and report its absence (exit code 3). Listing and redriving dead jobs work today through
-``/v1/jobs?status=dead`` and ``POST /v1/jobs/{id}/redrive``.
-"""
+"""The dead-letter queue, grouped: ``GET /v1/dlq/groups``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Queue depths and job counts: ``GET /v1/queues`` and ``GET /v1/stats``.
-
-NOT SERVED YET by the gateway: the client's ``queues``/``stats`` and ``jobline queues`` /
-``jobline stats`` call them and report their absence (exit code 3).
-"""
+"""Queue depths and job counts: ``GET /v1/queues`` and ``GET /v1/stats``."""
 
 from __future__ import annotations
 

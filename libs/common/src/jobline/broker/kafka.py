@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
@@ -154,3 +154,22 @@ async def check_broker(settings: KafkaSettings, timeout: float = 3.0) -> None:  
 
 def _unreachable(settings: KafkaSettings, reason: object) -> DependencyUnavailable:
     return DependencyUnavailable(f"broker at {settings.kafka_bootstrap} unreachable: {reason}")
+
+
+async def assignable_partitions(
+    consumer: AIOKafkaConsumer, topic: str, *, attempts: int = 20
+) -> list[TopicPartition]:
+    """Every partition of ``topic``, for manual assignment; [] if the topic does not exist.
+
+    A started consumer knows the topics that existed when it connected; one created since
+    (by a relay starting beside it) shows after a metadata refresh, which aiokafka offers
+    only on its client.
+    """
+    for attempt in range(attempts):
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if attempt < attempts - 1:
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.05 * attempt)
+    return []

@@ -1,9 +1,12 @@
 """``jobline events tail``: lifecycle events from ``<prefix>.events`` as they are published.
 
-An operator's tool: it reads the topic itself (every tenant's events, hence ``--tenant``),
-with manual partition assignment rather than a consumer group, so it starts at once on any
-broker and never disturbs a group. The broker comes from ``--bootstrap``,
+By default an operator's tool: it reads the topic itself (every tenant's events, hence
+``--tenant``), with manual partition assignment rather than a consumer group, so it starts at
+once on any broker and never disturbs a group. The broker comes from ``--bootstrap``,
 JOBLINE_KAFKA_BOOTSTRAP or the running dev stack.
+
+``--via-api`` reads the gateway's ``GET /v1/events/stream`` instead (JOBLINE_GATEWAY_URL,
+JOBLINE_API_KEY): the API key's tenant's events only, for a host without Kafka access.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
-from jobline.cli.output import ExitCode, echo_json, fail
-from jobline.core import cloudevent, topics
+from jobline.cli.output import ExitCode, echo_json, fail, gateway
+from jobline.core import cloudevent, eventstream, topics
 from jobline.core.errors import InvalidEvent
+from jobline.core.eventstream import EventFilter
 from jobline.dev import devstack
 
 app = typer.Typer(
@@ -33,36 +36,19 @@ app = typer.Typer(
 FETCH_WAIT_MS = 100
 
 
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    """Which events to show; each given field must match."""
-
-    types: frozenset[str] = frozenset()
-    job_id: str | None = None
-    tenant: str | None = None
-    job_type: str | None = None
-
-    @classmethod
-    def of(
-        cls,
-        types: list[str] | None,
-        job_id: str | None,
-        tenant: str | None,
-        job_type: str | None,
-    ) -> EventFilter:
-        full = {
-            t if t.startswith(cloudevent.JOB_EVENT_PREFIX) else cloudevent.JOB_EVENT_PREFIX + t
-            for t in types or []
-        }
-        return cls(frozenset(full), job_id, tenant, job_type)
-
-    def matches(self, event_type: str, data: dict[str, Any]) -> bool:
-        return (
-            (not self.types or event_type in self.types)
-            and (self.job_id is None or data.get("job_id") == self.job_id)
-            and (self.tenant is None or data.get("tenant") == self.tenant)
-            and (self.job_type is None or data.get("type") == self.job_type)
-        )
+def event_filter(
+    types: list[str] | None,
+    job_id: str | None,
+    tenant: str | None,
+    job_type: str | None,
+    queue: str | None = None,
+) -> EventFilter:
+    """The filter of the options; an unknown event type is a usage error."""
+    try:
+        full = eventstream.event_types(types or [])
+    except ValueError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from None
+    return EventFilter(full, job_id, tenant, job_type, queue)
 
 
 def event_line(event_type: str, time: str, data: dict[str, Any]) -> str:
@@ -103,18 +89,46 @@ def tail(
     job: Annotated[str | None, typer.Option(help="Only this job's events.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's events.")] = None,
     job_type: Annotated[str | None, typer.Option(help="Only jobs of this type.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only jobs on this queue.")] = None,
     from_beginning: Annotated[
         bool, typer.Option(help="Start at the oldest retained event, not at the end.")
     ] = False,
+    via_api: Annotated[
+        bool,
+        typer.Option(
+            "--via-api",
+            help="Read the gateway's event stream (GET /v1/events/stream) instead of the "
+            "broker: the API key's tenant only, no Kafka access needed.",
+        ),
+    ] = False,
+    last_event_id: Annotated[
+        str | None,
+        typer.Option(
+            help="With --via-api: continue right after this stream position (an event's "
+            "`stream_id` in --json output)."
+        ),
+    ] = None,
     count: Annotated[int | None, typer.Option(help="Stop after this many matching events.")] = None,
     bootstrap: Annotated[str | None, typer.Option(help="host:port of the broker.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each CloudEvent as one JSON line.")
     ] = False,
 ) -> None:
-    """Print lifecycle events as they are published, filtered by type, job, tenant."""
+    """Print lifecycle events as they are published, filtered by type, job, tenant, queue."""
+    wanted = event_filter(event_type, job, tenant, job_type, queue)
+    if via_api:
+        for option, given in (
+            ("--tenant", tenant),
+            ("--from-beginning", from_beginning),
+            ("--bootstrap", bootstrap),
+        ):
+            if given:
+                raise fail(f"{option} does not go with --via-api", ExitCode.USAGE)
+        _tail_api(wanted, last_event_id, count, as_json)
+        return
+    if last_event_id is not None:
+        raise fail("--last-event-id needs --via-api", ExitCode.USAGE)
     address, prefix = _bootstrap(bootstrap)
-    wanted = EventFilter.of(event_type, job, tenant, job_type)
 
     def show(raw: bytes) -> bool:
         try:
@@ -138,6 +152,32 @@ def tail(
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except OSError as exc:
         raise fail(f"broker at {address} unreachable: {exc}", ExitCode.UNREACHABLE) from None
+
+
+def _tail_api(
+    wanted: EventFilter, last_event_id: str | None, count: int | None, as_json: bool
+) -> None:
+    shown = 0
+    with gateway() as client:
+        stream = client.stream_events(
+            event_types=sorted(wanted.types),
+            job_id=wanted.job_id,
+            job_type=wanted.job_type,
+            queue=wanted.queue,
+            last_event_id=last_event_id,
+        )
+        for streamed in stream:
+            event = streamed.event
+            if as_json:
+                # The CloudEvent as on the topic, plus where the stream stood after it.
+                cloud = event.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                echo_json({**cloud, "stream_id": streamed.id}, lines=True)
+            else:
+                data = event.data.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                typer.echo(event_line(event.type, event.time or "-", data))
+            shown += 1
+            if count is not None and shown >= count:
+                return
 
 
 async def _tail(
@@ -188,12 +228,9 @@ async def _tail(
 
 
 async def _partitions(consumer: Any, topic: str) -> list[Any]:
-    from aiokafka import TopicPartition
+    from jobline.broker.kafka import assignable_partitions
 
-    for _ in range(20):  # metadata for a topic may take a moment after start
-        if topic in await consumer.topics():  # refreshes the cluster metadata
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
-        await asyncio.sleep(0.1)
-    raise OSError(f"topic {topic} does not exist (is the stack set up for this prefix?)")
+    found = await assignable_partitions(consumer, topic)
+    if not found:
+        raise OSError(f"topic {topic} does not exist (is the stack set up for this prefix?)")
+    return found

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from jobline.broker import kafka
+from jobline.cli.output import JsonFlag, echo_json
 from jobline.core import topics
 from jobline.core.errors import ConfigError, JoblineError
 from jobline.dev import devstack
@@ -67,6 +68,7 @@ def dev(
 
 def migrate_cmd(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    as_json: JsonFlag = False,
 ) -> None:
     """Apply the database migrations (to the dev stack's database unless JOBLINE_DATABASE_URL)."""
     url = _database_url()
@@ -75,12 +77,17 @@ def migrate_cmd(
         migrate.upgrade(url, revision)
     except JoblineError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"database at {db.describe(url)} is at revision {migrate.current(url)}")
+    current = migrate.current(url)
+    if as_json:
+        echo_json({"database": db.describe(url), "revision": current})
+        return
+    typer.echo(f"database at {db.describe(url)} is at revision {current}")
 
 
 @topics_app.command("ensure")
 def topics_ensure(
     queues: Annotated[str, typer.Option(help="Comma-separated queue names.")] = "default",
+    as_json: JsonFlag = False,
 ) -> None:
     """Create the work, DLQ, events and insights topics that do not exist yet."""
     try:
@@ -91,6 +98,9 @@ def topics_ensure(
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc), 2) from None
     created = _run(kafka.ensure_topics(settings, names))
+    if as_json:
+        echo_json({"created": created, "present": [n for n in names if n not in created]})
+        return
     typer.echo(f"created: {', '.join(created) or 'nothing (all present)'}")
 
 

@@ -34,6 +34,7 @@ from jobline.client.errors import (
     Unauthorized,
     WaitTimeout,
 )
+from jobline.client.streaming import StreamedEvent
 from jobline.client.sync import Client
 from jobline.client.watching import JobEvent
 
@@ -56,6 +57,7 @@ __all__ = [
     "RetryPolicy",
     "RouteNotServed",
     "ServerError",
+    "StreamedEvent",
     "Unauthorized",
     "WaitTimeout",
     "api_key",

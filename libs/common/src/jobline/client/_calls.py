@@ -9,15 +9,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeAlias
+from urllib.parse import quote
 from uuid import UUID
 
 from pydantic import BaseModel
 
 from jobline.api.dlq import DlqGroupList
+from jobline.api.governance import AuditPage, PolicyIn, PolicyList, PolicyOut, QuotasIn, QuotasOut
 from jobline.api.jobs import AttemptList, BackoffIn, BatchOut, JobOut, JobPage, JobSpec, JobState
 from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut, OwnKeyIn, Scope
 from jobline.api.problems import Problem
 from jobline.api.queues import QueueList, Stats
+from jobline.api.registry import (
+    JobTypeAdminList,
+    JobTypeAdminOut,
+    JobTypeIn,
+    JobTypeList,
+    QueueDeclarations,
+    QueueIn,
+    QueueOut,
+)
 from jobline.api.schedules import (
     NextFires,
     ScheduledJobPage,
@@ -28,6 +39,7 @@ from jobline.api.schedules import (
 )
 from jobline.client._transport import Call, model, nothing
 from jobline.client.errors import NotFound
+from jobline.client.streaming import LAST_EVENT_ID_HEADER
 
 Id: TypeAlias = UUID | str
 Body: TypeAlias = BaseModel | Mapping[str, Any]
@@ -37,6 +49,7 @@ JOBS: Final = "/v1/jobs"
 SCHEDULES: Final = "/v1/schedules"
 ADMIN_KEYS: Final = "/v1/admin/keys"
 OWN_KEYS: Final = "/v1/keys"
+EVENTS_STREAM: Final = "/v1/events/stream"
 
 _job = model(JobOut)
 _schedule = model(ScheduleOut)
@@ -168,7 +181,7 @@ def redrive_job(job_id: Id) -> Call[JobOut]:
     return Call("POST", f"{JOBS}/{job_id}/redrive", _job)
 
 
-# --- not served yet -----------------------------------------------------------------------
+# --- counts (planned: a gateway before them answers 404, named RouteNotServed) --------------
 
 
 def dlq_groups(*, type: str | None = None, queue: str | None = None) -> Call[DlqGroupList]:
@@ -264,3 +277,93 @@ def list_own_keys() -> Call[KeyList]:
 
 def revoke_own_key(key_id: Id) -> Call[KeyOut]:
     return Call("DELETE", f"{OWN_KEYS}/{key_id}", model(KeyOut), planned=True)
+
+
+# --- lifecycle events ---------------------------------------------------------------------
+
+
+def stream_events(params: Mapping[str, Any], last_event_id: str | None) -> Call[None]:
+    """``GET /v1/events/stream`` (the clients read the answer as a stream, not with parse)."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers[LAST_EVENT_ID_HEADER] = last_event_id
+    return Call("GET", EVENTS_STREAM, nothing, params=params, headers=headers, planned=True)
+
+
+# --- policies, quotas, audit --------------------------------------------------------------
+
+POLICIES: Final = "/v1/policies"
+
+
+def _segment(value: str) -> str:
+    """A name as one path segment (job types may hold `/` and `:`)."""
+    return quote(value, safe="")
+
+
+def list_policies() -> Call[PolicyList]:
+    return Call("GET", POLICIES, model(PolicyList))
+
+
+def set_policy(job_type: str, policy: PolicyIn | Mapping[str, Any]) -> Call[PolicyOut]:
+    return Call("PUT", f"{POLICIES}/{_segment(job_type)}", model(PolicyOut), json=body(policy))
+
+
+def delete_policy(job_type: str) -> Call[None]:
+    return Call("DELETE", f"{POLICIES}/{_segment(job_type)}", nothing)
+
+
+def get_quotas(tenant: str) -> Call[QuotasOut]:
+    return Call("GET", f"/v1/admin/tenants/{_segment(tenant)}/quotas", model(QuotasOut))
+
+
+def set_quotas(tenant: str, quotas: QuotasIn | Mapping[str, Any]) -> Call[QuotasOut]:
+    path = f"/v1/admin/tenants/{_segment(tenant)}/quotas"
+    return Call("PUT", path, model(QuotasOut), json=body(quotas))
+
+
+def list_audit(
+    *,
+    tenant: str | None = None,
+    action: str | None = None,
+    key_id: Id | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[AuditPage]:
+    params = {
+        "tenant": tenant,
+        "action": action,
+        "key_id": key_id,
+        "target": target,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return Call("GET", "/v1/audit", model(AuditPage), params=params)
+
+
+# --- the registry: job types and queues ---------------------------------------------------
+
+
+def list_job_types() -> Call[JobTypeList]:
+    return Call("GET", "/v1/job-types", model(JobTypeList))
+
+
+def list_all_job_types() -> Call[JobTypeAdminList]:
+    return Call("GET", "/v1/admin/job-types", model(JobTypeAdminList))
+
+
+def declare_job_type(name: str, job_type: JobTypeIn | Mapping[str, Any]) -> Call[JobTypeAdminOut]:
+    path = f"/v1/admin/job-types/{_segment(name)}"
+    return Call("PUT", path, model(JobTypeAdminOut), json=body(job_type))
+
+
+def list_queue_declarations() -> Call[QueueDeclarations]:
+    return Call("GET", "/v1/admin/queues", model(QueueDeclarations))
+
+
+def declare_queue(name: str, queue: QueueIn | Mapping[str, Any]) -> Call[QueueOut]:
+    return Call("PUT", f"/v1/admin/queues/{_segment(name)}", model(QueueOut), json=body(queue))

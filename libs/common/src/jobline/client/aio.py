@@ -3,18 +3,21 @@
 The same surface as :class:`~jobline.client.Client`, method for method; iterators are async.
 
 :class:`AsyncClient` is put together from one mixin per resource (``_aio_jobs``,
-``_aio_schedules``, ``_aio_keys``) over ``_aio_base``, which holds the connection pool and
-the retry loop.
+``_aio_schedules``, ``_aio_keys``,
+``_aio_governance``, ``_aio_events``) over ``_aio_base``, which holds the
+connection pool and the retry loop.
 """
 
 from __future__ import annotations
 
+from jobline.client._aio_events import AsyncEvents
+from jobline.client._aio_governance import AsyncGovernance
 from jobline.client._aio_jobs import AsyncJobs
 from jobline.client._aio_keys import AsyncKeys
 from jobline.client._aio_schedules import AsyncSchedules
 
 
-class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys):
+class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys, AsyncGovernance, AsyncEvents):
     """The gateway's REST API, typed with its models, for asyncio.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to

@@ -1,19 +1,22 @@
 """The synchronous client: ``with Client() as jobline: jobline.submit("echo", {...})``.
 
 :class:`Client` is put together from one mixin per resource (``_sync_jobs``,
-``_sync_schedules``, ``_sync_keys``) over ``_sync_base``, which holds the connection pool
-and the retry loop.
+``_sync_schedules``, ``_sync_keys``,
+``_sync_governance``, ``_sync_events``) over ``_sync_base``, which holds the
+connection pool and the retry loop.
 """
 
 from __future__ import annotations
 
 from jobline.client._calls import job_fields
+from jobline.client._sync_events import SyncEvents
+from jobline.client._sync_governance import SyncGovernance
 from jobline.client._sync_jobs import SyncJobs
 from jobline.client._sync_keys import SyncKeys
 from jobline.client._sync_schedules import SyncSchedules
 
 
-class Client(SyncJobs, SyncSchedules, SyncKeys):
+class Client(SyncJobs, SyncSchedules, SyncKeys, SyncGovernance, SyncEvents):
     """The gateway's REST API, typed with its models.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to

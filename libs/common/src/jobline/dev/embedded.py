@@ -222,6 +222,8 @@ BROKER_TUNING: Mapping[str, str] = {
     "JOBLINE_WORKER_FETCH_MAX_WAIT_MS": "5",
     "JOBLINE_WORKER_KAFKA_SESSION_TIMEOUT_MS": "2500",
     "JOBLINE_WORKER_KAFKA_HEARTBEAT_INTERVAL_MS": "800",
+    # The gateway's event streams (GET /v1/events/stream) fetch with the same short wait.
+    "JOBLINE_GATEWAY_EVENTS_FETCH_MAX_WAIT_MS": "100",
 }
 
 

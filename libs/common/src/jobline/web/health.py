@@ -83,6 +83,7 @@ def add_standard_routes(
                 endpoint,
                 methods=["GET"],
                 summary=summary,
+                operation_id=path.strip("/"),  # stable, not FastAPI's `healthz_healthz_get`
                 tags=["health"],
                 responses={503: {"description": "A dependency is unreachable."}}
                 if path == "/readyz"

@@ -211,6 +211,28 @@ def openapi_problem_content(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def document_unmatched_paths(schema: dict[str, Any]) -> dict[str, Any]:
+    """A path whose parameter the router cannot match (a name with a line break in it, say)
+    is answered 404 by the router before the route's own validation: document that 404 on
+    every operation with a path parameter that does not list one already."""
+    for path, item in schema.get("paths", {}).items():
+        if "{" not in path:
+            continue
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.setdefault("responses", {}).setdefault(
+                    "404",
+                    {
+                        "description": "No route matches this path (e.g. a path parameter "
+                        "holding a line break).",
+                        "content": {
+                            MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                        },
+                    },
+                )
+    return schema
+
+
 def quota_problem(exc: QuotaExceeded) -> ProblemError:
     """A tenant quota's refusal: 429 with Retry-After when waiting helps, else 422."""
     if exc.retry_after is not None:

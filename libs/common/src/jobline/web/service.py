@@ -7,10 +7,13 @@ cleanly; the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Any, Final, TypeVar
 
 import uvicorn
 from pydantic_settings import BaseSettings
@@ -30,6 +33,25 @@ from jobline.settings import (
 from jobline.web import health
 
 S = TypeVar("S", bound=BaseSettings)
+
+# uvicorn's exit code when the server did not start (as uvicorn.run exits).
+_STARTUP_FAILURE: Final = 3
+_draining = threading.Event()
+
+
+def draining() -> bool:
+    """Whether this process was told to stop (SIGTERM/SIGINT).
+
+    uvicorn waits for every open response before it runs the lifespan's shutdown, so a
+    response that never ends by itself (an event stream) must watch this and end.
+    """
+    return _draining.is_set()
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        _draining.set()
+        super().handle_exit(sig, frame)
 
 
 def dependency_checks(db: DatabaseSettings, kafka: KafkaSettings) -> dict[str, health.Check]:
@@ -54,10 +76,15 @@ def serve(app: Starlette | str, host: str, port: int, **kwargs: Any) -> None:
     """
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
+    server = _Server(config)
     try:
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **kwargs)
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C during shutdown
+            server.run()
     finally:
         tracing.shutdown()  # the spans of the last moments still go out
+    if not server.started:
+        sys.exit(_STARTUP_FAILURE)
 
 
 def start_tracing(name: str) -> None:
