@@ -1,7 +1,7 @@
 """Many replicas on one machine: 2 gateways, 3 relays and 4 workers against one PostgreSQL and
 one broker. ``make test-scale`` runs it with 50,000 jobs (JOBLINE_SCALE_JOBS=50000, about
-75 seconds on two cores, 2026-12-07); ``make test`` runs the same test with 10,000 jobs, which keeps every
-property below under watch for about 40 seconds of the suite's 15-minute budget.
+75 seconds on two cores, 2026-12-07); ``make test`` runs the same test with 10,000 jobs, which
+keeps every property below under watch for about 40 seconds of the suite's 15-minute budget.
 
 What must hold, whatever the interleaving:
 - every job succeeded, and its effect (the example ``send-email`` handler's row, keyed by the
