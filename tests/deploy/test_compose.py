@@ -42,10 +42,18 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+# What an operator must set (the workers' handlers have no default); the values are theirs.
+HANDLERS = {
+    "JOBLINE_HANDLERS_DIR": "../shop-handlers",
+    "JOBLINE_WORKER_APP": "shop_jobs.tasks:worker",
+    "JOBLINE_QUEUES": "default,billing",
+}
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    """The file interpolated with an empty environment: every default in force."""
-    return dict(interpolate(load(), {}))
+    """The file interpolated with only the required variables set: every default in force."""
+    return dict(interpolate(load(), HANDLERS))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -203,10 +211,17 @@ def test_several_replicas_of_gateway_relay_and_worker_behind_one_edge(compose) -
 def test_the_worker_runs_your_handlers_not_the_examples(compose) -> None:
     worker = compose["services"]["worker"]
     assert "examples" not in " ".join(worker["command"])
-    app = environment(worker)["JOBLINE_WORKER_APP"]
-    assert not app.startswith("jobline_worker.")
+    assert environment(worker)["JOBLINE_WORKER_APP"] == HANDLERS["JOBLINE_WORKER_APP"]
+    assert worker["build"]["context"] == HANDLERS["JOBLINE_HANDLERS_DIR"]
     assert worker["build"]["additional_contexts"] == {"jobline": "service:init"}
-    context = ROOT / worker["build"]["context"]
+    # Without them Compose refuses to start and names what is missing: no example handlers
+    # (neither jobline_worker.examples nor deploy/examples/handlers) run by default.
+    for missing in HANDLERS:
+        env = {k: v for k, v in HANDLERS.items() if k != missing}
+        with pytest.raises(InterpolationError, match=f"^{missing}: "):
+            interpolate(load(), env)
+    # The example handlers folder is a working template of what JOBLINE_HANDLERS_DIR names.
+    context = ROOT / "deploy" / "examples" / "handlers"
     dockerfile = (context / "Dockerfile").read_text()
     assert re.search(r"^FROM \$\{JOBLINE_IMAGE\}$", dockerfile, re.MULTILINE)
     assert "ARG JOBLINE_IMAGE=jobline\n" in dockerfile  # the additional context's name

@@ -1,7 +1,7 @@
 """Many replicas on one machine: 2 gateways, 3 relays and 4 workers against one PostgreSQL and
 one broker. ``make test-scale`` runs it with 50,000 jobs (JOBLINE_SCALE_JOBS=50000, about
-2.5 minutes on two cores); ``make test`` runs the same test with 10,000 jobs, which keeps every
-property below under watch for about 40 seconds of the suite's 15-minute budget.
+75 seconds on two cores, 2026-12-07); ``make test`` runs the same test with 10,000 jobs, which
+keeps every property below under watch for about 40 seconds of the suite's 15-minute budget.
 
 What must hold, whatever the interleaving:
 - every job succeeded, and its effect (the example ``send-email`` handler's row, keyed by the
@@ -299,7 +299,7 @@ def _out_of_order(per_job: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
-# The run takes about 2.5 minutes for 50,000 jobs on two idle cores, more on a shared machine;
+# The run takes about 75 s for 50,000 jobs on two shared cores (2026-12-07), more when busy;
 # it is set up by whichever test comes first.
 pytestmark = pytest.mark.timeout(DONE_TIMEOUT + 600)
 

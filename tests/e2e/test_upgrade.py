@@ -255,9 +255,9 @@ class Rollout:
     async def new_gateway_old_worker(self, old_gateway: Any, old_relay: Any) -> Api:
         """Step 3: a new gateway and relay replace the old ones; the old worker stays.
 
-        The swap waits for the outbox to drain: two relays at once may publish a job's events
-        out of order (a known relay bug, tests/e2e/test_multi_replica.py), which is not what
-        this test is about."""
+        The swap waits for the outbox to drain, so that the jobs of this step are the new
+        gateway's alone (relays of two releases publishing side by side are not what this test
+        is about; tests/e2e/test_multi_replica.py checks per-job order across relays)."""
         await _all_succeeded(self.pool, self.every)
         await _outbox_drained(self.pool)
         gateway = self.stack.start("gateway", env=GATEWAY_ENV)

@@ -1,7 +1,8 @@
-"""Operating the platform on this machine: ``dev``, ``migrate``, ``topics ensure``.
+"""Operating the platform: ``dev``, ``migrate``, ``topics ensure``, ``admin-key``.
 
 These talk to PostgreSQL and the broker directly (they set them up), unlike every other
-command, which goes through the gateway's API.
+command, which goes through the gateway's API. ``admin-key`` is how a new installation gets
+its first key: every key after it is created through the gateway (``jobline keys create``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import typer
 from jobline.broker import kafka
 from jobline.cli.output import JsonFlag, echo_json
 from jobline.core import topics
+from jobline.core.apikeys import Scope
 from jobline.core.errors import ConfigError, JoblineError
 from jobline.dev import devstack
-from jobline.pg import db, migrate
-from jobline.settings import KafkaSettings, RuntimeSettings, load
+from jobline.pg import audit, db, keystore, migrate
+from jobline.settings import DatabaseSettings, KafkaSettings, RuntimeSettings, load
 
 T = TypeVar("T")
 
@@ -82,6 +84,30 @@ def migrate_cmd(
         echo_json({"database": db.describe(url), "revision": current})
         return
     typer.echo(f"database at {db.describe(url)} is at revision {current}")
+
+
+def admin_key_cmd(
+    tenant: Annotated[str, typer.Option(help="The operators' tenant.")] = "ops",
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "admin-key",
+) -> None:
+    """Create an API key with the admin scope straight in PostgreSQL (JOBLINE_DATABASE_URL) and
+    print it once: a new installation's first key; create the others with `jobline keys`."""
+    typer.echo(_run(_create_admin_key(_database_url(), tenant, name)))
+
+
+async def _create_admin_key(url: str, tenant: str, name: str) -> str:
+    """The key and its audit entry in one transaction, as the gateway creates keys."""
+    async with (
+        db.Database(DatabaseSettings(database_url=url), application_name="jobline-cli") as database,
+        database.transaction() as conn,
+    ):
+        record, plaintext = await keystore.create_key(
+            conn, tenant_id=tenant, name=name, scopes=frozenset({Scope.ADMIN})
+        )
+        who = audit.Actor(key_id=None, tenant_id=None, address="cli:jobline admin-key")
+        detail = {"tenant": tenant, "name": name, "scopes": [Scope.ADMIN.value]}
+        await audit.record(conn, who, "key.create", str(record.id), detail)
+    return plaintext
 
 
 @topics_app.command("ensure")
