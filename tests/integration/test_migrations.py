@@ -49,8 +49,11 @@ EXPECTED_TABLES = {
     "tenant_quotas",
     "tenant_rate_buckets",
     "audit_log",
+    # 0010: webhooks
+    "webhook_endpoints",
+    "webhook_deliveries",
 }
-HEAD = "0009"
+HEAD = "0010"
 
 
 @pytest.fixture
