@@ -39,7 +39,7 @@ def validate(patterns: Iterable[str]) -> list[str]:
 def matches(patterns: Iterable[str], event_type: str) -> bool:
     """Whether an endpoint subscribed to ``patterns`` receives an ``event_type`` event."""
     for pattern in patterns:
-        if pattern == "*" or pattern == event_type:
+        if pattern in ("*", event_type):
             return True
         if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
             return True
