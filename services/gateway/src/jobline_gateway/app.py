@@ -27,6 +27,7 @@ from jobline_gateway import (
     registry_api,
     schedules,
     store,
+    webhooks,
 )
 from jobline_gateway.admission import GateSettings, SubmissionGate
 from jobline_gateway.catalog import Catalog
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(registry_api.router)
     app.include_router(registry_api.admin_router)
     app.include_router(schedules.router)
+    app.include_router(webhooks.router)
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)

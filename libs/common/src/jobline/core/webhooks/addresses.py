@@ -62,7 +62,7 @@ def _unmapped(address: IPAddress) -> IPAddress:
 def refusal(address: IPAddress) -> str | None:
     """Why ``address`` is not public (``None`` when it is globally routable)."""
     inner = _unmapped(address)
-    for addr in {address, inner}:
+    for addr in (inner, address):
         if addr.is_loopback:
             return "loopback"
         if addr.is_link_local:

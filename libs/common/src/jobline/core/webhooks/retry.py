@@ -29,7 +29,7 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         if not 0 < self.base_seconds <= self.max_seconds:
-            raise ValueError("need 0 < base_seconds <= max_seconds")
+            raise ValueError("base_seconds must be > 0 and <= max_seconds")
         if self.disable_after < 1:
             raise ValueError("disable_after must be >= 1")
 
