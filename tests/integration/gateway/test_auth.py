@@ -197,7 +197,11 @@ async def test_a_key_expiring_while_cached_is_refused(client, db: Database):
     expires_at = datetime.now(UTC) + timedelta(seconds=2)
     async with db.transaction() as conn:
         _, key = await keystore.create_key(
-            conn, tenant_id=tenant, name="soon", scopes=frozenset({Scope.JOBS_READ}), expires_at=expires_at
+            conn,
+            tenant_id=tenant,
+            name="soon",
+            scopes=frozenset({Scope.JOBS_READ}),
+            expires_at=expires_at,
         )
     assert (await client.get("/v1/jobs", headers=bearer(key))).status_code == 200  # now cached
     await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()) + 0.1)
@@ -205,7 +209,9 @@ async def test_a_key_expiring_while_cached_is_refused(client, db: Database):
     _problem(await client.get("/v1/jobs", headers=bearer(key)), 401)
 
 
-async def test_a_key_expired_in_the_database_is_refused_once_the_change_is_heard(client, db: Database):
+async def test_a_key_expired_in_the_database_is_refused_once_the_change_is_heard(
+    client, db: Database
+):
     tenant = f"t-{uuid4().hex[:8]}"
     async with db.transaction() as conn:
         record, key = await keystore.create_key(

@@ -3,7 +3,8 @@
 The same surface as :class:`~jobline.client.Client`, method for method; iterators are async.
 
 :class:`AsyncClient` is put together from one mixin per resource (``_aio_jobs``,
-``_aio_schedules``, ``_aio_keys``) over ``_aio_base``, which holds the connection pool and
+``_aio_schedules``, ``_aio_keys``,
+``_aio_webhooks``) over ``_aio_base``, which holds the connection pool and
 the retry loop.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 from jobline.client._aio_jobs import AsyncJobs
 from jobline.client._aio_keys import AsyncKeys
 from jobline.client._aio_schedules import AsyncSchedules
+from jobline.client._aio_webhooks import AsyncWebhooks
 
 
-class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys):
+class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys, AsyncWebhooks):
     """The gateway's REST API, typed with its models, for asyncio.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to

@@ -1,7 +1,8 @@
 """The synchronous client: ``with Client() as jobline: jobline.submit("echo", {...})``.
 
 :class:`Client` is put together from one mixin per resource (``_sync_jobs``,
-``_sync_schedules``, ``_sync_keys``) over ``_sync_base``, which holds the connection pool
+``_sync_schedules``, ``_sync_keys``,
+``_sync_webhooks``) over ``_sync_base``, which holds the connection pool
 and the retry loop.
 """
 
@@ -11,9 +12,10 @@ from jobline.client._calls import job_fields
 from jobline.client._sync_jobs import SyncJobs
 from jobline.client._sync_keys import SyncKeys
 from jobline.client._sync_schedules import SyncSchedules
+from jobline.client._sync_webhooks import SyncWebhooks
 
 
-class Client(SyncJobs, SyncSchedules, SyncKeys):
+class Client(SyncJobs, SyncSchedules, SyncKeys, SyncWebhooks):
     """The gateway's REST API, typed with its models.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to

@@ -220,6 +220,11 @@ BROKER_TUNING: Mapping[str, str] = {
     "JOBLINE_WORKER_FETCH_MAX_WAIT_MS": "5",
     "JOBLINE_WORKER_KAFKA_SESSION_TIMEOUT_MS": "2500",
     "JOBLINE_WORKER_KAFKA_HEARTBEAT_INTERVAL_MS": "800",
+    # The relay's webhook fan-out: a delivery waits out its fetch wait too (a few ms of
+    # webhook latency are nothing; 20 ms keeps an idle relay from polling hot).
+    "JOBLINE_WEBHOOK_FETCH_MAX_WAIT_MS": "20",
+    "JOBLINE_WEBHOOK_KAFKA_SESSION_TIMEOUT_MS": "2500",
+    "JOBLINE_WEBHOOK_KAFKA_HEARTBEAT_INTERVAL_MS": "800",
 }
 
 
