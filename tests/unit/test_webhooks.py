@@ -151,6 +151,11 @@ def test_allow_private_and_allowed_networks():
         "http://localhost:8080/",
         "http://api.localhost/",
         "http://LOCALHOST./x",
+        "http://127.1/",  # the short forms resolvers accept
+        "http://2130706433/",
+        "http://0x7f.0.0.1/",
+        "http://0177.0.0.1/",
+        "http://10.1/",
     ],
 )
 def test_urls_naming_this_machine_or_private_addresses_are_refused_when_saved(url):
@@ -165,6 +170,18 @@ def test_urls_naming_this_machine_or_private_addresses_are_refused_when_saved(ur
 def test_malformed_urls_are_invalid(url):
     with pytest.raises(addresses.InvalidUrl):
         addresses.check_url(AddressPolicy(allow_private=True), url)
+
+
+@pytest.mark.parametrize(
+    "host", ["1.2.3", "example.com", "0x", "1.2.3.4.5", "256.1.1.1", "1.2.3.256"]
+)
+def test_names_that_are_not_numeric_addresses(host):
+    literal = addresses.Target("http", host, 80).literal
+    assert literal is None or str(literal) == "1.2.0.3"
+
+
+def test_local_names_pass_when_loopback_is_an_allowed_network():
+    addresses.check_url(AddressPolicy.of(False, ["127.0.0.1/32"]), "http://localhost:8000/")
 
 
 def test_a_public_name_passes_when_saved_and_its_target_has_the_default_port():

@@ -54,9 +54,11 @@ async def resolve(host: str, port: int) -> list[str]:
 
 async def checked_address(policy: AddressPolicy, url: str) -> tuple[addresses.Target, str]:
     """The URL's target and the address to connect to, once the policy allows all of them."""
-    target = addresses.check_url(policy, url)
+    # Not check_url: a name is judged by what it resolves to now, not by how it reads.
+    target = addresses.parse_url(url)
     literal = target.literal
     if literal is not None:
+        addresses.check_address(policy, literal)
         return target, str(literal)
     try:
         resolved = await resolve(target.host, target.port)

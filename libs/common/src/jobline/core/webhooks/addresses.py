@@ -100,10 +100,38 @@ class Target:
 
     @property
     def literal(self) -> IPAddress | None:
+        """The address the host spells, if it spells one: also the forms resolvers take
+        for IPv4 (``127.1``, ``2130706433``, ``0x7f.1``), which ``ipaddress`` does not."""
         try:
             return ipaddress.ip_address(self.host)
         except ValueError:
+            return _inet_aton(self.host)
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """IPv4 as ``inet_aton`` reads it: 1-4 dot-separated parts, each decimal, octal
+    (leading 0) or hex (0x); the last part fills the remaining bytes."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            if part.lower().startswith("0x"):
+                numbers.append(int(part[2:], 16))
+            elif part.startswith("0") and len(part) > 1:
+                numbers.append(int(part[1:], 8))
+            else:
+                numbers.append(int(part, 10) if part.isdigit() else -1)
+        except ValueError:
             return None
+    *head, last = numbers
+    if any(not 0 <= n <= 255 for n in head) or not 0 <= last < 256 ** (4 - len(head)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
 
 
 def parse_url(url: str) -> Target:
@@ -131,8 +159,12 @@ def check_url(policy: AddressPolicy, url: str) -> Target:
     literal = target.literal
     if literal is not None:
         check_address(policy, literal)
-    elif not policy.allow_private and _local_name(target.host):
-        raise RefusedAddress(f"{target.host} names this machine")
+    elif _local_name(target.host):
+        # What such a name resolves to: refused unless loopback is allowed.
+        try:
+            check_address(policy, "127.0.0.1")
+        except RefusedAddress:
+            raise RefusedAddress(f"{target.host} names this machine") from None
     return target
 
 
