@@ -8,7 +8,7 @@ import base64
 import ipaddress
 import random
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import standardwebhooks
@@ -57,7 +57,7 @@ def test_the_library_refuses_our_headers_for_another_body_or_secret():
 
 def test_the_librarys_signature_verifies_with_ours():
     secret = signing.generate_secret()
-    stamp = datetime.fromtimestamp(NOW, tz=timezone.utc)
+    stamp = datetime.fromtimestamp(NOW, tz=UTC)
     lib = standardwebhooks.Webhook(secret).sign("msg_2", stamp, BODY.decode())
     received = {"Webhook-Id": "msg_2", "Webhook-Timestamp": str(NOW), "Webhook-Signature": lib}
     signing.verify(secret, received, BODY, now=NOW + 10)
