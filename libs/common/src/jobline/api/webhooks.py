@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, Strict
 
 from jobline.api.fields import CURSOR_DESCRIPTION, Answer, Request, Text
 
@@ -98,7 +98,7 @@ class WebhookPatch(Request):
     url: Url | None = None
     event_types: EventTypes | None = None
     description: Description | None = None
-    enabled: bool | None = None
+    enabled: Annotated[bool, Strict()] | None = None
 
 
 class WebhookOut(Answer):
