@@ -232,7 +232,8 @@ async def test_a_key_expired_in_the_database_is_refused_once_the_change_is_heard
 
 
 async def _refused(client, key: str) -> bool:
-    return (await client.get("/v1/jobs", headers=bearer(key))).status_code == 401
+    response = await client.get("/v1/jobs", headers=bearer(key))
+    return bool(response.status_code == 401)
 
 
 async def _catalog_sessions(db: Database) -> set[int]:
