@@ -54,6 +54,7 @@ async def endpoint(
             event_types=types or ["*"],
             secret=secret,
         )
+    assert row is not None
     return row["id"], secret
 
 
@@ -296,10 +297,14 @@ async def test_a_lapsed_lease_delivers_again_and_a_stale_result_writes_nothing(d
     [second] = [c for c in again if c.endpoint_id == endpoint_id]
     assert (second.id, second.attempts) == (first.id, first.attempts + 1)
     policy = RetryPolicy(max_attempts=5, base_seconds=1, max_seconds=1, disable_after=1)
-    kwargs = {"policy": policy, "now": datetime.now(UTC), "rng": random.Random(1)}
+    now, rng = datetime.now(UTC), random.Random(1)
     async with db.transaction() as conn:
-        late = await webhookstore.record(conn, first, status_code=200, error=None, **kwargs)
-        current = await webhookstore.record(conn, second, status_code=200, error=None, **kwargs)
+        late = await webhookstore.record(
+            conn, first, status_code=200, error=None, policy=policy, now=now, rng=rng
+        )
+        current = await webhookstore.record(
+            conn, second, status_code=200, error=None, policy=policy, now=now, rng=rng
+        )
     assert (late.result, current.result) == (Result.STALE, Result.SUCCEEDED)
     [row] = await deliveries(db, endpoint_id)
     assert (row["status"], row["attempts"]) == ("succeeded", 2)

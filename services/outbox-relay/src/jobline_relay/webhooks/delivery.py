@@ -16,6 +16,8 @@ import time
 from datetime import UTC, datetime
 from typing import Final
 
+import httpx
+
 from jobline.core import jsontext
 from jobline.pg import webhookstore
 from jobline.pg.db import Database
@@ -69,7 +71,7 @@ class Deliverer:
                     continue  # a full batch: more are due
                 await self._idle(stop)
 
-    async def round(self, client: sender.httpx.AsyncClient) -> int:
+    async def round(self, client: httpx.AsyncClient) -> int:
         """Claim one batch and deliver it; returns how many were claimed."""
         lease = self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         async with self.db.transaction() as conn:
@@ -78,7 +80,7 @@ class Deliverer:
             await asyncio.gather(*(self._deliver(client, claimed) for claimed in batch))
         return len(batch)
 
-    async def _deliver(self, client: sender.httpx.AsyncClient, claimed: Claimed) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
         async with self._slots:
             attempt = await sender.post(
                 client,
