@@ -3,7 +3,8 @@ Webhooks reference library (``standardwebhooks``), and the tests' handle on it.
 
 Run: ``python tests/webhook_receiver.py`` prints ``LISTENING <port>`` once it serves on
 127.0.0.1. Paths decide the answer: ``/ok/...`` 200; ``/fail/<n>/...`` 500 for the first
-``n`` requests of each ``webhook-id``, then 200; ``/down/...`` always 500. A path's secret is
+``n`` requests of each ``webhook-id``, then 200; ``/down/...`` always 500; ``/hold/<name>/...``
+answers 200 only once ``POST /_release/<name>`` was called (the request waits). A path's secret is
 registered with ``POST /_secret`` (``{"path": ..., "secret": ...}``); a delivery whose
 signature does not verify with it gets 401. ``GET /_records`` lists every request received
 (path, headers, body, whether it verified, the status answered).
@@ -30,6 +31,11 @@ class _State:
         self.secrets: dict[str, str] = {}
         self.records: list[dict[str, Any]] = []
         self.seen: Counter[tuple[str, str]] = Counter()
+        self.holds: dict[str, threading.Event] = {}
+
+    def hold(self, name: str) -> threading.Event:
+        with self.lock:
+            return self.holds.setdefault(name, threading.Event())
 
 
 def _answer(path: str, seen: int) -> int:
@@ -65,6 +71,12 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path.startswith("/_release/"):
+                state.hold(self.path.removeprefix("/_release/")).set()
+                self._reply(204)
+                return
+            if self.path.startswith("/hold/"):
+                state.hold(self.path.split("/")[2]).wait(60)
             if self.path == "/_secret":
                 entry = json.loads(body)
                 with state.lock:
@@ -135,6 +147,10 @@ class Receiver:
     def secret(self, path: str, secret: str) -> None:
         """Deliveries to ``path`` must verify with ``secret``."""
         self._call("POST", "/_secret", {"path": path, "secret": secret})
+
+    def release(self, name: str) -> None:
+        """Let the requests waiting on ``/hold/<name>/...`` (and later ones) be answered."""
+        self._call("POST", f"/_release/{name}")
 
     def records(self, path: str | None = None) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._call("GET", "/_records")

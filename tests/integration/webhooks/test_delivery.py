@@ -310,6 +310,57 @@ async def test_a_lapsed_lease_delivers_again_and_a_stale_result_writes_nothing(d
     assert (row["status"], row["attempts"]) == ("succeeded", 2)
 
 
+async def test_a_slow_receiver_holds_its_own_slot_not_the_others(db, relay_settings, receiver):
+    """The delivery loop keeps its slots busy: while one receiver sits on a request, the
+    other slot delivers everything else."""
+    tenant = await new_tenant(db)
+    name = uuid4().hex
+    slow_path, fast_path = f"/hold/{name}/x", f"/ok/{uuid4().hex}"
+    slow, slow_secret = await endpoint(db, tenant, receiver.url(slow_path), ["jobline.job.dead"])
+    fast, fast_secret = await endpoint(db, tenant, receiver.url(fast_path), ["jobline.job.queued"])
+    receiver.secret(slow_path, slow_secret)
+    receiver.secret(fast_path, fast_secret)
+    settings = relay_settings(
+        webhook_allow_private_addresses=True,
+        webhook_concurrency=2,
+        webhook_batch_size=10,
+        webhook_poll_interval_seconds=0.05,
+    )
+    deliverer = Deliverer(settings, db)
+    fanout = Fanout(settings, db, wake=deliverer.wake)
+    await fanout.fan_out([event(tenant, "dead")])
+    stop = asyncio.Event()
+    loop = asyncio.create_task(deliverer.run(stop))
+    try:
+        # The slow one is claimed and its request waits; only then do the others arrive.
+        await wait_for(lambda: _in_flight(db, slow), timeout=30)
+        await fanout.fan_out([event(tenant, "queued") for _ in range(5)])
+
+        async def fast_done() -> bool:
+            rows = await deliveries(db, fast)
+            return len(rows) == 5 and all(r["status"] == "succeeded" for r in rows)
+
+        await wait_for(fast_done, timeout=30)
+        [held] = await deliveries(db, slow)
+        assert (held["status"], held["attempts"]) == ("pending", 1)  # still in flight
+        await asyncio.to_thread(receiver.release, name)
+        await wait_for(lambda: _status(db, slow, "succeeded"), timeout=30)
+    finally:
+        stop.set()
+        deliverer.wake()
+        await asyncio.wait_for(loop, timeout=30)
+
+
+async def _in_flight(db: Database, endpoint_id: UUID) -> bool:
+    return [(r["status"], r["attempts"]) for r in await deliveries(db, endpoint_id)] == [
+        ("pending", 1)
+    ]
+
+
+async def _status(db: Database, endpoint_id: UUID, status: str) -> bool:
+    return [r["status"] for r in await deliveries(db, endpoint_id)] == [status]
+
+
 async def test_stop_returns_promptly_when_idle(db, relay_settings):
     webhooks = Webhooks(relay_settings(webhook_poll_interval_seconds=30), db)
     webhooks.start()

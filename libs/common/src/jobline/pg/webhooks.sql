@@ -96,9 +96,14 @@ RETURNING *
 
 -- name: endpoints_of_tenants
 -- The fan-out: the enabled endpoints of the tenants of a batch of events
--- (ix_webhook_endpoints_tenant_created leads with tenant_id).
+-- (ix_webhook_endpoints_tenant_created leads with tenant_id). FOR SHARE until the deliveries
+-- are inserted: a PATCH that disables an endpoint (FOR UPDATE) waits for them and then holds
+-- them too, instead of racing past an insert it cannot see yet. Fan-outs share the lock; the
+-- order by id keeps every locker's order the same.
 SELECT id, tenant_id, event_types, created_at FROM webhook_endpoints
 WHERE tenant_id = ANY(:tenants) AND enabled
+ORDER BY id
+FOR SHARE
 
 -- name: insert_deliveries
 -- One row per (endpoint, event); an event consumed again (at-least-once) adds nothing.

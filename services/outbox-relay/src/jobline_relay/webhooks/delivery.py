@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -54,30 +54,54 @@ class Deliverer:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Keep up to ``webhook_concurrency`` attempts in flight: claim as many due
+        deliveries as there are free slots, whenever a slot frees, a delivery falls due or
+        the fan-out wakes the loop. A slow receiver holds its own slots, not a whole batch."""
+        inflight: set[asyncio.Task[None]] = set()
         async with sender.make_client(
             self.settings.webhook_timeout_seconds, self.settings.webhook_concurrency
         ) as client:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    claimed = await self.round(client)
-                    await self._purge()
-                    self.last_error = None
-                except Exception as exc:  # the database may be down: look again later
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning("webhook delivery round failed: %s", self.last_error)
-                    claimed = 0
-                if claimed >= self.settings.webhook_batch_size:
-                    continue  # a full batch: more are due
-                await self._idle(stop)
+            try:
+                while not stop.is_set():
+                    self._wake.clear()
+                    free = self.settings.webhook_concurrency - len(inflight)
+                    claimed = await self._claim_into(client, inflight, free)
+                    if claimed and claimed == min(free, self.settings.webhook_batch_size):
+                        continue  # as many as asked for: more may be due
+                    await self._idle(stop, inflight, full=free <= claimed)
+            finally:
+                if inflight:  # attempts under way record their results
+                    await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def round(self, client: httpx.AsyncClient) -> int:
-        """Claim one batch and deliver it; returns how many were claimed."""
+    async def _claim_into(
+        self, client: httpx.AsyncClient, inflight: set[asyncio.Task[None]], free: int
+    ) -> int:
+        if free <= 0:
+            return 0
+        try:
+            batch = await self._claim(min(free, self.settings.webhook_batch_size))
+            await self._purge()
+            self.last_error = None
+        except Exception as exc:  # the database may be down: look again later
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("webhook delivery round failed: %s", self.last_error)
+            return 0
+        for claimed in batch:
+            task = asyncio.create_task(self._deliver(client, claimed))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            task.add_done_callback(lambda _: self._wake.set())  # a slot is free
+        return len(batch)
+
+    async def _claim(self, limit: int) -> list[Claimed]:
         lease = self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         async with self.db.transaction() as conn:
-            batch = await webhookstore.claim_due(conn, self.settings.webhook_batch_size, lease)
-        if batch:
-            await asyncio.gather(*(self._deliver(client, claimed) for claimed in batch))
+            return await webhookstore.claim_due(conn, limit, lease)
+
+    async def round(self, client: httpx.AsyncClient) -> int:
+        """Claim one batch and deliver all of it (tests drive the loop with this)."""
+        batch = await self._claim(self.settings.webhook_batch_size)
+        await asyncio.gather(*(self._deliver(client, claimed) for claimed in batch))
         return len(batch)
 
     async def _deliver(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
@@ -122,14 +146,19 @@ class Deliverer:
             metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
             log.warning("webhook endpoint disabled after repeated failures", extra=extra)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        wait = self.settings.webhook_poll_interval_seconds
-        with contextlib.suppress(Exception):  # an unreachable database: poll as usual
-            async with self.db.connection() as conn:
-                due = await webhookstore.SQL.fetchval(conn, "deliveries_next_due")
-            if due is not None:
-                wait = max(0.0, min(wait, float(due)))
-        if stop.is_set():
+    async def _idle(self, stop: asyncio.Event, inflight: set[Any], *, full: bool) -> None:
+        """Until woken (a slot freed, the fan-out, stop) or, with a free slot, until the next
+        delivery is due or the poll interval passes."""
+        wait: float | None = self.settings.webhook_poll_interval_seconds
+        if full:
+            wait = None  # every slot busy: only a finished attempt (or stop) matters
+        else:
+            with contextlib.suppress(Exception):  # an unreachable database: poll as usual
+                async with self.db.connection() as conn:
+                    due = await webhookstore.SQL.fetchval(conn, "deliveries_next_due")
+                if due is not None and wait is not None:
+                    wait = max(0.0, min(wait, float(due)))
+        if stop.is_set() or (wait is None and not inflight):
             return
         stopping = asyncio.ensure_future(stop.wait())
         woken = asyncio.ensure_future(self._wake.wait())
