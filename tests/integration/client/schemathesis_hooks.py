@@ -12,7 +12,9 @@ schema's own descriptions:
 * the clock: a new key's ``expires_at`` must lie in the future;
 * the registry: a job type declared with a queue nobody declared, or a payload schema that
   is no JSON Schema; a job whose payload breaks the schema an earlier request registered
-  for its type (the run registers types with ``PUT /v1/admin/job-types/{name}``).
+  for its type (the run registers types with ``PUT /v1/admin/job-types/{name}``);
+* the deployment's address policy: a webhook URL naming a loopback, private or link-local
+  address (the `url` field's description says so).
 
 Every other schema-valid request must be accepted.
 """
@@ -35,6 +37,7 @@ ALLOWED: Final = (
     ("body", "queue", "is not declared"),
     ("body", "payload_schema", "invalid payload schema"),
     ("body", "type", "unknown job type"),
+    ("body", "url", "refused"),
 )
 
 

@@ -6,6 +6,7 @@ pydantic validation error into a :class:`ConfigError` naming the offending varia
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
@@ -18,6 +19,7 @@ from jobline.core import production
 from jobline.core.backoff import BackoffKind, BackoffPolicy
 from jobline.core.errors import ConfigError
 from jobline.core.jobdefaults import PLATFORM_DEFAULTS, JobDefaults
+from jobline.core.webhooks.addresses import AddressPolicy
 
 _D = PLATFORM_DEFAULTS
 
@@ -153,6 +155,36 @@ class HttpSettings(_Base):
     """The host each service's HTTP server binds; ports are per service."""
 
     http_host: str = "127.0.0.1"
+
+
+class WebhookAddressSettings(_Base):
+    """Where webhooks may be delivered (the gateway checks a URL when it is saved, the relay
+    every address at delivery): public addresses only, unless allowed here."""
+
+    # Loopback, private, link-local and other non-public addresses too (development, tests).
+    webhook_allow_private_addresses: bool = False
+    # Comma-separated networks always allowed, e.g. "10.20.0.0/16,fd00:1::/64".
+    webhook_allowed_networks: str = ""
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network: {item!r} ({exc})") from None
+        return value
+
+    @property
+    def webhook_address_policy(self) -> AddressPolicy:
+        return AddressPolicy.of(
+            self.webhook_allow_private_addresses, _items(self.webhook_allowed_networks)
+        )
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def asyncpg_url(url: str) -> str:

@@ -29,6 +29,7 @@ from jobline_gateway import (
     registry_api,
     schedules,
     store,
+    webhooks,
 )
 from jobline_gateway.admission import GateSettings, SubmissionGate
 from jobline_gateway.catalog import Catalog
@@ -167,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.event_streams = events.StreamSlots(
         settings.gateway_event_streams_max, settings.gateway_event_streams_per_tenant_max
     )
+    app.include_router(webhooks.router)
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)

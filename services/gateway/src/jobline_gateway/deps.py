@@ -1,8 +1,8 @@
 """FastAPI dependencies, declared once as ``Annotated`` aliases.
 
-``Reader``/``Writer``/``Operator``/``ScheduleWriter``/``KeyManager``/``PolicyWriter``
-authenticate the bearer key, check its scope and take a token from its rate-limit bucket, in
-that order: 401, then 403, then 429.
+``Reader``/``Writer``/``Operator``/``ScheduleWriter``/``KeyManager``/``PolicyWriter``/
+``WebhookManager`` authenticate the bearer key, check its scope and take a token from its
+rate-limit bucket, in that order: 401, then 403, then 429.
 The key row comes from the gateway's :class:`~jobline_gateway.catalog.Catalog` (no database
 round trip while it is live); the hash is compared in constant time on every request.
 """
@@ -137,6 +137,8 @@ ScheduleWriter = Annotated[KeyRecord, Depends(_requires(Scope.SCHEDULES_WRITE))]
 KeyManager = Annotated[KeyRecord, Depends(_requires(Scope.KEYS_MANAGE))]
 # A tenant's job-type policies; the operator may set them too.
 PolicyWriter = Annotated[KeyRecord, Depends(_requires(Scope.POLICIES_WRITE, Scope.ADMIN))]
+# A tenant's webhook endpoints, their secrets and delivery log.
+WebhookManager = Annotated[KeyRecord, Depends(_requires(Scope.WEBHOOKS_MANAGE))]
 
 
 def client_address(request: Request) -> str | None:

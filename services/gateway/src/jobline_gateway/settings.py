@@ -14,10 +14,18 @@ from jobline.settings import (
     JobDefaultsSettings,
     KafkaSettings,
     RuntimeSettings,
+    WebhookAddressSettings,
 )
 
 
-class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, JobDefaultsSettings):
+class Settings(
+    RuntimeSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    HttpSettings,
+    JobDefaultsSettings,
+    WebhookAddressSettings,
+):
     """Everything the gateway reads from the environment, validated at start.
 
     Job defaults (``JOBLINE_JOB_DEFAULT_*``) come from :class:`JobDefaultsSettings`, shared
@@ -35,6 +43,10 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # (the cap wins over both the client's limit and the default).
     gateway_page_size_default: Annotated[int, Field(ge=1, le=10_000)] = 50
     gateway_page_size_max: Annotated[int, Field(ge=1, le=10_000)] = 200
+    # Webhooks: endpoints per tenant (one more is a 409), and how long a rotated-out signing
+    # secret keeps signing beside the new one (receivers switch within it).
+    webhook_max_endpoints: Annotated[int, Field(ge=1, le=10_000)] = 50
+    webhook_secret_grace_seconds: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
     # How long an Idempotency-Key is remembered; after that the key may be reused.
     idempotency_retention_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
     # How often expired idempotency keys are purged (the overwrite on reuse covers the rest).

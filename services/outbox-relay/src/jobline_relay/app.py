@@ -13,6 +13,7 @@ from jobline.web.service import dependency_checks
 from jobline_relay.relay import Relay
 from jobline_relay.retention import Retention
 from jobline_relay.settings import Settings
+from jobline_relay.webhooks import Webhooks
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -35,10 +36,16 @@ def create_app(settings: Settings) -> Starlette:
         retention = Retention(settings, database) if settings.retention_enabled else None
         if retention is not None:
             retention.start()
+        # Webhooks too: a slow receiver never delays a publish (own loops, own switch).
+        webhooks = Webhooks(settings, database) if settings.webhooks_enabled else None
+        if webhooks is not None:
+            webhooks.start()
         try:
             yield
         finally:
             # uvicorn gets here on SIGTERM once HTTP is drained: finish the batch, exit 0.
+            if webhooks is not None:
+                await webhooks.stop()
             if retention is not None:
                 await retention.stop()
             await relay.stop()

@@ -131,3 +131,36 @@ SCHEDULE_ERRORS: Final = Counter(
     "Schedules whose firing failed in a round (rolled back alone, retried next round).",
     registry=REGISTRY,
 )
+
+
+# --- webhooks (jobline_relay/webhooks). No endpoint or tenant label: they grow without bound.
+WEBHOOK_FANNED_OUT: Final = Counter(
+    "jobline_webhook_deliveries_created",
+    "Webhook deliveries created from lifecycle events (one per matching endpoint; an event "
+    "consumed again counts again but creates nothing).",
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS: Final = Counter(
+    "jobline_webhook_attempts",
+    "Webhook delivery attempts (HTTP POSTs), by result: success (2xx), http_error (any other "
+    "status), network_error (connect, TLS, timeout), refused (address policy).",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES: Final = Counter(
+    "jobline_webhook_deliveries_finished",
+    "Webhook deliveries finished, by outcome: succeeded (sent), failed (every attempt failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_ENDPOINTS_DISABLED: Final = Counter(
+    "jobline_webhook_endpoints_disabled",
+    "Webhook endpoints disabled automatically after repeated failed deliveries.",
+    registry=REGISTRY,
+)
+WEBHOOK_LATENCY: Final = Histogram(
+    "jobline_webhook_attempt_seconds",
+    "One webhook attempt: resolving, connecting and the receiver's answer.",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)

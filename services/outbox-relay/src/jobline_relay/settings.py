@@ -7,16 +7,25 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from jobline.core.retention import BatchLimits
+from jobline.core.webhooks.retry import RetryPolicy
 from jobline.settings import (
     DatabaseSettings,
     HttpSettings,
     JobDefaultsSettings,
     KafkaSettings,
     RuntimeSettings,
+    WebhookAddressSettings,
 )
 
 
-class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, JobDefaultsSettings):
+class Settings(
+    RuntimeSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    HttpSettings,
+    JobDefaultsSettings,
+    WebhookAddressSettings,
+):
     """Everything the outbox relay reads from the environment, validated at start."""
 
     relay_port: Annotated[int, Field(ge=1, le=65535)] = 8002
@@ -83,6 +92,28 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     retention_batch_target_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
     retention_round_budget_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     retention_pause_seconds: Annotated[float, Field(ge=0, le=60)] = 0.05
+    # Webhooks (jobline_relay/webhooks): the fan-out consumes the events topic in its own
+    # group (<prefix>.webhooks); the delivery loop claims up to webhook_batch_size due
+    # deliveries at a time and POSTs at most webhook_concurrency at once, each within
+    # webhook_timeout_seconds. A delivery is tried webhook_max_attempts times, waiting
+    # base*2^(n-1) seconds (capped at max, with jitter) between tries; an endpoint whose
+    # webhook_disable_after deliveries in a row failed for good is disabled. Finished
+    # deliveries are purged after webhook_delivery_retention_seconds.
+    webhooks_enabled: bool = True
+    webhook_batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    webhook_concurrency: Annotated[int, Field(ge=1, le=1000)] = 20
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    webhook_retry_base_seconds: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    webhook_retry_max_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+    webhook_disable_after: Annotated[int, Field(ge=1, le=10_000)] = 10
+    webhook_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    webhook_delivery_retention_seconds: Annotated[float, Field(gt=0)] = 7 * 86400.0
+    # The fan-out consumer against the embedded broker (jobline dev sets them short; see
+    # ARCHITECTURE.md on Tansu's fetch wait and group joins).
+    webhook_fetch_max_wait_ms: Annotated[int, Field(ge=1, le=10_000)] = 500
+    webhook_kafka_session_timeout_ms: Annotated[int, Field(ge=500, le=300_000)] = 10_000
+    webhook_kafka_heartbeat_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 3_000
 
     @model_validator(mode="after")
     def _retention_bounds(self) -> Self:
@@ -91,6 +122,21 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
                 "retention_batch_size must lie between retention_batch_min and retention_batch_max"
             )
         return self
+
+    @model_validator(mode="after")
+    def _webhook_bounds(self) -> Self:
+        if self.webhook_retry_max_seconds < self.webhook_retry_base_seconds:
+            raise ValueError("webhook_retry_max_seconds must be >= webhook_retry_base_seconds")
+        return self
+
+    @property
+    def webhook_retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.webhook_max_attempts,
+            base_seconds=self.webhook_retry_base_seconds,
+            max_seconds=self.webhook_retry_max_seconds,
+            disable_after=self.webhook_disable_after,
+        )
 
     @property
     def retention_limits(self) -> BatchLimits:

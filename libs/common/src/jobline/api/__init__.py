@@ -62,6 +62,16 @@ from jobline.api.schedules import (
     SchedulePage,
     SchedulePatch,
 )
+from jobline.api.webhooks import (
+    DeliveryOut,
+    DeliveryPage,
+    DeliveryStatus,
+    WebhookCreated,
+    WebhookIn,
+    WebhookOut,
+    WebhookPage,
+    WebhookPatch,
+)
 
 __all__ = [
     "CURSOR_DESCRIPTION",
@@ -79,6 +89,9 @@ __all__ = [
     "BackoffOut",
     "BatchIn",
     "BatchOut",
+    "DeliveryOut",
+    "DeliveryPage",
+    "DeliveryStatus",
     "ErrorOut",
     "FieldError",
     "FireTime",
@@ -118,5 +131,10 @@ __all__ = [
     "Text",
     "Timestamp",
     "Timings",
+    "WebhookCreated",
+    "WebhookIn",
+    "WebhookOut",
+    "WebhookPage",
+    "WebhookPatch",
     "check_json",
 ]

@@ -25,6 +25,7 @@ class Scope(StrEnum):
     SCHEDULES_WRITE = "schedules:write"
     KEYS_MANAGE = "keys:manage"
     POLICIES_WRITE = "policies:write"
+    WEBHOOKS_MANAGE = "webhooks:manage"
     ADMIN = "admin"
 
 

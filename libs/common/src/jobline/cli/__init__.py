@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from jobline.cli import dlq, events, jobs, keys, ops, schedules, stats
+from jobline.cli import dlq, events, jobs, keys, ops, schedules, stats, webhooks
 from jobline.cli.output import EXIT_CODES_HELP
 
 app = typer.Typer(help="Jobline: durable background jobs. " + EXIT_CODES_HELP, no_args_is_help=True)
@@ -23,6 +23,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(keys.app, name="keys")
 app.add_typer(events.app, name="events")
+app.add_typer(webhooks.app, name="webhooks")
 app.command("queues")(stats.queues)
 app.command("stats")(stats.stats)
 

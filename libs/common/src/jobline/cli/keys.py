@@ -44,7 +44,7 @@ def create(
         str,
         typer.Option(
             help="Comma-separated: jobs:write, jobs:read, schedules:write, keys:manage, "
-            "policies:write, admin."
+            "policies:write, webhooks:manage, admin."
         ),
     ],
     tenant: Annotated[str | None, typer.Option(help="The tenant the key acts for.")] = None,

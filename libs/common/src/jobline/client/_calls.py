@@ -37,6 +37,16 @@ from jobline.api.schedules import (
     SchedulePage,
     SchedulePatch,
 )
+from jobline.api.webhooks import (
+    DeliveryOut,
+    DeliveryPage,
+    DeliveryStatus,
+    WebhookCreated,
+    WebhookIn,
+    WebhookOut,
+    WebhookPage,
+    WebhookPatch,
+)
 from jobline.client._transport import Call, model, nothing
 from jobline.client.errors import NotFound
 from jobline.client.streaming import LAST_EVENT_ID_HEADER
@@ -50,6 +60,7 @@ SCHEDULES: Final = "/v1/schedules"
 ADMIN_KEYS: Final = "/v1/admin/keys"
 OWN_KEYS: Final = "/v1/keys"
 EVENTS_STREAM: Final = "/v1/events/stream"
+WEBHOOKS: Final = "/v1/webhooks"
 
 _job = model(JobOut)
 _schedule = model(ScheduleOut)
@@ -367,3 +378,85 @@ def list_queue_declarations() -> Call[QueueDeclarations]:
 
 def declare_queue(name: str, queue: QueueIn | Mapping[str, Any]) -> Call[QueueOut]:
     return Call("PUT", f"/v1/admin/queues/{_segment(name)}", model(QueueOut), json=body(queue))
+# --- webhooks -----------------------------------------------------------------------------
+
+_webhook = model(WebhookOut)
+_delivery = model(DeliveryOut)
+
+
+def webhook_body(
+    url: str, event_types: Iterable[str], description: str | None = None
+) -> dict[str, Any]:
+    """The JSON of a new endpoint (the gateway validates)."""
+    out: dict[str, Any] = {"url": url, "event_types": list(event_types)}
+    if description is not None:
+        out["description"] = description
+    return out
+
+
+def create_webhook(webhook: WebhookIn | Mapping[str, Any]) -> Call[WebhookCreated]:
+    # Not repeated on a 5xx: a second POST would make a second endpoint.
+    return Call("POST", WEBHOOKS, model(WebhookCreated), json=body(webhook), planned=True)
+
+
+def list_webhooks(*, limit: int | None = None, cursor: str | None = None) -> Call[WebhookPage]:
+    params = {"limit": limit, "cursor": cursor}
+    return Call("GET", WEBHOOKS, model(WebhookPage), params=params, planned=True)
+
+
+def get_webhook(webhook_id: Id) -> Call[WebhookOut]:
+    return Call("GET", f"{WEBHOOKS}/{webhook_id}", _webhook, planned=True)
+
+
+def update_webhook(webhook_id: Id, changes: WebhookPatch | Mapping[str, Any]) -> Call[WebhookOut]:
+    # The same patch twice leaves the same endpoint: safe to repeat.
+    return Call(
+        "PATCH",
+        f"{WEBHOOKS}/{webhook_id}",
+        _webhook,
+        json=body(changes),
+        idempotent=True,
+        planned=True,
+    )
+
+
+def delete_webhook(webhook_id: Id) -> Call[None]:
+    return Call("DELETE", f"{WEBHOOKS}/{webhook_id}", nothing, planned=True)
+
+
+def rotate_webhook_secret(webhook_id: Id) -> Call[WebhookCreated]:
+    return Call(
+        "POST", f"{WEBHOOKS}/{webhook_id}/rotate-secret", model(WebhookCreated), planned=True
+    )
+
+
+def list_webhook_deliveries(
+    webhook_id: Id,
+    *,
+    status: DeliveryStatus | str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[DeliveryPage]:
+    params = {"status": status, "limit": limit, "cursor": cursor}
+    return Call(
+        "GET",
+        f"{WEBHOOKS}/{webhook_id}/deliveries",
+        model(DeliveryPage),
+        params=params,
+        planned=True,
+    )
+
+
+def get_webhook_delivery(webhook_id: Id, delivery_id: Id) -> Call[DeliveryOut]:
+    return Call("GET", f"{WEBHOOKS}/{webhook_id}/deliveries/{delivery_id}", _delivery, planned=True)
+
+
+def replay_webhook_delivery(webhook_id: Id, delivery_id: Id) -> Call[DeliveryOut]:
+    # Replaying twice makes the delivery due now twice: safe to repeat.
+    return Call(
+        "POST",
+        f"{WEBHOOKS}/{webhook_id}/deliveries/{delivery_id}/replay",
+        _delivery,
+        idempotent=True,
+        planned=True,
+    )

@@ -4,7 +4,7 @@ The same surface as :class:`~jobline.client.Client`, method for method; iterator
 
 :class:`AsyncClient` is put together from one mixin per resource (``_aio_jobs``,
 ``_aio_schedules``, ``_aio_keys``,
-``_aio_governance``, ``_aio_events``) over ``_aio_base``, which holds the
+``_aio_governance``, ``_aio_events``, ``_aio_webhooks``) over ``_aio_base``, which holds the
 connection pool and the retry loop.
 """
 
@@ -15,9 +15,10 @@ from jobline.client._aio_governance import AsyncGovernance
 from jobline.client._aio_jobs import AsyncJobs
 from jobline.client._aio_keys import AsyncKeys
 from jobline.client._aio_schedules import AsyncSchedules
+from jobline.client._aio_webhooks import AsyncWebhooks
 
 
-class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys, AsyncGovernance, AsyncEvents):
+class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys, AsyncGovernance, AsyncEvents, AsyncWebhooks):
     """The gateway's REST API, typed with its models, for asyncio.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to

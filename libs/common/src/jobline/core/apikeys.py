@@ -32,6 +32,8 @@ class Scope(StrEnum):
     KEYS_MANAGE = "keys:manage"
     # The tenant's job-type policies: set them, apply the analyzer's recommendations.
     POLICIES_WRITE = "policies:write"
+    # The tenant's webhook endpoints, their secrets and delivery log.
+    WEBHOOKS_MANAGE = "webhooks:manage"
     # The platform operator: every tenant's keys, quotas, the audit log.
     ADMIN = "admin"
 

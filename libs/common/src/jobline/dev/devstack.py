@@ -277,6 +277,9 @@ def _children(endpoints: Endpoints, data_dir: Path) -> Iterator[dict[str, subpro
     tuning = {} if os.environ.get("JOBLINE_KAFKA_BOOTSTRAP") else dict(BROKER_TUNING)
     env = {
         **tuning,
+        # A webhook receiver on this machine is the usual dev setup: allow loopback and
+        # private addresses (deployments refuse them unless told otherwise).
+        "JOBLINE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
         **os.environ,
         "JOBLINE_DATABASE_URL": endpoints.database_url,
         "JOBLINE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,

@@ -224,6 +224,11 @@ BROKER_TUNING: Mapping[str, str] = {
     "JOBLINE_WORKER_KAFKA_HEARTBEAT_INTERVAL_MS": "800",
     # The gateway's event streams (GET /v1/events/stream) fetch with the same short wait.
     "JOBLINE_GATEWAY_EVENTS_FETCH_MAX_WAIT_MS": "100",
+    # The relay's webhook fan-out: a delivery waits out its fetch wait too (a few ms of
+    # webhook latency are nothing; 20 ms keeps an idle relay from polling hot).
+    "JOBLINE_WEBHOOK_FETCH_MAX_WAIT_MS": "20",
+    "JOBLINE_WEBHOOK_KAFKA_SESSION_TIMEOUT_MS": "2500",
+    "JOBLINE_WEBHOOK_KAFKA_HEARTBEAT_INTERVAL_MS": "800",
 }
 
 

@@ -11,7 +11,8 @@ tables are in a module of their own:
 - :mod:`~jobline.pg.tables.registry`: declared queues and registered job types;
 - :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables;
 - :mod:`~jobline.pg.tables.limits`: tenant quotas and the shared submission bucket;
-- :mod:`~jobline.pg.tables.audit`: the audit log.
+- :mod:`~jobline.pg.tables.audit`: the audit log;
+- :mod:`~jobline.pg.tables.webhooks`: webhook endpoints and their deliveries.
 
 What Core cannot express lives only in the migrations (the outbox's trigger that wakes the
 relay: see :mod:`~jobline.pg.tables.jobs`).
@@ -50,6 +51,7 @@ from jobline.pg.tables.analyzer import (
 )
 from jobline.pg.tables.limits import tenant_quotas, tenant_rate_buckets
 from jobline.pg.tables.audit import audit_log
+from jobline.pg.tables.webhooks import DELIVERY_STATUSES, webhook_deliveries, webhook_endpoints
 # isort: on
 
 # Tables in creation order (each after those it references).
@@ -69,6 +71,8 @@ ALL_TABLES: Final = (
     audit_log,
     queues,
     job_types,
+    webhook_endpoints,
+    webhook_deliveries,
 )
 
 
@@ -76,6 +80,7 @@ __all__ = [
     "ALL_TABLES",
     "ANALYZER_TABLES",
     "ATTEMPT_OUTCOMES",
+    "DELIVERY_STATUSES",
     "JOB_STATES",
     "MISFIRE_POLICIES",
     "NAMING_CONVENTION",
@@ -104,4 +109,6 @@ __all__ = [
     "tenant_quotas",
     "tenant_rate_buckets",
     "tenants",
+    "webhook_deliveries",
+    "webhook_endpoints",
 ]
