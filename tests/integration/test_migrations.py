@@ -53,7 +53,7 @@ EXPECTED_TABLES = {
     "webhook_endpoints",
     "webhook_deliveries",
 }
-HEAD = "0010"
+HEAD = "0011"
 
 
 @pytest.fixture
@@ -565,3 +565,15 @@ async def test_registry_changes_notify(migrated_db: str) -> None:
     finally:
         await writer.close()
         await listener.close()
+
+
+async def test_the_outbox_is_vacuumed_after_a_fixed_number_of_dead_rows(migrated_db: str) -> None:
+    """0011: autovacuum's trigger for the outbox is a fixed count (its live rows stay few)."""
+    conn = await asyncpg.connect(migrated_db)
+    try:
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'outbox'")
+    finally:
+        await conn.close()
+    assert "autovacuum_vacuum_scale_factor=0" in options
+    assert "autovacuum_vacuum_threshold=5000" in options
+    assert "autovacuum_vacuum_cost_delay=0" in options

@@ -90,7 +90,7 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).absolute()
         self.port = port
         # A queue's tables churn: autovacuum looks every second rather than every minute
-        # (the outbox's own trigger is set by migration 0010).
+        # (the outbox's own trigger is set by migration 0011).
         self.settings = {"autovacuum_naptime": "1s", **(settings or {})}
         self.timeout = timeout
         self.log_path = self.data_dir / "postgres.log"
