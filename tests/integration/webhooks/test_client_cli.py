@@ -17,7 +17,10 @@ import pytest
 from jobline.client import Client, Forbidden, InvalidRequest, NotFound
 from jobline.pg import webhookstore
 from jobline.pg.webhookstore import NewDelivery
-from tests.integration.client.conftest import inprocess_gateway  # noqa: F401  (fixture)
+from tests.integration.client.conftest import (  # noqa: F401  (fixtures)
+    inprocess_gateway,
+    serve_gateway,
+)
 
 JOBLINE = str(Path(sys.executable).parent / "jobline")
 URL = "https://hooks.example.com/jobline"

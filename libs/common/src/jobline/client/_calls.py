@@ -378,6 +378,8 @@ def list_queue_declarations() -> Call[QueueDeclarations]:
 
 def declare_queue(name: str, queue: QueueIn | Mapping[str, Any]) -> Call[QueueOut]:
     return Call("PUT", f"/v1/admin/queues/{_segment(name)}", model(QueueOut), json=body(queue))
+
+
 # --- webhooks -----------------------------------------------------------------------------
 
 _webhook = model(WebhookOut)

@@ -18,7 +18,9 @@ from jobline.client._aio_schedules import AsyncSchedules
 from jobline.client._aio_webhooks import AsyncWebhooks
 
 
-class AsyncClient(AsyncJobs, AsyncSchedules, AsyncKeys, AsyncGovernance, AsyncEvents, AsyncWebhooks):
+class AsyncClient(
+    AsyncJobs, AsyncSchedules, AsyncKeys, AsyncGovernance, AsyncEvents, AsyncWebhooks
+):
     """The gateway's REST API, typed with its models, for asyncio.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to
