@@ -62,6 +62,8 @@ class Config:
     clip: float = 3.0
     shift_alpha: float = 0.3
     drift_alpha: float = 0.0115  # a half-life of 60 points
+    drift_var_rate: float = 1 / 2000  # memory of the drift chart's own spread
+    drift_widen: float = 1.0  # how far that spread may widen the chart's null (1: not at all)
     tail_q: float = 0.02
     tail_rate: float = 0.02  # weight of a new exceedance in the tail's scale
     flag_p: float = 1e-4
@@ -109,6 +111,7 @@ class _State:
     m_shift: float = 0.0
     m_drift: float = 0.0
     m_raw: float = 0.0
+    drift_var: float = 0.0  # mean square of the drift chart outside episodes
     ac: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # lag-1 product, square, last
     tails: list[Tail] = field(default_factory=lambda: [Tail(), Tail(), Tail()])
     episode: Episode = field(default_factory=Episode)
@@ -223,7 +226,7 @@ class Detector:
         stats = (
             self._dir(z_spike),
             self._dir(s.m_shift / _ewma_sd(cfg.shift_alpha, phi)),
-            self._dir(s.m_drift / _ewma_sd(cfg.drift_alpha, phi)),
+            self._dir(s.m_drift / self._drift_sd(phi)),
         )
         ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
         worst = min(range(3), key=ps.__getitem__)
@@ -261,6 +264,13 @@ class Detector:
             )
         flagged = event.onset or event.escalation
         return Point(score, p, flagged, event.onset, EVIDENCE[worst], expected)
+
+    def _drift_sd(self, phi: float) -> float:
+        # The AR(1) null spread of the drift chart misses slower correlation (a seasonal
+        # profile still settling, a wandering series): the chart's own mean square outside
+        # episodes widens it, up to a cap so a series cannot learn to ignore drifts.
+        model = _ewma_sd(self.config.drift_alpha, phi)
+        return max(model, min(math.sqrt(self.s.drift_var), self.config.drift_widen * model))
 
     def _rank(self, x: float, offsets: list[float | None]) -> None:
         # Ranked on unclipped errors, even inside an episode: a clipped error could not see
@@ -332,6 +342,7 @@ class Detector:
         s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
         s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
         s.ac[2] = zc
+        s.drift_var += cfg.drift_var_rate * (s.m_drift * s.m_drift - s.drift_var)
         self._learn_season(x, level, offsets, bins=(bd, bw), limit=c * scale)
 
     def _learn_season(
@@ -358,13 +369,15 @@ class Detector:
         # A bin's first visit sets it to the mean of its points; each later visit moves it by
         # about gamma in all, however many points a visit holds (or a wide bin would chase
         # the noise like a fast level).
-        old = table[b]
-        if old is None or counts[b] < per_bin:
-            n = counts[b]
+        old, n, width = table[b], counts[b], max(per_bin, 1.0)
+        if old is None or n < per_bin:
             table[b] = base if old is None else old + _clip(base - old, limit) / (n + 1)
-            counts[b] = n + 1
         else:
-            table[b] = old + self.config.season_gamma / max(per_bin, 1.0) * _clip(base - old, limit)
+            visit = n / width
+            weight = max(self.config.season_gamma, 1.0 / (visit + 1.0))
+            table[b] = old + weight / width * _clip(base - old, limit)
+        if n < width / self.config.season_gamma:
+            counts[b] = n + 1
 
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint (infinity is stored as None)."""
