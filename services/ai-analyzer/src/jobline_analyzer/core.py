@@ -5,22 +5,28 @@ Per point, in O(1) time and bounded state:
 1. **Baseline** — robust Holt-Winters (Gelper, Fried & Croux, 2010): a slow level plus a
    daily and a weekly profile indexed by time of day and of week (irregular sampling and gaps
    are fine), learnt by backfitting from residuals clipped at ``clip`` scales, so an incident
-   barely moves them. Three experts — level, + daily, + daily + weekly — are ranked by the
+   barely moves them; a bin averages its first visits before smoothing with
+   ``season_gamma``. Three experts — level, + daily, + daily + weekly — are ranked by the
    size of their smoothed error (their bias, not the noise all share); seasonality is thus
    chosen online, and a profile competes only once it has seen a full period.
 2. **Residuals** — a spike residual against a fast deviation (it whitens slow wander) and a
    shift residual against the slow level. Scales are robust mean absolute errors floored at
    half the series' quantum (its smallest step), so a quantised or flat series never yields
    z = 22; a point may carry a weight (a median of more jobs is less noisy).
-3. **Evidence** — |spike z| and two EWMA charts (Roberts, 1959) of the shift z, a fast one for
-   level shifts and a slow one for drifts. The charts' null spread is widened by the lag-1
-   autocorrelation of the residuals, so a wandering series is not read as drifting.
+3. **Evidence** — |spike z| and three EWMA charts (Roberts, 1959) of the shift z: fast for
+   level shifts, middle for shifts too small for the fast one, slow for drifts. The charts'
+   null spread is widened by the lag-1 autocorrelation of the residuals (learnt only while
+   the charts are calm, or a level shift would raise it and hide itself), so a wandering
+   series is not read as drifting; optionally (``drift_widen``) the slow chart's own spread
+   widens it further, for structure the seasonal profiles have not learnt yet.
 4. **Calibration** — each statistic's tail on *this* series (`calibration.Tail`); p is the
-   Bonferroni minimum over the three; ``score = -log10(p) / 8`` in [0, 1], so a threshold
+   Bonferroni minimum over the four; ``score = -log10(p) / 8`` in [0, 1], so a threshold
    means the same on every series (0.5 is p = 1e-4).
 5. **Episodes** — `calibration.Episode` flags the onset and, once, a far stronger spike; while
-   young, an episode teaches only the seasonal profiles; every ``accept_after`` points its mean
-   level is taken as the new normal. A flag also needs ``min_effect`` (a practical size).
+   young, an episode teaches only the seasonal profiles (not if it began as a spike); every
+   ``accept_after`` points (two days before the weekly profile is trusted: it may be the
+   first weekend) its mean level is taken as the new normal. A flag also needs
+   ``min_effect`` (a practical size).
 """
 
 from __future__ import annotations
@@ -35,11 +41,14 @@ Transform = Literal["none", "log"]
 Direction = Literal["both", "up", "down"]
 Evidence = Literal["spike", "shift", "drift"]
 EVIDENCE: tuple[Evidence, ...] = ("spike", "shift", "drift")
+# What each statistic is evidence of: |spike z|, then the fast, middle and slow EWMA charts.
+STATISTICS: tuple[Evidence, ...] = ("spike", "shift", "shift", "drift")
 
 DAY, WEEK = 86400.0, 604800.0
 MAX_DAY_BINS, WEEK_BINS = 288, 168
 SCORE_DECADES = 8.0  # score 1 = p of 1e-8
 AC_RATE = 0.01  # memory of the autocorrelation estimate: about 100 points
+CALM = 3.0  # charts below this many null spreads teach the autocorrelation estimate
 GUARD_ALPHA = 0.1  # memory of the effect-size guard: about 10 points
 BIAS_ALPHA = 0.1
 MEAN_ABS_TO_SD = 1.2533  # sd / mean absolute deviation of a normal
@@ -61,7 +70,10 @@ class Config:
     rank_half_life: float = 288.0  # memory of the experts' errors
     clip: float = 3.0
     shift_alpha: float = 0.3
+    mid_alpha: float = 0.1  # a half-life of 7 points: a shift too small for the fast chart
     drift_alpha: float = 0.0115  # a half-life of 60 points
+    drift_var_rate: float = 1 / 2000  # memory of the drift chart's own spread
+    drift_widen: float = 1.0  # how far that spread may widen the chart's null (1: not at all)
     tail_q: float = 0.02
     tail_rate: float = 0.02  # weight of a new exceedance in the tail's scale
     flag_p: float = 1e-4
@@ -107,10 +119,13 @@ class _State:
     spike_err: float = 0.0
     quantum: float = math.inf
     m_shift: float = 0.0
+    m_mid: float = 0.0
     m_drift: float = 0.0
     m_raw: float = 0.0
+    drift_var: float = 0.0  # mean square of the drift chart outside episodes
+    spike_onset: bool = False  # whether the current episode began with a spike
     ac: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # lag-1 product, square, last
-    tails: list[Tail] = field(default_factory=lambda: [Tail(), Tail(), Tail()])
+    tails: list[Tail] = field(default_factory=lambda: [Tail() for _ in STATISTICS])
     episode: Episode = field(default_factory=Episode)
 
 
@@ -121,7 +136,9 @@ class Detector:
         self.config = config or Config()
         self.s = _State()
         cfg = self.config
-        self._every = (1, round(1 / cfg.shift_alpha), round(1 / cfg.drift_alpha))
+        self._every = tuple(
+            round(1 / a) for a in (1.0, cfg.shift_alpha, cfg.mid_alpha, cfg.drift_alpha)
+        )
 
     @property
     def active(self) -> bool:
@@ -217,17 +234,19 @@ class Detector:
         z_shift, z_spike = r_shift / scale, r_spike / spike_scale
         zc = _clip(z_shift, 6.0)
         s.m_shift += cfg.shift_alpha * (zc - s.m_shift)
+        s.m_mid += cfg.mid_alpha * (zc - s.m_mid)
         s.m_drift += cfg.drift_alpha * (zc - s.m_drift)
         s.m_raw += GUARD_ALPHA * (zc * scale - s.m_raw)
         phi = min(0.99, max(0.0, s.ac[0] / s.ac[1])) if s.ac[1] > 0 else 0.0
         stats = (
             self._dir(z_spike),
             self._dir(s.m_shift / _ewma_sd(cfg.shift_alpha, phi)),
-            self._dir(s.m_drift / _ewma_sd(cfg.drift_alpha, phi)),
+            self._dir(s.m_mid / _ewma_sd(cfg.mid_alpha, phi)),
+            self._dir(s.m_drift / self._drift_sd(phi)),
         )
         ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
-        worst = min(range(3), key=ps.__getitem__)
-        p = min(1.0, 3.0 * ps[worst])
+        worst = min(range(len(ps)), key=ps.__getitem__)
+        p = min(1.0, len(ps) * ps[worst])
         score = min(1.0, -math.log10(max(p, 1e-300)) / SCORE_DECADES)
         expected = self._y(s.level + season)
 
@@ -235,17 +254,21 @@ class Detector:
         if s.n > cfg.warmup:
             strong = self._dir(s.m_raw) >= cfg.min_effect
             event = s.episode.step(p if strong else 1.0, cfg.flag_p, cfg.clear, worst == 0)
+            if event.onset:
+                s.spike_onset = worst == 0
         ep = s.episode
         # The tails learn once the scales and the autocorrelation have settled, and little
         # from inside an episode.
         # A chart learns once per its memory (about 1/alpha points): its values in between are
         # near copies, and a slow drift must not teach it, point by point, that drift is normal.
+        calm = max(stats[1:]) < CALM
         weight = 0.0 if s.n < 15 * cfg.init_points else 0.1 if ep.active else 1.0
         for k, (tail, v) in enumerate(zip(s.tails, stats, strict=True)):
             if s.n % self._every[k] == 0:
                 tail.learn(v, cfg.tail_q, cfg.tail_rate, weight)
         self._rank(x, offsets)
-        if ep.active and ep.length and ep.length % cfg.accept_after == 0:
+        accept_after = self._accept_after()
+        if ep.active and ep.length and ep.length % accept_after == 0:
             self._accept(scale)
         else:
             # Inside a young episode only the seasonal profiles learn (clipped, so an
@@ -257,10 +280,27 @@ class Detector:
                 residuals=(r_shift, r_spike),
                 scales=(scale, spike_scale),
                 root=root,
-                frozen=ep.active and ep.length <= cfg.accept_after,
+                frozen=ep.active and ep.length <= accept_after,
+                calm=calm,
             )
         flagged = event.onset or event.escalation
-        return Point(score, p, flagged, event.onset, EVIDENCE[worst], expected)
+        return Point(score, p, flagged, event.onset, STATISTICS[worst], expected)
+
+    def _accept_after(self) -> int:
+        # Until the weekly profile has seen a week, a long episode may be the first weekend:
+        # taken as a new level it would be undone on Monday (another flag) and would teach
+        # Sunday's bins the wrong offset for weeks. Wait for two days before accepting it.
+        s, after = self.s, self.config.accept_after
+        if s.weekly and s.step and not self._trusted(2):
+            return max(after, round(2 * DAY / s.step))
+        return after
+
+    def _drift_sd(self, phi: float) -> float:
+        # The AR(1) null spread of the drift chart misses slower correlation (a seasonal
+        # profile still settling, a wandering series): the chart's own mean square outside
+        # episodes widens it, up to a cap so a series cannot learn to ignore drifts.
+        model = _ewma_sd(self.config.drift_alpha, phi)
+        return max(model, min(math.sqrt(self.s.drift_var), self.config.drift_widen * model))
 
     def _rank(self, x: float, offsets: list[float | None]) -> None:
         # Ranked on unclipped errors, even inside an episode: a clipped error could not see
@@ -298,7 +338,7 @@ class Detector:
         # The episode has lasted: its mean level is the new normal (a deploy, a migration).
         s = self.s
         s.level += s.m_drift * scale
-        s.fast = s.m_shift = s.m_drift = s.m_raw = 0.0
+        s.fast = s.m_shift = s.m_mid = s.m_drift = s.m_raw = 0.0
 
     def _learn(
         self,
@@ -310,12 +350,16 @@ class Detector:
         scales: tuple[float, float],
         root: float,
         frozen: bool,
+        calm: bool,
     ) -> None:
         s, cfg = self.s, self.config
         (bd, bw), (r_shift, r_spike), (scale, spike_scale) = bins, residuals, scales
         c = cfg.clip
         if frozen:
-            self._learn_season(x, s.level, offsets, bins=(bd, bw), limit=c * scale)
+            # A spike is no season: a bin visited for the first time during one would keep it
+            # and flag its absence every week after.
+            if not s.spike_onset:
+                self._learn_season(x, s.level, offsets, bins=(bd, bw), limit=c * scale)
             return
         # Early on the averages are running means (weight 1/n), so the first points' level
         # and scale are not carried for a thousand points.
@@ -328,10 +372,15 @@ class Detector:
         s.shift_err += beta * (min(abs(r_shift), c * scale) * root - s.shift_err)
         # Lag-1 autocorrelation of the shift z around its slow mean: it widens the charts'
         # null spread, so a series that wanders is not read as drifting.
+        # It learns only while the charts are calm: a level shift is persistent too, and would
+        # otherwise raise the estimate within tens of points and hide itself.
         zc = _clip(r_shift / scale, c) - s.m_drift
-        s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
-        s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
+        if calm:
+            s.ac[0] += AC_RATE * (zc * s.ac[2] - s.ac[0])
+            s.ac[1] += AC_RATE * (zc * zc - s.ac[1])
         s.ac[2] = zc
+        if calm:
+            s.drift_var += cfg.drift_var_rate * (s.m_drift * s.m_drift - s.drift_var)
         self._learn_season(x, level, offsets, bins=(bd, bw), limit=c * scale)
 
     def _learn_season(
@@ -355,16 +404,20 @@ class Detector:
         self, table: list[float | None], counts: list[int], b: int, *, base: float,
         limit: float, per_bin: float,
     ) -> None:  # fmt: skip
-        # A bin's first visit sets it to the mean of its points; each later visit moves it by
-        # about gamma in all, however many points a visit holds (or a wide bin would chase
-        # the noise like a fast level).
-        old = table[b]
-        if old is None or counts[b] < per_bin:
-            n = counts[b]
+        # A bin's first visit sets it to the mean of its points; visit v then moves it by
+        # about max(gamma, 1/v) in all, however many points a visit holds (or a wide bin
+        # would chase the noise like a fast level). The 1/v start averages the first visits:
+        # the first was learnt against a level and daily profile still settling (after the
+        # first weekend, Sunday's bins were otherwise wrong for weeks).
+        old, n, width = table[b], counts[b], max(per_bin, 1.0)
+        if old is None or n < per_bin:
             table[b] = base if old is None else old + _clip(base - old, limit) / (n + 1)
-            counts[b] = n + 1
         else:
-            table[b] = old + self.config.season_gamma / max(per_bin, 1.0) * _clip(base - old, limit)
+            visit = n / width
+            weight = max(self.config.season_gamma, 1.0 / (visit + 1.0))
+            table[b] = old + weight / width * _clip(base - old, limit)
+        if n < width / self.config.season_gamma:
+            counts[b] = n + 1
 
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint (infinity is stored as None)."""
@@ -379,6 +432,9 @@ class Detector:
         st = dict(data["state"])
         st["quantum"] = math.inf if st["quantum"] is None else float(st["quantum"])
         st["tails"] = [Tail(**t) for t in st["tails"]]
+        # A checkpoint from before the middle chart has three tails: the new one starts fresh.
+        if len(st["tails"]) < len(STATISTICS):
+            st["tails"].insert(2, Tail())
         st["episode"] = Episode(**st["episode"])
         det.s = _State(**st)
         return det

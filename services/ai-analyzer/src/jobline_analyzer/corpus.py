@@ -10,7 +10,8 @@ Two families, both with their incidents labelled:
 - **generic series** (what `jobline-analyzer score` sees, NAB-style `timestamp,value` with
   anomaly windows): a seasonal two-level day with no anomaly, weekly traffic with a dip,
   a quantised near-flat series with one blip, a slow ramp before a failure, spikes, a level
-  shift, a long series with an early anomaly, and a wandering series with no anomaly.
+  shift, a long series with an early anomaly, a wandering series with no anomaly, and four
+  weeks of multiplicative daily and weekly traffic counts with benign steps and no anomaly.
 
 Seeds in ``TUNING_SEEDS`` may be looked at while tuning; ``HELD_OUT_SEEDS`` never are.
 """
@@ -205,6 +206,7 @@ SeriesKind = Literal[
     "level_shift",
     "long_early",
     "wander_quiet",
+    "weekly_quiet",
 ]
 SERIES_KINDS: tuple[SeriesKind, ...] = get_args(SeriesKind)
 SERIES_START = datetime(2026, 3, 2)  # naive local time, as NAB files are; a Monday
@@ -307,6 +309,19 @@ def _wander_quiet(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int,
     return 10 + _ar1(rng, n, 0.98, 2.0) + rng.normal(0, 0.3, n), []
 
 
+def _weekly_quiet(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    # Four weeks of job submissions with no incident: a daily cycle, quieter weekends
+    # (multiplicative, as traffic is), counts with Poisson noise and benign deploy steps of
+    # a few percent. Every flag here is a false alarm of the kind issue 17 counted.
+    n = 288 * 28
+    day = np.arange(n) // 288
+    weekend = np.where(day % 7 >= 5, float(rng.uniform(0.3, 0.7)), 1.0)
+    lam = float(rng.uniform(20, 300)) * (1 + 0.6 * _daily(n, float(rng.uniform(-0.1, 0.1))))
+    for at in rng.integers(288 * 3, n, size=2):
+        lam[at:] *= float(rng.uniform(0.95, 1.05))
+    return rng.poisson(lam * weekend).astype(float), []
+
+
 GENERATORS: dict[
     SeriesKind, Callable[[np.random.Generator], tuple[np.ndarray, list[tuple[int, int]]]]
 ] = {
@@ -318,6 +333,7 @@ GENERATORS: dict[
     "level_shift": _level_shift,
     "long_early": _long_early,
     "wander_quiet": _wander_quiet,
+    "weekly_quiet": _weekly_quiet,
 }
 
 
