@@ -43,8 +43,8 @@ async def seed(engine: AsyncEngine, tenant: str, at: datetime, *, published: boo
             text(
                 "INSERT INTO analyzer_findings (tenant_id, job_type, kind, severity, window_start,"
                 " window_end, baseline, observed, score, explanation, created_at, published_at)"
-                " VALUES (:tenant, 't', 'failure_rate', 'warning', :at, :at, 0, 1, 9, 'x', :at,"
-                " CASE WHEN :published THEN CAST(:at AS timestamptz) END)"
+                " VALUES (:tenant, 't', 'failure_rate_spike', 'warning', :at, :at, 0, 1, 9, 'x',"
+                " :at, CASE WHEN :published THEN CAST(:at AS timestamptz) END)"
             ),
             params | {"published": published},
         )

@@ -179,8 +179,17 @@ class DetectionLoop:
         total = 0
         while True:
             async with db.transaction(self.engine) as conn:
-                batch = await finding_store.claim_unpublished(conn, PUBLISH_BATCH)
+                batch, unreadable = await finding_store.claim_unpublished(conn, PUBLISH_BATCH)
+                if unreadable:
+                    # One bad row must not stop every later finding: retired, and said.
+                    log.error(
+                        "findings that do not read as one were not published",
+                        extra={"finding_ids": [str(i) for i in unreadable]},
+                    )
+                    await finding_store.mark_published(conn, unreadable)
                 if not batch:
+                    if unreadable:
+                        continue
                     return total
                 sent = [
                     await self.producer.send(
