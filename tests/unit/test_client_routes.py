@@ -57,6 +57,15 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "listScheduleFireTimes": ("next_fires", (ID,), {}),
     "listScheduleJobs": ("schedule_jobs", (ID,), {}),
     "streamEvents": ("stream_events", (), {"reconnect": False}),
+    "createWebhook": ("create_webhook", ("https://example.com/hook", ["*"]), {}),
+    "listWebhooks": ("list_webhooks", (), {}),
+    "getWebhook": ("get_webhook", (ID,), {}),
+    "updateWebhook": ("update_webhook", (ID, {"enabled": False}), {}),
+    "deleteWebhook": ("delete_webhook", (ID,), {}),
+    "rotateWebhookSecret": ("rotate_webhook_secret", (ID,), {}),
+    "listWebhookDeliveries": ("webhook_deliveries", (ID,), {"status": "failed"}),
+    "getWebhookDelivery": ("get_webhook_delivery", (ID, ID), {}),
+    "replayWebhookDelivery": ("replay_webhook_delivery", (ID, ID), {}),
 }
 
 

@@ -74,7 +74,7 @@ async def _schemathesis(
             "--phases",
             "examples,coverage,fuzzing",
             "--max-examples",
-            "40",
+            "30",
             "--generation-deterministic",
             "--continue-on-failure",
             "--workers",

@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
 from jobline_gateway.app import create_app
 from tests.stack import free_port
 
-POSITIVE_EXAMPLES = 70
-NEGATIVE_EXAMPLES = 30
+POSITIVE_EXAMPLES = 50
+NEGATIVE_EXAMPLES = 25
 MIN_REQUESTS = 1000
 STREAM = "GET /v1/events/stream"
 CHECKS = [

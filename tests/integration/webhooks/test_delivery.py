@@ -122,8 +122,12 @@ async def test_events_from_the_topic_are_delivered_signed(
             "heartbeat_interval_ms", 3_000
         ),
         webhook_poll_interval_seconds=0.1,
+        # Its own topics and consumer group: the session's group is shared with every relay
+        # process the other tests start, and its committed positions are theirs.
+        topic_prefix=f"{kafka_settings.topic_prefix}-wh{uuid4().hex[:6]}",
     )
-    await ensure_topics(kafka_settings, [topics.events_topic(kafka_settings.topic_prefix)])
+    events_topic = topics.events_topic(settings.topic_prefix)
+    await ensure_topics(settings, [events_topic])
     webhooks = Webhooks(settings, db)
     webhooks.start()
     producer = make_producer(kafka_settings)
@@ -132,7 +136,7 @@ async def test_events_from_the_topic_are_delivered_signed(
     try:
         for sequence, state in enumerate(("queued", "started", "succeeded"), start=1):
             await producer.send_and_wait(
-                topics.events_topic(kafka_settings.topic_prefix),
+                events_topic,
                 event(tenant, state, job_id, sequence),
                 key=job_id.encode(),
             )

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import ConfigDict, Field
 
-from jobline.api.fields import Answer, Request, Text
+from jobline.api.fields import Answer, JsonNumber, Request, Text
 from jobline.api.jobs import BackoffIn
 
 
@@ -22,11 +22,16 @@ class QuotasIn(Request):
         json_schema_extra={"examples": [{"max_schedules": 50, "submissions_per_second": 200}]},
     )
 
-    max_schedules: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    min_schedule_interval_seconds: Annotated[int, Field(ge=1, le=31 * 86400)] | None = None
-    max_unfinished_jobs: Annotated[int, Field(ge=1, le=2_000_000_000)] | None = None
-    submissions_per_second: Annotated[float, Field(ge=0.001, le=1_000_000)] | None = None
-    submission_burst: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    # JsonNumber: JSON's true is not the number 1 (schemathesis found `true` taken as 1 s).
+    max_schedules: Annotated[int, Field(ge=1, le=10_000_000), JsonNumber] | None = None
+    min_schedule_interval_seconds: Annotated[int, Field(ge=1, le=31 * 86400), JsonNumber] | None = (
+        None
+    )
+    max_unfinished_jobs: Annotated[int, Field(ge=1, le=2_000_000_000), JsonNumber] | None = None
+    submissions_per_second: Annotated[float, Field(ge=0.001, le=1_000_000), JsonNumber] | None = (
+        None
+    )
+    submission_burst: Annotated[int, Field(ge=1, le=100_000_000), JsonNumber] | None = None
 
 
 class QuotasOut(Answer):
@@ -56,7 +61,7 @@ class PolicyIn(Request):
         },
     )
 
-    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=1000), JsonNumber] | None = None
     backoff: BackoffIn | None = None
     non_retryable_errors: list[Annotated[Text, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=100
