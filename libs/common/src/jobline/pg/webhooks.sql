@@ -94,6 +94,12 @@ UPDATE webhook_deliveries SET
 WHERE id = :id AND endpoint_id = :endpoint_id
 RETURNING *
 
+-- name: any_enabled_endpoint
+-- Whether the fan-out has anything to do: it consumes the events topic only while some
+-- endpoint is enabled (an installation without webhooks pays no fetch polling and no query
+-- per batch). A sequential scan of a small table; stops at the first enabled row.
+SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled)
+
 -- name: endpoints_of_tenants
 -- The fan-out: the enabled endpoints of the tenants of a batch of events
 -- (ix_webhook_endpoints_tenant_created leads with tenant_id). FOR SHARE until the deliveries

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,10 @@ from jobline_relay.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_RECORDS: Final = 500
+# How often the fan-out asks whether any endpoint is enabled: a new installation's first
+# endpoint starts receiving within this long (events are read from the group's committed
+# offsets, so none that happened after the endpoint was created are missed).
+IDLE_CHECK_SECONDS: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,9 @@ class Fanout:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if not await self._wanted():
+                await _sleep_or_stop(stop, IDLE_CHECK_SECONDS)
+                continue
             consumer = self._consumer()
             try:
                 await consumer.start()
@@ -92,14 +100,28 @@ class Fanout:
                 raise
             except Exception:
                 log.exception("webhook fan-out failed; restarting its consumer in 1 s")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await _sleep_or_stop(stop, 1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
 
+    async def _wanted(self) -> bool:
+        """Whether any endpoint is enabled (a database error counts as yes: the loop reports it)."""
+        try:
+            async with self.db.connection() as conn:
+                return bool(await webhookstore.SQL.fetchval(conn, "any_enabled_endpoint"))
+        except Exception:
+            return True
+
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """Fan out until stopped, or until no endpoint is enabled any more (then the consumer
+        stops with its offsets committed, and resumes from them when one is enabled again)."""
+        checked = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - checked >= IDLE_CHECK_SECONDS:
+                checked = time.monotonic()
+                if not await self._wanted():
+                    return
             batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
             records = [r for rs in batches.values() for r in rs]
             if not records:
@@ -132,3 +154,8 @@ class Fanout:
             await webhookstore.insert_deliveries(conn, rows)
         metrics.WEBHOOK_FANNED_OUT.inc(len(rows))
         return len(rows)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
