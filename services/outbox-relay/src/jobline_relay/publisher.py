@@ -49,6 +49,7 @@ from jobline.pg.db import Conn, Database
 from jobline.settings import KafkaSettings
 from jobline_relay import metrics
 from jobline_relay.declared import DeclaredQueues
+from jobline_relay.logwatch import LogWatch
 from jobline_relay.queries import SQL
 from jobline_relay.tracing import PublishSpans
 
@@ -126,9 +127,7 @@ class Publisher:
         self.max_message_bytes = max_message_bytes
         self._known_topics: set[str] = set()
         self._published_to: set[str] = set()  # kept across forget_topics()
-        # The last offset acknowledged per (topic, partition): a later one at or below it
-        # means the broker lost that log (see _watch_offsets).
-        self._offsets: dict[tuple[str, int], int] = {}
+        self._logs = LogWatch()  # partitions whose log went back (see logwatch)
         # Messages the broker refused as too large: set aside when taken again.
         self._refused: dict[Slot, str] = {}
         # Work topics this publisher had to create again, with when: their queue's older jobs
@@ -335,35 +334,26 @@ class Publisher:
         return kinds
 
     def _watch_offsets(self, messages: Sequence[Message], written: Sequence[Any]) -> None:
-        """Notice a partition whose log went back: the broker lost it (an in-memory broker
-        restarted, the topic was deleted and auto-created again) without any send failing.
-
-        A partition's offsets only grow, whoever appends; an acknowledgement at or below one
-        this relay saw before means everything it published there before may be gone. The
-        queue's jobs are then healed at once (the relay's ``created_queues``), and the topics
-        are checked again before the next send (an auto-created one may have the wrong
-        partition count).
-        """
-        went_back: dict[str, list[int]] = {}
+        """Heal at once the queues whose partitions' logs went back (the broker lost them),
+        and check the topics again before the next send (an auto-created one may have the
+        wrong partition count)."""
+        went_back = self._logs.acknowledged(
+            (m[0], w.partition, w.offset) for m, w in zip(messages, written, strict=True)
+        )
+        if not went_back:
+            return
         now = datetime.now(UTC)
-        for (topic, logical, *_), metadata in zip(messages, written, strict=True):
-            key = (topic, metadata.partition)
-            last = self._offsets.get(key)
-            if last is not None and metadata.offset <= last:
-                went_back.setdefault(topic, []).append(metadata.partition)
-                if topics.is_work(logical):
-                    self.created_queues[topics.queue_of(logical)] = now
-            self._offsets[key] = metadata.offset
-        regressed = bool(went_back)
+        for topic, logical, *_ in messages:
+            if topic in went_back and topics.is_work(logical):
+                self.created_queues[topics.queue_of(logical)] = now
         for topic, partitions in went_back.items():
             log.warning(
                 "the broker's log of %s went back: it lost messages; healing its queue",
                 topic,
-                extra={"partitions": sorted(set(partitions))},
+                extra={"partitions": sorted(partitions)},
             )
-        if regressed:
-            metrics.LOGS_WENT_BACK.inc()
-            self.forget_topics()
+        metrics.LOGS_WENT_BACK.inc()
+        self.forget_topics()
 
     def forget_topics(self) -> None:
         """Check the topics again before the next batch (after a failure)."""
