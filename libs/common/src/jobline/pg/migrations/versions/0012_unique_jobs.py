@@ -16,8 +16,8 @@ transaction block (alembic's ``autocommit_block`` would commit early and drop th
 The build holds a SHARE lock on ``jobs`` while it scans the table once: submissions and
 transitions wait for that scan (seconds on a table of millions of rows; the column is new, so
 the index itself is empty). Schedule the upgrade for a quiet minute on a large table, or
-build the index by hand first (``CREATE UNIQUE INDEX CONCURRENTLY uq_jobs_unique_key ...``
-with this definition): ``IF NOT EXISTS`` below then keeps it.
+add the column and build the index by hand first (docs/operations.md, "Upgrading without
+downtime"): the ``IF NOT EXISTS`` clauses below then keep them.
 
 Expand-only: a nullable column with no default (a catalog change, no table rewrite) and an
 index that only rows with a key enter; the previous release neither reads nor writes them.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
@@ -43,7 +42,8 @@ UNFINISHED = "('scheduled', 'queued', 'running', 'retrying')"
 
 
 def upgrade() -> None:
-    op.add_column("jobs", sa.Column("unique_key", sa.Text(), nullable=True))
+    # IF NOT EXISTS: an operator may have added both by hand first (docs/operations.md).
+    op.execute("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS unique_key text")
     op.execute(
         "CREATE UNIQUE INDEX IF NOT EXISTS uq_jobs_unique_key ON jobs (tenant_id, unique_key)"
         f" WHERE unique_key IS NOT NULL AND state IN {UNFINISHED}"
