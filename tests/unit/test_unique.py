@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from jobline.api.jobs import BatchIn, JobSpec, UniqueIn, UniquePolicy
+from jobline.client import NO_RETRIES, AsyncClient, Client, Conflict
 from jobline.client.sync import job_fields, unique_fields
 from jobline.core.job import UNFINISHED_STATES, JobState
 from jobline.core.unique import (
@@ -178,3 +180,30 @@ def test_the_client_builds_the_unique_field() -> None:
     body = job_fields("t", {}, unique=unique_fields("k", "replace"))
     assert JobSpec.model_validate(body).unique == UniqueIn(key="k", policy=UniquePolicy.REPLACE)
     assert "unique" not in job_fields("t", {})
+
+
+@pytest.mark.parametrize("aio", [False, True])
+async def test_both_clients_send_unique_and_read_the_holder_from_a_conflict(aio: bool) -> None:
+    holder = str(uuid4())
+    sent: list[bytes] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        body = {"type": "urn:jobline:problem:unique-key-held", "title": "Unique key held"}
+        return httpx.Response(
+            409,
+            json={**body, "status": 409, "detail": "held", "job_id": holder},
+            headers={"content-type": "application/problem+json"},
+        )
+
+    transport = httpx.MockTransport(gateway)
+    if aio:
+        async with AsyncClient("http://gw", "jl_x", transport=transport, retry=NO_RETRIES) as a:
+            with pytest.raises(Conflict) as exc:
+                await a.submit("t", {}, unique_key="k", unique_policy="replace")
+    else:
+        client = Client("http://gw", "jl_x", transport=transport, retry=NO_RETRIES)
+        with client as c, pytest.raises(Conflict) as exc:
+            c.submit("t", {}, unique_key="k", unique_policy="replace")
+    assert str(exc.value.problem.job_id) == holder
+    assert b'"unique":{"key":"k","policy":"replace"}' in sent[0].replace(b" ", b"")
