@@ -284,7 +284,7 @@ def _unique_conflict(i: int, key: str, reject: unique.Reject, *, batch: bool) ->
     field, pointer = _key_field(i, batch=batch)
     return ProblemError(
         409,
-        f"Job {holder} holds the unique key {key!r}: {reject.why}.",
+        f"Job {holder} holds the unique key {key!r}; {reject.why}.",
         kind="unique-key-held",
         title="Unique key held",
         errors=[

@@ -139,7 +139,7 @@ def decide(unique: Unique, holder: Holder | None, now: datetime) -> Decision:
             if within_window(holder, unique.window, now):
                 return Existing(holder)
             return Reject(holder, "it was created before the debounce window")
-    return Reject(holder, "the unique key is held by an unfinished job")
+    return Reject(holder, "the policy is reject")
 
 
 def within_window(holder: Holder, window: timedelta | None, now: datetime) -> bool:
