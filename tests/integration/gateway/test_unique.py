@@ -167,7 +167,7 @@ async def test_a_finished_job_frees_its_key(client, make_api_key, db):
     ids = []
     for end in ("succeeded", "dead", "cancelled", None):
         answer = await client.post(
-            "/v1/jobs", json=unique_job("k", max_attempts=1), headers=bearer(key)
+            "/v1/jobs", json={**unique_job("k"), "max_attempts": 1}, headers=bearer(key)
         )
         assert answer.status_code == 201, (end, answer.text)
         ids.append(answer.json()["id"])
@@ -186,7 +186,9 @@ async def test_a_finished_job_frees_its_key(client, make_api_key, db):
 async def test_redrive_of_a_dead_job_whose_key_is_taken_is_409(client, make_api_key, db):
     key = await make_api_key()
     dead = (
-        await client.post("/v1/jobs", json=unique_job("k", max_attempts=1), headers=bearer(key))
+        await client.post(
+            "/v1/jobs", json={**unique_job("k"), "max_attempts": 1}, headers=bearer(key)
+        )
     ).json()
     await finish(db, dead["id"], succeed=False)
     newer = (await client.post("/v1/jobs", json=unique_job("k"), headers=bearer(key))).json()
