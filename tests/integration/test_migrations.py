@@ -53,7 +53,7 @@ EXPECTED_TABLES = {
     "webhook_endpoints",
     "webhook_deliveries",
 }
-HEAD = "0011"
+HEAD = "0012"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ schema's own descriptions:
 * the registry: a job type declared with a queue nobody declared, or a payload schema that
   is no JSON Schema; a job whose payload breaks the schema an earlier request registered
   for its type (the run registers types with ``PUT /v1/admin/job-types/{name}``);
+* unique keys: two jobs of one batch with the same ``unique.key`` (BatchIn's description);
 * the deployment's address policy: a webhook URL naming a loopback, private or link-local
   address (the `url` field's description says so).
 
@@ -38,6 +39,7 @@ ALLOWED: Final = (
     ("body", "payload_schema", "invalid payload schema"),
     ("body", "type", "unknown job type"),
     ("body", "url", "refused"),
+    ("body", "key", "the same unique key as"),
 )
 
 

@@ -91,3 +91,28 @@ def test_event_filters_match_type_job_tenant_and_job_type():
     line = event_line("jobline.job.dead", "t", {**data, "error": {"class": "E", "message": "m"}})
     assert "dead" in line
     assert "E: m" in line
+
+
+def test_submit_sends_the_unique_options_and_prints_the_existing_job(gateway):
+    sent: list[dict[str, Any]] = []
+    existing = job_json(unique_key="report-42")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=existing)  # debounced: the holder
+
+    gateway["handler"] = handler
+    args = ["jobs", "submit", "echo", "--unique-key", "report-42"]
+    got = runner.invoke(app, [*args, "--unique-policy", "debounce", "--unique-window", "30"])
+    assert got.exit_code == 0, got.output
+    assert got.output.strip() == existing["id"]
+    assert sent[0]["unique"] == {"key": "report-42", "policy": "debounce", "window_seconds": 30.0}
+
+
+def test_submit_unique_options_need_a_key_and_a_held_key_exits_1(gateway):
+    gateway["handler"] = lambda r: problem(409, "Job j holds the unique key 'k'.", job_id=None)
+    no_key = runner.invoke(app, ["jobs", "submit", "echo", "--unique-policy", "replace"])
+    assert no_key.exit_code == 2
+    held = runner.invoke(app, ["jobs", "submit", "echo", "--unique-key", "k"])
+    assert held.exit_code == 1
+    assert "holds the unique key" in held.output

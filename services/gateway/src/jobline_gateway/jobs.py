@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
@@ -51,7 +52,8 @@ _KEY: Final = TypeAdapter(
 M = TypeVar("M", bound=BaseModel)
 
 _REPLAY_DOC: Final = {
-    "description": "Idempotent replay: the original answer to this Idempotency-Key.",
+    "description": "Idempotent replay: the original answer to this Idempotency-Key (header "
+    "`Idempotent-Replayed`); or debounced: the unfinished job that holds the `unique` key.",
     "headers": {REPLAYED_HEADER: {"schema": {"type": "string", "enum": ["true"]}}},
 }
 
@@ -95,6 +97,7 @@ async def _accept(
             traceparent=traceparent,
             batch=endpoint == "batch",
             accept_undeclared=state.settings.gateway_accept_undeclared,
+            retention=timedelta(seconds=state.settings.job_retention_seconds),
         )
     SUBMIT_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     if accepted.replayed:
@@ -177,7 +180,7 @@ async def submit_job(request: Request) -> Response:
     location = {"Location": f"/v1/jobs/{job['id']}"}
     if accepted.replayed:
         return _json(job, 200, {REPLAYED_HEADER: "true", **location})
-    return _json(job, 201, location)
+    return _json(job, 200 if accepted.existing else 201, location)
 
 
 @submit_router.post(
@@ -203,7 +206,7 @@ async def submit_batch(request: Request) -> Response:
     )
     if accepted.replayed:
         return _json({"jobs": accepted.jobs}, 200, {REPLAYED_HEADER: "true"})
-    return _json({"jobs": accepted.jobs}, 201, {})
+    return _json({"jobs": accepted.jobs}, 200 if accepted.existing else 201, {})
 
 
 SUBMIT_BODIES: Final[dict[str, type[BaseModel]]] = {"submitJob": JobSpec, "submitBatch": BatchIn}
@@ -338,9 +341,31 @@ async def _apply(
                 )
     except IllegalTransition as exc:
         raise ProblemError(409, str(exc), kind="illegal-transition") from None
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != submission.UNIQUE_INDEX:
+            raise
+        # A redriven job takes its unique key back; a newer unfinished job holds it.
+        raise await _key_held(db, principal.tenant_id, job_id) from None
     if applied is None:
         raise _not_found(job_id)
     return JobOut.of(applied.after)
+
+
+async def _key_held(db: Database, tenant_id: str, job_id: UUID) -> ProblemError:
+    async with db.connection() as conn:
+        job = await store.get_job(conn, tenant_id, job_id)
+        key = job.unique_key if job is not None else None
+        holders = await jobstore.unique_holders(conn, tenant_id, [key]) if key else {}
+    holder = holders[key].id if key in holders else None
+    return ProblemError(
+        409,
+        f"Job {job_id} cannot be redriven: job {holder or '(finished meanwhile)'} holds its "
+        f"unique key {key!r}.",
+        kind="unique-key-held",
+        title="Unique key held",
+        headers={"Location": f"/v1/jobs/{holder}"} if holder else None,
+        job_id=holder,
+    )
 
 
 def _not_found(job_id: UUID) -> ProblemError:

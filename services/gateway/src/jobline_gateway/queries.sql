@@ -15,6 +15,14 @@ SELECT EXISTS (SELECT 1 FROM jobs WHERE id = :id AND tenant_id = :tenant_id)
 SELECT request_hash, job_ids, response FROM idempotency_keys
 WHERE tenant_id = :tenant_id AND key = :key
 
+-- name: live_key
+-- Whether an unexpired Idempotency-Key exists: a unique submission asks first (under its key
+-- locks), since its holder check would otherwise answer a retry of itself with a conflict.
+SELECT EXISTS (
+    SELECT 1 FROM idempotency_keys
+    WHERE tenant_id = :tenant_id AND key = :key AND expires_at > now()
+)
+
 -- name: purge_idempotency_keys
 -- Expired keys, oldest first via ix_idempotency_keys_expires_at. Replicas purging at once
 -- split the rows instead of queueing on each other (SKIP LOCKED).

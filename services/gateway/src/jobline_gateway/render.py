@@ -59,6 +59,7 @@ def job_json(job: Job) -> dict[str, Any]:
         if last
         else None,
         "result": job.result,
+        "unique_key": job.unique_key,
         "links": {
             "self": base,
             "attempts": f"{base}/attempts",

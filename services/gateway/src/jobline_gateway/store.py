@@ -100,6 +100,11 @@ async def stored_key(conn: Conn, tenant_id: str, key: str) -> StoredKey | None:
     return StoredKey(row["request_hash"], list(row["job_ids"]), row["response"]) if row else None
 
 
+async def live_key(conn: Conn, tenant_id: str, key: str) -> bool:
+    """Whether ``key`` is claimed and not expired."""
+    return bool(await SQL.fetchval(conn, "live_key", tenant_id=tenant_id, key=key))
+
+
 async def purge_idempotency_keys(conn: Conn, limit: int = 10_000) -> int:
     """Delete up to ``limit`` expired keys; returns how many."""
     status = await SQL.execute(conn, "purge_idempotency_keys", limit=limit)

@@ -44,6 +44,8 @@ from jobline.api.jobs import (
     JobState,
     Progress,
     Timings,
+    UniqueIn,
+    UniquePolicy,
 )
 from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut, OwnKeyIn, Scope
 from jobline.api.problems import FieldError, Problem
@@ -131,6 +133,8 @@ __all__ = [
     "Text",
     "Timestamp",
     "Timings",
+    "UniqueIn",
+    "UniquePolicy",
     "WebhookCreated",
     "WebhookIn",
     "WebhookOut",

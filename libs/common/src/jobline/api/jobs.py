@@ -23,6 +23,7 @@ from jobline.api.fields import (
     JobType,
     JsonNumber,
     JsonObject,
+    NulFreeText,
     QueueName,
     Request,
     Timestamp,
@@ -30,6 +31,7 @@ from jobline.api.fields import (
 
 MAX_BATCH: Final = 1000
 MAX_DELAY_SECONDS: Final = 366 * 86400
+MAX_UNIQUE_WINDOW_SECONDS: Final = 30 * 86400
 
 
 class JobState(StrEnum):
@@ -94,6 +96,69 @@ class BackoffIn(Request):
         return self.model_dump(exclude_none=True)
 
 
+class UniquePolicy(StrEnum):
+    """What a submission gets while its unique key is held by an unfinished job."""
+
+    REJECT = "reject"
+    REPLACE = "replace"
+    DEBOUNCE = "debounce"
+
+
+class UniqueIn(Request):
+    """At most one unfinished job (scheduled, queued, running, retrying) per key and tenant.
+
+    A duplicate gets `reject`: 409 naming the job that holds the key; `replace`: the holder
+    is cancelled and this job accepted, unless the holder is running (then as `reject`);
+    `debounce`: while the holder was created less than `window_seconds` ago, 200 with the
+    holder and nothing created (after that, as `reject`).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # window_seconds goes with debounce, and only with it (the validator below).
+            "if": {"properties": {"policy": {"const": "debounce"}}, "required": ["policy"]},
+            "then": {
+                "required": ["window_seconds"],
+                "properties": {"window_seconds": {"type": "number"}},
+            },
+            "else": {"properties": {"window_seconds": {"type": "null"}}},
+            "examples": [{"key": "invoice-42", "policy": "debounce", "window_seconds": 30}],
+        }
+    )
+
+    key: Annotated[
+        NulFreeText,
+        Field(
+            min_length=1,
+            max_length=255,
+            description="Chosen by the client; compared exactly (case and spaces count).",
+        ),
+    ]
+    policy: UniquePolicy = UniquePolicy.REJECT
+    window_seconds: (
+        Annotated[
+            float,
+            Field(
+                gt=0,
+                le=MAX_UNIQUE_WINDOW_SECONDS,
+                description="Required with `debounce`, not allowed with another policy.",
+            ),
+            JsonNumber,
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _window(self) -> UniqueIn:
+        if self.policy is UniquePolicy.DEBOUNCE and self.window_seconds is None:
+            raise PydanticCustomError("missing_window", "debounce needs window_seconds")
+        if self.policy is not UniquePolicy.DEBOUNCE and self.window_seconds is not None:
+            raise PydanticCustomError(
+                "window_without_debounce", "window_seconds is only for the debounce policy"
+            )
+        return self
+
+
 _ONE_DELAY_SCHEMA: Final[JsonDict] = {
     # run_at and delay_seconds exclude each other: both present and non-null is invalid.
     "not": {
@@ -135,6 +200,9 @@ class JobSpec(Request):
     backoff: BackoffIn | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400), JsonNumber] | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    unique: UniqueIn | None = Field(
+        default=None, description="At most one unfinished job with this key (see UniqueIn)."
+    )
 
     @model_validator(mode="after")
     def _one_delay(self) -> JobSpec:
@@ -144,7 +212,7 @@ class JobSpec(Request):
 
 
 class BatchIn(Request):
-    """Up to 1,000 jobs, accepted or rejected together."""
+    """Up to 1,000 jobs, accepted or rejected together; no two with one `unique.key`."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -230,6 +298,8 @@ class JobView(Protocol):
     def last_error(self) -> ErrorView | None: ...
     @property
     def result(self) -> Any: ...
+    @property
+    def unique_key(self) -> str | None: ...
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -292,6 +362,9 @@ class JobOut(Answer):
     cancel_requested_at: datetime | None
     last_error: ErrorOut | None
     result: Any = None
+    unique_key: str | None = Field(
+        default=None, description="The submission's `unique.key`, if it gave one."
+    )
     links: JobLinks
 
     @property
@@ -344,6 +417,7 @@ class JobOut(Answer):
             if last
             else None,
             result=job.result,
+            unique_key=job.unique_key,
             links=JobLinks(
                 self=base,
                 attempts=f"{base}/attempts",

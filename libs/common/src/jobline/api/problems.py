@@ -6,6 +6,7 @@ The wire shape only, for readers of the API; the gateway's handlers produce it.
 from __future__ import annotations
 
 from typing import Final
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +34,9 @@ class Problem(BaseModel):
     detail: str = ""
     instance: str | None = None
     errors: list[FieldError] | None = None
+    job_id: UUID | None = Field(
+        default=None, description="The job a conflict is about (e.g. the unique key's holder)."
+    )
 
     @property
     def kind(self) -> str:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from jobline.api import JobOut, JobState
+from jobline.api.jobs import UniquePolicy
 from jobline.cli.output import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -26,7 +27,7 @@ from jobline.cli.output import (
     when,
 )
 from jobline.client import Client, JobEvent, WaitTimeout
-from jobline.client.sync import job_fields
+from jobline.client.sync import job_fields, unique_fields
 
 app = typer.Typer(
     help="Submit, inspect, watch, cancel and redrive jobs (JOBLINE_GATEWAY_URL, JOBLINE_API_KEY).",
@@ -75,6 +76,8 @@ def _summary(job: JobOut) -> str:
     if job.last_error is not None:
         e = job.last_error
         lines.append(f"error     attempt {e.attempt}: {e.error_class}: {e.message}")
+    if job.unique_key is not None:
+        lines.append(f"unique    {job.unique_key}")
     if job.result is not None:
         lines.append(f"result    {json.dumps(job.result)}")
     lines.append(f"payload   {json.dumps(job.payload)}")
@@ -96,13 +99,29 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Idempotency-Key (default: a new one per call).")
     ] = None,
+    unique_key: Annotated[
+        str | None, typer.Option(help="At most one unfinished job with this key.")
+    ] = None,
+    unique_policy: Annotated[
+        UniquePolicy,
+        typer.Option(help="With --unique-key: what a duplicate gets.", case_sensitive=False),
+    ] = UniquePolicy.REJECT,
+    unique_window: Annotated[
+        float | None, typer.Option(help="With --unique-policy debounce: the window in s.")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Watch the job until it ends.")] = False,
     wait_timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after this many s.")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Submit a job; prints its id (or, with --wait, watches it like `jobs watch`)."""
+    """Submit a job; prints its id (or, with --wait, watches it like `jobs watch`).
+
+    With --unique-key and a duplicate: reject exits with a conflict naming the job that holds
+    the key; debounce prints that job's id.
+    """
+    if unique_key is None and (unique_window is not None or unique_policy != UniquePolicy.REJECT):
+        raise fail("--unique-policy and --unique-window need --unique-key", ExitCode.USAGE)
     job = job_fields(
         job_type,
         json_object(payload, "--payload"),
@@ -113,6 +132,7 @@ def submit(
         max_attempts=max_attempts,
         timeout_seconds=timeout,
         metadata=json_object(metadata, "--metadata") if metadata else None,
+        unique=unique_fields(unique_key, unique_policy.value, unique_window),
     )
     with gateway() as client:
         submitted = client.submit_job(job, idempotency_key=idempotency_key)

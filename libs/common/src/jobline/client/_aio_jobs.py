@@ -15,6 +15,7 @@ from jobline.api.jobs import (
     JobOut,
     JobPage,
     JobState,
+    UniquePolicy,
 )
 from jobline.api.queues import QueueList, Stats
 from jobline.client import _calls as calls
@@ -43,8 +44,17 @@ class AsyncJobs(AsyncBase):
         timeout_seconds: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        unique_key: str | None = None,
+        unique_policy: UniquePolicy | str = UniquePolicy.REJECT,
+        unique_window: float | None = None,
     ) -> JobOut:
-        """Submit one job of ``type``; returns it queued (or scheduled)."""
+        """Submit one job of ``type``; returns it queued (or scheduled).
+
+        ``unique_key``: at most one unfinished job with it; a duplicate gets
+        ``unique_policy`` (``reject``: :class:`~jobline.client.errors.Conflict`, whose
+        ``problem.job_id`` is the holder; ``replace``; ``debounce`` with ``unique_window`` seconds:
+        the holder is returned). The answer's ``unique_key`` shows it.
+        """
         job = job_fields(
             type,
             payload,
@@ -56,6 +66,7 @@ class AsyncJobs(AsyncBase):
             backoff=backoff,
             timeout_seconds=timeout_seconds,
             metadata=metadata,
+            unique=calls.unique_fields(unique_key, unique_policy, unique_window),
         )
         return await self.submit_job(job, idempotency_key=idempotency_key)
 

@@ -121,6 +121,7 @@ def job_fields(
     backoff: BackoffIn | Mapping[str, Any] | None = None,
     timeout_seconds: float | None = None,
     metadata: Mapping[str, Any] | None = None,
+    unique: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of a job from keyword arguments (unset ones are left to the gateway)."""
     job: dict[str, Any] = {"type": type, "payload": dict(payload or {})}
@@ -139,7 +140,21 @@ def job_fields(
         job["backoff"] = body(backoff)
     if metadata is not None:
         job["metadata"] = dict(metadata)
+    if unique is not None:
+        job["unique"] = dict(unique)
     return job
+
+
+def unique_fields(
+    key: str | None, policy: str = "reject", window_seconds: float | None = None
+) -> dict[str, Any] | None:
+    """The JSON of a job's ``unique`` field; None without a key (the gateway validates)."""
+    if key is None:
+        return None
+    unique: dict[str, Any] = {"key": key, "policy": str(policy)}
+    if window_seconds is not None:
+        unique["window_seconds"] = window_seconds
+    return unique
 
 
 # --- jobs ---------------------------------------------------------------------------------

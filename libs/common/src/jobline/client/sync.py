@@ -8,7 +8,7 @@ connection pool and the retry loop.
 
 from __future__ import annotations
 
-from jobline.client._calls import job_fields
+from jobline.client._calls import job_fields, unique_fields
 from jobline.client._sync_events import SyncEvents
 from jobline.client._sync_governance import SyncGovernance
 from jobline.client._sync_jobs import SyncJobs
@@ -27,4 +27,4 @@ class Client(SyncJobs, SyncSchedules, SyncKeys, SyncGovernance, SyncEvents, Sync
     """
 
 
-__all__ = ["Client", "job_fields"]
+__all__ = ["Client", "job_fields", "unique_fields"]

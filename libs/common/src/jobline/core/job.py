@@ -109,6 +109,8 @@ class Job:
     result: Any = None
     errors: tuple[AttemptError, ...] = ()
     traceparent: str | None = None
+    # At most one unfinished job per (tenant, unique_key): see jobline.core.unique.
+    unique_key: str | None = None
 
     @property
     def attempts_used(self) -> int:

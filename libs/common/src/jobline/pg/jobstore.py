@@ -69,6 +69,7 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         result=r["result"],
         errors=tuple(AttemptError.from_dict(e) for e in (r["errors"] or [])),
         traceparent=r["traceparent"],
+        unique_key=r.get("unique_key"),
     )
 
 
@@ -140,12 +141,33 @@ async def insert(
         created_ats=[j.created_at for j in jobs],
         sequences=[j.sequence for j in jobs],
         traceparents=[j.traceparent for j in jobs],
+        unique_keys=[j.unique_key for j in jobs],
         schedule_id=schedule_id,
         fire_time=fire_time,
         **outbox.columns(messages),
     )
     assert row is not None
     return Inserted(authorized=bool(row["authorized"]), inserted=bool(row["inserted"]))
+
+
+# --- unique keys (jobline.core.unique) -------------------------------------------------
+
+
+async def lock_unique_keys(conn: Conn, tenant_id: str, keys: Sequence[str]) -> None:
+    """Take the transaction's advisory lock on each of ``keys`` (give them sorted)."""
+    await SQL.fetchrow(conn, "lock_unique_keys", tenant_id=tenant_id, keys=list(keys))
+
+
+async def unique_holders(conn: Conn, tenant_id: str, keys: Collection[str]) -> dict[str, Job]:
+    """The unfinished job holding each of ``keys`` that one holds, locked; by key."""
+    rows = await SQL.fetch(conn, "unique_holders", tenant_id=tenant_id, keys=list(keys))
+    return {r["unique_key"]: job_from_row(r) for r in rows}
+
+
+async def note_cancel_reason(conn: Conn, job_ids: Collection[UUID], reason: str) -> None:
+    """Record in the jobs' metadata (``cancel_reason``) why they were cancelled."""
+    if job_ids:
+        await SQL.execute(conn, "note_cancel_reason", ids=list(job_ids), reason=reason)
 
 
 # --- the locked way ---------------------------------------------------------------------

@@ -24,6 +24,11 @@
 --   message belongs to) and are folded per row in SQL, because a multi-dimensional array
 --   parameter must be rectangular. WITH ORDINALITY + ORDER BY keep rows and messages in the
 --   order given: a job's events must leave the outbox in the order they were written.
+-- * unique_keys: NULL for a job without `unique` (no entry in uq_jobs_unique_key, so such a
+--   submission costs the same as before 0012). A job with a key that an unfinished job holds
+--   fails the whole statement on uq_jobs_unique_key; the gateway takes the keys' locks and
+--   decides first (lock_unique_keys, unique_holders), so that error means a writer that
+--   takes no lock (a redrive) took the key meanwhile.
 WITH auth AS (
     SELECT CAST(:api_key_id AS uuid) IS NULL OR EXISTS (
         SELECT 1 FROM api_keys
@@ -56,14 +61,15 @@ new_jobs AS (
     INSERT INTO jobs (
         id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
         budget_start, backoff, timeout_seconds, run_at, created_at, updated_at, sequence,
-        schedule_id, fire_time, idempotency_key, traceparent
+        schedule_id, fire_time, idempotency_key, traceparent, unique_key
     )
     SELECT
         v.id, v.tenant_id, v.type, v.queue, v.state, v.priority, CAST(v.payload AS jsonb),
         CAST(v.metadata AS jsonb), v.attempt, v.max_attempts, v.budget_start,
         CAST(v.backoff AS jsonb), v.timeout_seconds, v.run_at,
         v.created_at, v.created_at, v.sequence, CAST(:schedule_id AS uuid),
-        CAST(:fire_time AS timestamptz), CAST(:idempotency_key AS text), v.traceparent
+        CAST(:fire_time AS timestamptz), CAST(:idempotency_key AS text), v.traceparent,
+        v.unique_key
     FROM unnest(
         CAST(:ids AS uuid[]), CAST(:tenant_ids AS text[]), CAST(:types AS text[]),
         CAST(:queues AS text[]), CAST(:states AS text[]), CAST(:priorities AS smallint[]),
@@ -71,10 +77,12 @@ new_jobs AS (
         CAST(:max_attempts AS int[]), CAST(:budget_starts AS int[]),
         CAST(:backoffs AS text[]), CAST(:timeouts AS float8[]),
         CAST(:run_ats AS timestamptz[]), CAST(:created_ats AS timestamptz[]),
-        CAST(:sequences AS int[]), CAST(:traceparents AS text[])
+        CAST(:sequences AS int[]), CAST(:traceparents AS text[]),
+        CAST(:unique_keys AS text[])
     ) AS v(
         id, tenant_id, type, queue, state, priority, payload, metadata, attempt, max_attempts,
-        budget_start, backoff, timeout_seconds, run_at, created_at, sequence, traceparent
+        budget_start, backoff, timeout_seconds, run_at, created_at, sequence, traceparent,
+        unique_key
     )
     WHERE (SELECT ok FROM go)
     RETURNING 1
@@ -101,6 +109,34 @@ new_outbox AS (
 )
 SELECT (SELECT ok FROM auth) AS authorized, (SELECT ok FROM go) AS inserted,
        (SELECT count(*) FROM new_jobs) AS jobs
+
+-- name: lock_unique_keys
+-- A submission with unique keys first takes a transaction-level advisory lock per key, in the
+-- two-int key space (hash of the tenant, hash of the key), which never meets the migrations'
+-- one-bigint lock. The caller sorts the keys, so two submissions never wait on each other in
+-- opposite orders. Concurrent duplicates queue here and each decides on the holder as
+-- committed by the one before it, instead of racing to a unique violation.
+-- pg_advisory_xact_lock waits rather than tries: a loser that gave up could answer
+-- "duplicate" for a holder whose transaction then rolls back. A hash collision only
+-- serialises two unrelated keys; uq_jobs_unique_key, not this lock, is the guarantee.
+SELECT count(pg_advisory_xact_lock(hashtext(CAST(:tenant_id AS text)), hashtext(k)))
+FROM unnest(CAST(:keys AS text[])) AS k
+
+-- name: unique_holders
+-- The unfinished jobs holding any of the keys, read under the keys' advisory locks (so the
+-- answer stays true until this transaction ends) and locked, since replace cancels them.
+-- Served by uq_jobs_unique_key: its predicate is this WHERE's state list.
+SELECT * FROM jobs
+WHERE tenant_id = CAST(:tenant_id AS text) AND unique_key = ANY(CAST(:keys AS text[]))
+  AND unique_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')
+ORDER BY id
+FOR UPDATE
+
+-- name: note_cancel_reason
+-- Why a job was cancelled by someone other than a client's cancel (replaced by a newer
+-- unique job), kept in its metadata where the API shows it.
+UPDATE jobs SET metadata = metadata || jsonb_build_object('cancel_reason', CAST(:reason AS text))
+WHERE id = ANY(CAST(:ids AS uuid[]))
 
 -- name: lock_jobs
 -- Every generic transition reads its rows under FOR UPDATE first: concurrent writers to one

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any, Final
+from uuid import UUID
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +49,9 @@ class Problem(BaseModel):
     detail: str
     instance: str
     errors: list[FieldError] | None = None
+    job_id: UUID | None = Field(
+        default=None, description="The job a conflict is about (e.g. the unique key's holder)."
+    )
 
 
 class ProblemError(Exception):
@@ -62,8 +66,10 @@ class ProblemError(Exception):
         title: str | None = None,
         errors: Sequence[FieldError] = (),
         headers: dict[str, str] | None = None,
+        job_id: UUID | None = None,
     ) -> None:
         super().__init__(detail)
+        self.job_id = job_id
         self.status = status
         self.detail = detail
         self.kind = kind or _slug(status)
@@ -85,6 +91,7 @@ def problem_response(
     title: str | None = None,
     errors: Sequence[FieldError] = (),
     headers: dict[str, str] | None = None,
+    job_id: UUID | None = None,
 ) -> JSONResponse:
     body = Problem(
         type=TYPE_BASE + (kind or _slug(status)),
@@ -93,9 +100,10 @@ def problem_response(
         detail=detail,
         instance=instance,
         errors=list(errors) or None,
+        job_id=job_id,
     )
     return JSONResponse(
-        body.model_dump(exclude_none=True),
+        body.model_dump(mode="json", exclude_none=True),
         status_code=status,
         media_type=MEDIA_TYPE,
         headers=headers,
@@ -138,6 +146,7 @@ def install(app: FastAPI) -> None:
             title=exc.title,
             errors=exc.errors,
             headers=exc.headers,
+            job_id=exc.job_id,
         )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -177,7 +186,7 @@ _DESCRIPTIONS: Final = {
     401: "Missing, malformed, unknown, revoked or expired API key.",
     403: "The API key lacks the scope this route needs.",
     404: "No such resource for this tenant.",
-    409: "The job's state does not allow this action.",
+    409: "The job's state does not allow this action, or a unique key is held (`job_id`).",
     413: "The request body exceeds the configured limit.",
     422: "Invalid request: malformed JSON, unknown field, bad type or value"
     " (each named in `errors`), or an Idempotency-Key reused with a different body.",

@@ -90,6 +90,8 @@ jobs: Final = Table(
     # (healing from a broker that lost them: migration 0008).
     Column("heals", SmallInteger, nullable=False, server_default=text("0")),
     Column("healed_at", DateTime(timezone=True)),
+    # At most one unfinished job per (tenant, unique_key): uq_jobs_unique_key (migration 0012).
+    Column("unique_key", Text),
     CheckConstraint(one_of("state", JOB_STATES), name="state"),
     CheckConstraint("attempt >= 0 AND budget_start >= 0", name="attempt_nonnegative"),
     CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
@@ -104,6 +106,17 @@ jobs: Final = Table(
         "fire_time",
         unique=True,
         postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
+    # Unique jobs (jobline.core.unique): the guarantee, and the lookup of a key's holder.
+    # Partial: jobs without a key, and finished jobs (their key is free again), are not in it.
+    Index(
+        "uq_jobs_unique_key",
+        "tenant_id",
+        "unique_key",
+        unique=True,
+        postgresql_where=text(
+            "unique_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')"
+        ),
     ),
     # The gateway's default listing, newest first, with a keyset cursor on (created_at, id).
     Index("ix_jobs_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
