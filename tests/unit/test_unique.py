@@ -9,7 +9,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from jobline.api.jobs import BatchIn, JobSpec, UniqueIn, UniquePolicy
+from jobline.api.jobs import BatchIn, JobSpec
+from jobline.api.unique import UniqueIn, UniquePolicy
 from jobline.client import NO_RETRIES, AsyncClient, Client, Conflict
 from jobline.client.sync import job_fields, unique_fields
 from jobline.core.job import UNFINISHED_STATES, JobState

@@ -27,11 +27,11 @@ from jobline.core.apikeys import Scope
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import JobState
 from jobline.core.states import Cancel, Event, Redrive
-from jobline.pg import audit, jobstore
+from jobline.pg import audit, jobstore, uniquekeys
 from jobline.pg.db import Database
 from jobline.pg.keystore import KeyRecord
 from jobline.web.problems import FieldError, ProblemError, quota_problem, responses
-from jobline_gateway import store, submission
+from jobline_gateway import idempotency, store, submission, uniqueness
 from jobline_gateway.admission import QuotaExceeded
 from jobline_gateway.cursors import Cursor, invalid_cursor
 from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, actor, authorize
@@ -71,7 +71,7 @@ async def _accept(
     body: Callable[[], Any],
     key: str | None,
     endpoint: str,
-) -> submission.Accepted:
+) -> idempotency.Accepted:
     started = time.perf_counter()
     state: State = request.app.state
     try:  # tenant quotas; no statement while this gateway holds leased tokens
@@ -92,7 +92,7 @@ async def _accept(
             now=datetime.now(UTC),
             idempotency_key=key,
             # Only a keyed request is ever compared with another one.
-            fingerprint=submission.request_hash(endpoint, body()) if key is not None else None,
+            fingerprint=idempotency.request_hash(endpoint, body()) if key is not None else None,
             key_retention=timedelta(seconds=state.settings.idempotency_retention_seconds),
             traceparent=traceparent,
             batch=endpoint == "batch",
@@ -342,7 +342,7 @@ async def _apply(
     except IllegalTransition as exc:
         raise ProblemError(409, str(exc), kind="illegal-transition") from None
     except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != submission.UNIQUE_INDEX:
+        if exc.constraint_name != uniqueness.UNIQUE_INDEX:
             raise
         # A redriven job takes its unique key back; a newer unfinished job holds it.
         raise await _key_held(db, principal.tenant_id, job_id) from None
@@ -355,7 +355,7 @@ async def _key_held(db: Database, tenant_id: str, job_id: UUID) -> ProblemError:
     async with db.connection() as conn:
         job = await store.get_job(conn, tenant_id, job_id)
         key = job.unique_key if job is not None else None
-        holders = await jobstore.unique_holders(conn, tenant_id, [key]) if key else {}
+        holders = await uniquekeys.unique_holders(conn, tenant_id, [key]) if key else {}
     holder = holders[key].id if key in holders else None
     return ProblemError(
         409,

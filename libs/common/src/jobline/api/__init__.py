@@ -44,8 +44,6 @@ from jobline.api.jobs import (
     JobState,
     Progress,
     Timings,
-    UniqueIn,
-    UniquePolicy,
 )
 from jobline.api.keys import KeyCreated, KeyIn, KeyList, KeyOut, OwnKeyIn, Scope
 from jobline.api.problems import FieldError, Problem
@@ -64,6 +62,7 @@ from jobline.api.schedules import (
     SchedulePage,
     SchedulePatch,
 )
+from jobline.api.unique import UniqueIn, UniquePolicy
 from jobline.api.webhooks import (
     DeliveryOut,
     DeliveryPage,

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from jobline.api import JobOut, JobState
-from jobline.api.jobs import UniquePolicy
+from jobline.api.unique import UniquePolicy
 from jobline.cli.output import (
     EXIT_CODES_HELP,
     ExitCode,

@@ -23,7 +23,7 @@ from jobline.api.registry import (
     QueueIn,
     QueueOut,
 )
-from jobline.client import _calls as calls
+from jobline.client import _admin_calls as calls
 from jobline.client import pagination
 from jobline.client._aio_base import AsyncBase
 from jobline.client._calls import Id

@@ -15,9 +15,9 @@ from jobline.api.jobs import (
     JobOut,
     JobPage,
     JobState,
-    UniquePolicy,
 )
 from jobline.api.queues import QueueList, Stats
+from jobline.api.unique import UniquePolicy
 from jobline.client import _calls as calls
 from jobline.client import batching, pagination, watching
 from jobline.client._aio_base import AsyncBase

@@ -15,7 +15,7 @@ from jobline.api.webhooks import (
     WebhookPage,
     WebhookPatch,
 )
-from jobline.client import _calls as calls
+from jobline.client import _admin_calls as calls
 from jobline.client import pagination
 from jobline.client._aio_base import AsyncBase
 from jobline.client._calls import Id
