@@ -55,3 +55,8 @@ def test_every_named_statement_is_used_by_its_package(package, filename):
     )
     unused = [name for name in statements.names() if not re.search(rf"[\"']{name}[\"']", source)]
     assert unused == [], f"dead statements in {package}/{filename}: {unused}"
+
+
+def test_a_name_given_to_two_blocks_is_refused():
+    with pytest.raises(ValueError, match="named more than once: a"):
+        queries.parse("-- name: a\nSELECT 1\n\n-- name: b\nSELECT 2\n\n-- name: a\nSELECT 3\n")

@@ -62,7 +62,11 @@ def compile_block(name: str, text: str) -> Query:
 def parse(source: str) -> dict[str, Query]:
     """Split ``-- name: x`` blocks into compiled queries."""
     parts = _NAME.split(source)
-    blocks = zip(parts[1::2], parts[2::2], strict=True)
+    blocks = list(zip(parts[1::2], parts[2::2], strict=True))
+    names = [name for name, _ in blocks]
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        # A second block of one name silently replaced the first (it happened once).
+        raise ValueError(f"statements named more than once: {', '.join(repeated)}")
     return {name: compile_block(name, body.strip()) for name, body in blocks}
 
 

@@ -171,6 +171,13 @@ RETURNING endpoint_id
 UPDATE webhook_endpoints SET consecutive_failures = 0
 WHERE id = :id AND consecutive_failures <> 0
 
+-- name: lock_endpoint_to_record
+-- First in every transaction that records a delivery's result: the endpoint's row, then its
+-- deliveries, the order disabling (endpoint, then every pending delivery) and a PATCH take.
+-- Recording a delivery first and the endpoint second deadlocked against a concurrent
+-- delivery's failure that disabled the endpoint (seen under a loaded test run).
+SELECT id FROM webhook_endpoints WHERE id = :id FOR UPDATE
+
 -- name: endpoint_failed
 UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1
 WHERE id = :id

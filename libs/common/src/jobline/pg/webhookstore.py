@@ -111,6 +111,8 @@ async def record(
     counts against the endpoint, which is disabled (its pending deliveries held) after
     ``policy.disable_after`` in a row. ``error`` is None exactly when the attempt succeeded."""
     key = {"id": claimed.id, "attempts": claimed.attempts, "status_code": status_code}
+    # The endpoint's row before the delivery's: one lock order for every writer of both.
+    await SQL.fetchval(conn, "lock_endpoint_to_record", id=claimed.endpoint_id)
     if error is None:
         if await SQL.fetchval(conn, "record_success", **key) is None:
             return Recorded(Result.STALE)
