@@ -52,9 +52,12 @@ def relay_settings(database_url, kafka_bootstrap, topic_prefix) -> Callable[...,
 
 @pytest.fixture(autouse=True)
 async def _no_endpoint_left_behind(db: Database) -> AsyncIterator[None]:
-    """Endpoints a test made go afterwards (with their deliveries): later relays of the
-    session must not keep retrying them."""
+    """No endpoint of another test is there (a delivery loop claims the due deliveries of
+    every tenant: other tests' leftovers to receivers long gone, each waiting out its
+    timeout, kept these tests' own from being reached), and the ones a test made go
+    afterwards (with their deliveries): later relays of the session must not retry them."""
     async with db.connection() as conn:
+        await conn.execute("DELETE FROM webhook_endpoints")
         started = await conn.fetchval("SELECT clock_timestamp()")
     yield
     async with db.connection() as conn:
