@@ -83,3 +83,36 @@ def test_queue_of_a_work_topic():
         topics.queue_of(topics.DLQ)
     with pytest.raises(ValueError, match="not a work topic"):
         topics.queue_of(topics.EVENTS)
+
+
+def test_priority_zero_keeps_the_queues_plain_topic():
+    assert topics.work("emails", 0) == topics.work("emails") == "jobs.emails"
+    assert topics.work_topic("p", "emails", 0) == "p.jobs.emails"
+
+
+@pytest.mark.parametrize("priority", range(1, 10))
+def test_each_priority_above_zero_has_a_lane(priority):
+    logical = topics.work("emails", priority)
+    assert logical == f"jobs.emails.p{priority}"
+    assert topics.is_work(logical)
+    assert topics.queue_of(logical) == "emails"
+    assert topics.resolve("p", logical) == topics.work_topic("p", "emails", priority)
+
+
+@pytest.mark.parametrize("priority", [-1, 10, 99])
+def test_a_priority_outside_0_to_9_has_no_lane(priority):
+    with pytest.raises(ValueError, match="priority"):
+        topics.work("emails", priority)
+
+
+@pytest.mark.parametrize("logical", ["jobs.emails.p0", "jobs.emails.p10", "jobs.emails.x1"])
+def test_an_unknown_lane_does_not_resolve(logical):
+    with pytest.raises(ValueError, match="unknown logical topic"):
+        topics.resolve("p", logical)
+
+
+def test_lanes_list_every_priority_highest_first():
+    lanes = topics.lanes("p", "p1")  # a queue may be named like a lane
+    assert list(lanes.values()) == list(range(9, -1, -1))
+    assert lanes["p.jobs.p1"] == 0
+    assert lanes["p.jobs.p1.p9"] == 9

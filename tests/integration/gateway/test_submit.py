@@ -215,6 +215,8 @@ async def test_a_changed_policy_reaches_the_gateway_without_a_restart(client, ma
         (job_body(queue="dlq"), "queue", "/queue"),
         (job_body(queue="Upper"), "queue", "/queue"),
         (job_body(priority=10**6), "priority", "/priority"),
+        (job_body(priority=10), "priority", "/priority"),
+        (job_body(priority=-1), "priority", "/priority"),
         (job_body(max_attempts=0), "max_attempts", "/max_attempts"),
         (job_body(max_attempts="three"), "max_attempts", "/max_attempts"),
         (job_body(timeout_seconds=0), "timeout_seconds", "/timeout_seconds"),

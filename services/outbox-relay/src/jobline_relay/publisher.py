@@ -281,7 +281,10 @@ class Publisher:
             for row in rows
             for index, (logical, value) in enumerate(row.messages)
         ]
-        sizes = {topics.work_topic(prefix, q): count for q, count in partitions.items()}
+        # Every lane of a queue has the queue's declared partitions.
+        sizes = {
+            topic: count for q, count in partitions.items() for topic in topics.lanes(prefix, q)
+        }
         await self._ensure_topics(
             {m[0]: sizes.get(m[0]) for m in messages}, logical_of={m[0]: m[1] for m in messages}
         )

@@ -45,9 +45,10 @@ Batch = list[tuple[Incarnation, ConsumerRecord]]
 class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
     """The consumer of one queue's work topic, its offsets and its rebalance hooks."""
 
-    def __init__(self, queue: str, topic: str, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, queue: str, lanes: dict[str, int], consumer: AIOKafkaConsumer) -> None:
         self.queue = queue
-        self.topic = topic
+        # The queue's topics (one per priority, see jobline.core.topics) and their priority.
+        self.lanes = lanes
         self.consumer = consumer
         self.offsets: OffsetTracker[Incarnation] = OffsetTracker()
         self._epochs: dict[TopicPartition, int] = {}
@@ -74,17 +75,20 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             try:
                 free = slots.free
                 if free <= 0:
-                    assigned = consumer.assignment()
-                    if assigned:
-                        consumer.pause(*assigned)
+                    # The priority lanes stay unpaused: the fetcher keeps their next messages
+                    # buffered (one fetch per partition at most), so a slot that frees goes to
+                    # them at once instead of after a fetch behind the plain topic's backlog.
+                    plain = [tp for tp in consumer.assignment() if not self.lanes.get(tp.topic)]
+                    if plain:
+                        consumer.pause(*plain)
                     await slots.wait_for_free(timeout=1.0)
                     continue
                 paused = consumer.paused()
                 if paused:
                     consumer.resume(*paused)
-                batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=free)
+                batches = await self._fetch_by_priority(free)
                 taken: Batch = []
-                for tp, records in batches.items():
+                for tp, records in batches:
                     for record in records:
                         # Another queue's loop may have taken slots while we waited: hand the
                         # excess back to the consumer by seeking to it, never overrun the bound.
@@ -101,6 +105,42 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             except Exception:
                 log.exception("fetch loop error", extra={"queue": self.queue})
                 await asyncio.sleep(1.0)
+
+    async def _fetch_by_priority(
+        self, free: int
+    ) -> list[tuple[TopicPartition, list[ConsumerRecord]]]:
+        """Up to ``free`` messages, the highest priority lanes' first.
+
+        A partition is first in, first out, so priority is the choice of partition: every
+        lane that has messages buffered is asked, highest first, without waiting; only when
+        none has any does the fetch wait for what arrives next. What arrives may hold more than
+        ``free`` messages across lanes: sorted by lane, the caller takes the first ``free`` and
+        seeks the rest back (the lowest lanes' messages are the ones left for later).
+        """
+        consumer = self.consumer
+        lanes: dict[int, list[TopicPartition]] = {}
+        for tp in consumer.assignment():
+            lanes.setdefault(self.lanes.get(tp.topic, 0), []).append(tp)
+        if len(lanes) <= 1:
+            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=free)
+            return list(fetched.items())
+        ranked = sorted(lanes.items(), reverse=True)
+        for _, partitions in ranked:
+            fetched = await consumer.getmany(*partitions, timeout_ms=0, max_records=free)
+            if fetched:
+                return list(fetched.items())
+        fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=free)
+        if not fetched:
+            return []
+        # A higher lane's messages may have come in with the same response but were not
+        # returned (aiokafka hands out at most ``free``): take them first.
+        lowest = min(self.lanes.get(tp.topic, 0) for tp in fetched)
+        higher = [tp for priority, parts in ranked if priority > lowest for tp in parts]
+        if higher:
+            more = await consumer.getmany(*higher, timeout_ms=0, max_records=free)
+            for tp, records in more.items():  # a partition's next records follow its first
+                fetched[tp] = [*fetched.get(tp, []), *records]
+        return sorted(fetched.items(), key=lambda item: -self.lanes.get(item[0].topic, 0))
 
     async def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Commit decided positions (of ``partitions``, default: all currently assigned)."""

@@ -42,5 +42,5 @@ async def register(
 
 
 def work_topic_sizes(prefix: str, sizes: dict[str, int | None]) -> dict[str, int | None]:
-    """The served queues' work topics and their partition counts."""
-    return {topics.work_topic(prefix, queue): count for queue, count in sizes.items()}
+    """The served queues' work topics (every priority lane) and their partition counts."""
+    return {topic: count for queue, count in sizes.items() for topic in topics.lanes(prefix, queue)}

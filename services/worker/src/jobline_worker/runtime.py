@@ -108,7 +108,6 @@ class Runtime:
         await self.db.open()
         # Declared and registered before consuming: the gateway admits these types from now.
         sizes = await registration.register(self.db, self.app, self.queues, self.worker_id)
-        work_topics = [topics.work_topic(prefix, q) for q in self.queues]
         await kafka.ensure_topics_sized(
             s, {**registration.work_topic_sizes(prefix, sizes), topics.dlq_topic(prefix): None}
         )
@@ -125,10 +124,10 @@ class Runtime:
             draining=lambda: self._draining,
         )
         options = {"fetch_max_wait_ms": s.worker_fetch_max_wait_ms, **self.consumer_options}
-        for queue, topic in zip(self.queues, work_topics, strict=True):
+        for queue in self.queues:
             consumer = kafka.make_consumer(s, group_id=f"{prefix}.workers.{queue}", **options)
-            queue_consumer = QueueConsumer(queue, topic, consumer)
-            consumer.subscribe([topic], listener=queue_consumer)
+            queue_consumer = QueueConsumer(queue, topics.lanes(prefix, queue), consumer)
+            consumer.subscribe(list(queue_consumer.lanes), listener=queue_consumer)
             await consumer.start()
             self.consumers.append(queue_consumer)
         self._started = True

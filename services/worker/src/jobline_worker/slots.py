@@ -40,14 +40,20 @@ class Slots:
         self._freed.clear()
         if self.free > 0:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._freed.wait(), timeout)
+        await self._wait(timeout)
 
     async def wait_released(self, timeout: float) -> None:  # noqa: ASYNC109
         """Until some slot is released (or ``timeout``)."""
         self._freed.clear()
+        await self._wait(timeout)
+
+    async def _wait(self, timeout: float) -> None:  # noqa: ASYNC109
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as the
+        # event is set, and stop() does exactly that (wake, then cancel the fetch loops), which
+        # left a loop running and the drain waiting for it forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._freed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._freed.wait()
 
     def wake(self) -> None:
         """Wake every waiter (on stop)."""

@@ -125,7 +125,8 @@ class JobSpec(Request):
         description="A declared queue. Omitted: the job type's registered queue (`default` "
         "for a type no worker registered).",
     )
-    priority: Annotated[int, Field(ge=-1000, le=1000), JsonNumber] = 0
+    # 0-9, higher starts first: each level is a lane of the queue (jobline.core.topics).
+    priority: Annotated[int, Field(ge=0, le=9), JsonNumber] = 0
     run_at: Timestamp | None = Field(
         default=None, description="Not before this time; exclusive with `delay_seconds`."
     )
@@ -156,7 +157,7 @@ class BatchIn(Request):
                 {
                     "jobs": [
                         {"type": "echo", "payload": {"n": 1}},
-                        {"type": "echo", "payload": {"n": 2}, "priority": 10},
+                        {"type": "echo", "payload": {"n": 2}, "priority": 9},
                     ]
                 }
             ]

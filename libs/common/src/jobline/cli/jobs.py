@@ -90,7 +90,9 @@ def submit(
     *,
     payload: Annotated[str, typer.Option(help="The payload, a JSON object.")] = "{}",
     queue: Annotated[str | None, typer.Option(help="The queue.")] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher runs first.")] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="0-9, higher starts first.", min=0, max=9)
+    ] = None,
     delay: Annotated[float | None, typer.Option(help="Run no sooner than in this many s.")] = None,
     run_at: Annotated[str | None, typer.Option(help="Run no sooner than (ISO 8601).")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="The attempt budget.")] = None,

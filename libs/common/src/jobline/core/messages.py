@@ -44,7 +44,7 @@ def work(job: Job, available_at: datetime) -> OutboxMessage:
     """The message that starts the job's next attempt once ``available_at`` has come."""
     waiting = job.state in (JobState.SCHEDULED, JobState.RETRYING)
     return OutboxMessage(
-        topic=topics.work(job.queue),
+        topic=topics.work(job.queue, job.priority),
         key=str(job.id),
         value=job.envelope(job.attempt + 1).encode(),
         available_at=available_at,

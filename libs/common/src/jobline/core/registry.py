@@ -129,7 +129,7 @@ def undeclared_queues(logical_topics: Iterable[str], declared: Collection[str]) 
     The dead-letter, events and insights topics are the platform's own: always allowed.
     """
     return {
-        logical[len(topics.WORK_PREFIX) :]
+        topics.queue_of(logical)
         for logical in logical_topics
-        if topics.is_work(logical) and logical[len(topics.WORK_PREFIX) :] not in declared
+        if topics.is_work(logical) and topics.queue_of(logical) not in declared
     }

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 WORK_PREFIX = "jobs."
-"""Logical names of work topics start with this; the rest is the queue name."""
+"""Logical names of work topics start with this; the rest is the queue name (and lane)."""
+
+PRIORITIES: Final = range(10)
+"""A job's priority: 0 (the default) to 9; higher starts first."""
+
+# Priority lanes: a partition is first in, first out, so priority cannot be a field the broker
+# sorts by. Each priority above 0 has a lane of its own, ``jobs.<queue>.p<N>``, and a worker
+# always takes from the highest lane that has a message (jobline_worker.consumer). Priority 0
+# keeps the queue's plain topic, so a deployment that never uses priorities publishes and
+# consumes exactly what it did before.
+_LANE_MARK = ".p"
 
 DLQ = "jobs.dlq"
 EVENTS = "events"
@@ -31,9 +42,10 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
-def work(queue: str) -> str:
-    """The logical name of ``queue``'s work topic, as the state machine emits it."""
-    return WORK_PREFIX + validate_queue_name(queue)
+def work(queue: str, priority: int = 0) -> str:
+    """The logical name of ``queue``'s work topic for ``priority``, as the state machine
+    emits it."""
+    return WORK_PREFIX + validate_queue_name(queue) + _lane_suffix(priority)
 
 
 def is_work(logical: str) -> bool:
@@ -42,15 +54,35 @@ def is_work(logical: str) -> bool:
 
 
 def queue_of(logical: str) -> str:
-    """The queue of a logical work topic name (``jobs.<queue>``)."""
+    """The queue of a logical work topic name (``jobs.<queue>`` or a lane of it)."""
     if not is_work(logical):
         raise ValueError(f"{logical!r} is not a work topic")
-    return logical[len(WORK_PREFIX) :]
+    return logical[len(WORK_PREFIX) :].partition(".")[0]
 
 
-def work_topic(prefix: str, queue: str) -> str:
-    """The topic that carries ``queue``'s jobs."""
-    return f"{prefix}.jobs.{validate_queue_name(queue)}"
+def work_topic(prefix: str, queue: str, priority: int = 0) -> str:
+    """The topic that carries ``queue``'s jobs of ``priority``."""
+    return f"{prefix}.jobs.{validate_queue_name(queue)}{_lane_suffix(priority)}"
+
+
+def lanes(prefix: str, queue: str) -> dict[str, int]:
+    """Every lane's topic of ``queue`` and the priority it carries, highest first."""
+    return {work_topic(prefix, queue, p): p for p in reversed(PRIORITIES)}
+
+
+def _parse_work(logical: str) -> tuple[str, int]:
+    queue, dot, lane = logical[len(WORK_PREFIX) :].partition(".")
+    if not dot:
+        return queue, 0
+    if not (lane.startswith("p") and lane[1:].isdigit() and 0 < int(lane[1:]) < len(PRIORITIES)):
+        raise ValueError(f"unknown logical topic {WORK_PREFIX}{queue}.{lane!r}")
+    return queue, int(lane[1:])
+
+
+def _lane_suffix(priority: int) -> str:
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority {priority!r} is not one of 0-9")
+    return f"{_LANE_MARK}{priority}" if priority else ""
 
 
 def dlq_topic(prefix: str) -> str:
@@ -76,8 +108,9 @@ def resolve(prefix: str, logical: str) -> str:
         return events_topic(prefix)
     if logical == INSIGHTS:
         return insights_topic(prefix)
-    if logical.startswith(WORK_PREFIX):
-        return work_topic(prefix, logical[len(WORK_PREFIX) :])
+    if is_work(logical):
+        queue, priority = _parse_work(logical)
+        return work_topic(prefix, queue, priority)
     raise ValueError(f"unknown logical topic {logical!r}")
 
 
