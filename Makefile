@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # each one on every install. Drop only those lines, keep every real error.
 QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
-.PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench bench-retention eval-analyzer clean \
+.PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench bench-flow bench-retention eval-analyzer clean \
 	deploy-check promtool env-file helm-template test-scale test-upgrade
 
 help: ## list the targets
@@ -112,6 +112,9 @@ lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 
 bench: $(STAMP) ## print benchmark figures as JSON
 	@$(PY) -m bench
+
+bench-flow: $(STAMP) ## flow control: a priority-9 job's start behind a 50,000-job backlog with 64 busy slots
+	@$(PY) -m bench --only p
 
 bench-retention: $(STAMP) ## table sizes over 5 min of finished jobs purged by the relay (ARGS="--no-purge" for comparison)
 	@$(PY) -m bench.retention $(ARGS)

@@ -7,6 +7,7 @@ without adding work to the run.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -20,3 +21,11 @@ worker = Worker()
 async def noop(ctx: JobContext, payload: Any) -> dict[str, float]:
     """Does nothing; answers its start time."""
     return {"t": time.time()}
+
+
+@worker.job("bench.sleep")
+async def sleep(ctx: JobContext, payload: Any) -> dict[str, float]:
+    """Holds its slot for ``payload["s"]`` seconds (the backlog of the priority workload)."""
+    started = time.time()
+    await asyncio.sleep(float(payload.get("s", 0.1)))
+    return {"t": started}

@@ -29,8 +29,9 @@ from jobline.settings import DatabaseSettings
 from tests.stack import ServiceProcess
 
 # The queues the workloads submit to, and the one job type (defined in bench.handlers).
-QUEUES = ("a1", "a2", "c")
+QUEUES = ("a1", "a2", "c", "p")
 JOB_TYPE = "bench.noop"
+SLEEP_TYPE = "bench.sleep"  # the priority workload's backlog (bench.flow)
 
 # The benchmark measures the platform, not the gateway's per-key rate limit.
 GATEWAY_ENV = {
@@ -216,7 +217,10 @@ async def _api_key(url: str) -> str:
     ):
         await registry.declare_missing_queues(conn, QUEUES, "bench")
         await registry.register_job_types(
-            conn, [JobTypeRecord(JOB_TYPE, QUEUES[0])], source="operator", registered_by="bench"
+            conn,
+            [JobTypeRecord(JOB_TYPE, QUEUES[0]), JobTypeRecord(SLEEP_TYPE, "p")],
+            source="operator",
+            registered_by="bench",
         )
         _, plaintext = await keystore.create_key(
             conn, tenant_id="bench", name="bench", scopes=ALL_SCOPES
