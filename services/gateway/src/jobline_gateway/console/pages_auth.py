@@ -54,15 +54,11 @@ def set_session(request: Request, response: Response, session: sessions.Session)
     )
 
 
-def _login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+def _login_form(
+    request: Request, target: str | None, error: str | None = None, status: int = 200
+) -> Response:
     token = secrets.token_urlsafe(16)
-    response = render.html(
-        "login.html",
-        status,
-        token=token,
-        error=error,
-        next=safe_next(request.query_params.get("next")),
-    )
+    response = render.html("login.html", status, token=token, error=error, next=safe_next(target))
     response.set_cookie(
         LOGIN_CSRF, token, path="/ui/login", httponly=True, samesite="strict", secure=_secure(request)
     )
@@ -74,7 +70,7 @@ async def login_page(request: Request) -> Response:
     """The login form: one field, the API key."""
     if await load_viewer(request) is not None:
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-    return _login_form(request)
+    return _login_form(request, request.query_params.get("next"))
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -84,13 +80,13 @@ async def login(request: Request) -> Response:
     expected = request.cookies.get(LOGIN_CSRF)
     given = fields.get(sessions.CSRF_FIELD)
     if not expected or not given or not hmac.compare_digest(expected, given):
-        return _login_form(request, "The form expired; please try again.", 403)
+        return _login_form(request, fields.get("next"), "The form expired; please try again.", 403)
     try:
         key = await authenticate(request.app.state.catalog, fields.get("api_key") or None)
     except ProblemError:
-        return _login_form(request, "The API key is invalid, revoked or expired.", 401)
+        return _login_form(request, fields.get("next"), "The API key is invalid, revoked or expired.", 401)
     if Scope.JOBS_READ not in key.scopes and Scope.ADMIN not in key.scopes:
-        return _login_form(request, "The API key lacks the 'jobs:read' scope.", 403)
+        return _login_form(request, fields.get("next"), "The API key lacks the 'jobs:read' scope.", 403)
     settings: Settings = request.app.state.settings
     session = sessions.new_session(
         key.id,

@@ -27,19 +27,23 @@
     if (el.dataset.sseOpen) return;
     el.dataset.sseOpen = "1";
     var source = new EventSource(el.dataset.sse);
-    var first = true;
+    var updates = 0;
     source.addEventListener("update", function (e) {
+      updates += 1;
+      if (e.data === el.innerHTML.trim()) return;
       el.innerHTML = e.data;
-      if (!first) el.classList.add("flash");
-      first = false;
+      if (updates > 1) {
+        el.classList.remove("flash");
+        void el.offsetWidth; // restart the highlight
+        el.classList.add("flash");
+      }
     });
     source.addEventListener("done", function () {
       source.close();
       el.dataset.sseDone = "1";
-      // The job finished while watched: reload once for its attempts, result and buttons.
-      if (el.id === "job-live" && el.dataset.reloaded !== "1" && !first) {
-        window.location.reload();
-      }
+      // The job finished while this page watched it (more than the first frame arrived):
+      // reload once for its attempts, result and buttons.
+      if (el.id === "job-live" && updates > 1) window.location.reload();
     });
   }
 
