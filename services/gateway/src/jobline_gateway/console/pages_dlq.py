@@ -27,7 +27,7 @@ from jobline.web import service
 from jobline.web.problems import ProblemError
 from jobline_gateway import jobs
 from jobline_gateway.console import queries, render
-from jobline_gateway.console.access import ChangerDep, ViewerDep, form
+from jobline_gateway.console.access import ChangerDep, Viewer, ViewerDep, form
 from jobline_gateway.console.pages_jobs import sse
 from jobline_gateway.counts import MAX_GROUPS
 from jobline_gateway.deps import actor
@@ -127,7 +127,7 @@ async def redrive_group(request: Request, viewer: ChangerDep) -> Response:
 
 
 async def _run(
-    request: Request, run: GroupRedrive, ids: list[UUID], who: audit.Actor, viewer: ChangerDep
+    request: Request, run: GroupRedrive, ids: list[UUID], who: audit.Actor, viewer: Viewer
 ) -> None:
     state = request.app.state
     loop = asyncio.get_running_loop()

@@ -162,7 +162,10 @@ async def job_live(job_id: UUID, request: Request, viewer: ViewerDep) -> Respons
         sent = None
         started = asyncio.get_running_loop().time()
         while not service.draining():
-            job = await _job(request, viewer.tenant, job_id)
+            async with request.app.state.db.connection() as conn:
+                job = await store.get_job(conn, viewer.tenant, job_id)
+            if job is None:  # purged meanwhile
+                return
             html = render.ENV.get_template("_job_live.html").render(out=JobOut.of(job))
             if html != sent:
                 yield sse("update", html)
