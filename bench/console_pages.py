@@ -147,7 +147,9 @@ async def run(url: str, jobs: int, repeat: int) -> list[dict[str, Any]]:
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench"
+        ) as client,
     ):
         await _login(client, key)
         conn = await asyncpg.connect(url)

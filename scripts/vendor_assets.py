@@ -47,7 +47,11 @@ def main(check: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for spec, integrity, files in PINS:
             out = subprocess.run(
-                ["npm", "pack", "--silent", spec], cwd=tmp, check=True, capture_output=True, text=True
+                ["npm", "pack", "--silent", spec],
+                cwd=tmp,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             tarball = Path(tmp) / out.stdout.strip().splitlines()[-1]
             if _integrity(tarball.read_bytes()) != integrity:

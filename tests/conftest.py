@@ -265,7 +265,9 @@ def service_env(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> d
     return service_environment(database_url, kafka_bootstrap, topic_prefix)
 
 
-def service_environment(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
+def service_environment(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> dict[str, str]:
     """:func:`service_env`'s value, for fixtures of a wider scope (tests/browser)."""
     return {
         "JOBLINE_DATABASE_URL": database_url,

@@ -32,7 +32,8 @@ VIEWPORT = {"width": 1360, "height": 860}
 
 def _chromium() -> Any:
     spec = importlib.util.spec_from_file_location("chromium", ROOT / "scripts" / "chromium.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

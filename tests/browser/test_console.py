@@ -31,7 +31,8 @@ async def test_login_page_refuses_a_bad_key_then_lets_the_good_one_in(
     await expect(page).to_have_url(f"{gateway_url}/ui/jobs")
     cookies = {c["name"]: c for c in await context.cookies()}
     session = cookies["jobline_session"]
-    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert session["httpOnly"]
+    assert session["sameSite"] == "Strict"
     assert await page.evaluate("document.cookie") == ""  # not readable from scripts
 
 
@@ -60,9 +61,7 @@ async def test_find_a_dead_job_through_its_dlq_group_and_redrive_the_group(
     context, gateway_url, tenant_keys, api, db
 ):
     marker = uuid4().hex[:8]
-    dead = [
-        await api.submit("always-fail", {"note": marker}, max_attempts=1) for _ in range(3)
-    ]
+    dead = [await api.submit("always-fail", {"note": marker}, max_attempts=1) for _ in range(3)]
     ids = [j["id"] for j in dead]
     await wait_states(db, ids, "dead", timeout=30)
     page = await login(context, gateway_url, tenant_keys["acme"])
@@ -135,7 +134,8 @@ async def test_a_second_tenants_jobs_never_appear(context, gateway_url, tenant_k
     await page.fill("#q", foreign[0]["id"])
     await expect(page.locator("tr[data-job-id]")).to_have_count(0)
     answer = await page.goto(f"{gateway_url}/ui/jobs/{foreign[0]['id']}")
-    assert answer is not None and answer.status == 404
+    assert answer is not None
+    assert answer.status == 404
     await expect(page.locator(".error")).to_contain_text("No job")
     await page.goto(f"{gateway_url}/ui/dlq")
     assert "globex" not in await page.content()

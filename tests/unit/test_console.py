@@ -53,8 +53,7 @@ def test_the_csrf_token_is_per_session():
 def test_after_login_only_console_paths():
     assert safe_next("/ui/jobs?state=dead") == "/ui/jobs?state=dead"
     for hostile in ("https://evil.example", "//evil.example/ui", "/ui\\@evil", None, "/v1/jobs"):
-        assert safe_next(hostile) in ("/ui", hostile) and safe_next(hostile).startswith("/ui")
-    assert safe_next("//evil.example") == "/ui"
+        assert safe_next(hostile) == "/ui"
 
 
 def test_an_id_prefix_is_a_primary_key_range():
@@ -82,7 +81,8 @@ def test_filters_name_what_is_wrong():
 
 def test_cron_preview_in_the_schedules_zone():
     fires, error = preview("30 2 * * *", "Europe/Berlin", NOW)
-    assert error is None and len(fires) == 5
+    assert error is None
+    assert len(fires) == 5
     assert [f.strftime("%H:%M %Z") for f in fires[:1]] == ["02:30 CET"]
     assert preview("61 * * * *", "UTC", NOW)[1]
     assert preview("* * * * *", "Mars/Olympus", NOW)[1]
@@ -141,4 +141,5 @@ def test_the_lifecycle_of_a_job_that_failed_then_succeeded():
         "succeeded",
         "succeeded",
     ]
-    assert steps[2].text == "attempt 1 failed: FlakyFailure" and steps[2].worker == "w1"
+    assert steps[2].text == "attempt 1 failed: FlakyFailure"
+    assert steps[2].worker == "w1"

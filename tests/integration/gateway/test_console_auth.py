@@ -5,8 +5,8 @@ from __future__ import annotations
 from uuid import uuid4
 
 from jobline.core.apikeys import Scope
-from tests.integration.gateway.console_user import TENANT_SCOPES, Browser
 from tests.integration.gateway.conftest import bearer, key_id_of
+from tests.integration.gateway.console_user import TENANT_SCOPES, Browser
 from tests.support import insert_jobs, make_job, new_tenant
 
 
@@ -84,7 +84,8 @@ async def test_a_tenant_key_never_sees_another_tenants_jobs(browser, make_api_ke
     user = await browser()
     await user.login(key)
     listing = await user.page("/ui/jobs")
-    assert str(own)[:13] in listing.text and str(other)[:13] not in listing.text
+    assert str(own)[:13] in listing.text
+    assert str(other)[:13] not in listing.text
     assert (await user.page(f"/ui/jobs/{other}")).status_code == 404
     assert (await user.page(f"/ui/jobs?q={other}")).text.count("data-job-id") == 0
     # A tenant key cannot switch tenants, however it asks.
@@ -122,7 +123,8 @@ async def test_logout_drops_the_cookie(browser, make_api_key):
     out = await user.post("/ui/logout")
     assert out.status_code == 303
     [cookie] = out.headers.get_list("set-cookie")
-    assert cookie.startswith("jobline_session=") and "max-age=0" in cookie.lower()
+    assert cookie.startswith("jobline_session=")
+    assert "max-age=0" in cookie.lower()
     assert (await user.client.get("/ui/jobs")).status_code == 303
 
 

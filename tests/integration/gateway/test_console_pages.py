@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+
 from tests.integration.gateway.console_user import TENANT_SCOPES
 from tests.support import fresh_queue, insert_jobs, make_job, new_tenant
 
@@ -14,7 +15,9 @@ ROW = re.compile(r'data-job-id="([0-9a-f-]{36})"')
 
 async def _user(browser, make_api_key, tenant):
     user = await browser()
-    assert (await user.login(await make_api_key(scopes=TENANT_SCOPES, tenant=tenant))).status_code == 303
+    assert (
+        await user.login(await make_api_key(scopes=TENANT_SCOPES, tenant=tenant))
+    ).status_code == 303
     return user
 
 
@@ -52,7 +55,8 @@ async def test_jobs_filters_and_text_search(browser, make_api_key, db):
     by_prefix = ROW.findall((await user.page(f"/ui/jobs?q={str(other)[:8]}")).text)
     assert by_prefix == [str(other)]
     table = await user.client.get(
-        "/ui/jobs?state=queued&type=report.build", headers={"HX-Request": "true", "HX-Target": "job-table"}
+        "/ui/jobs?state=queued&type=report.build",
+        headers={"HX-Request": "true", "HX-Target": "job-table"},
     )
     assert table.text.startswith('<div id="job-table">')  # the fragment alone
     assert ROW.findall(table.text) == [str(other)]
@@ -84,7 +88,8 @@ async def test_a_jobs_page_and_its_live_stream(browser, make_api_key, db):
     # The job is finished: its stream sends its state once, then `done`, and ends.
     stream = await asyncio.wait_for(user.client.get(f"/ui/jobs/{job_id}/live"), 10)
     assert stream.headers["content-type"].startswith("text/event-stream")
-    assert "event: update\n" in stream.text and "cancelled" in stream.text
+    assert "event: update\n" in stream.text
+    assert "cancelled" in stream.text
     assert stream.text.rstrip().endswith("event: done\ndata: cancelled")
 
 
@@ -115,7 +120,8 @@ async def test_dlq_groups_dry_run_redrive_and_purge(browser, make_api_key, db):
     live = re.search(r'data-sse="(/ui/dlq/redrives/[^"]+/live)"', started.text)
     assert live is not None
     progress = await asyncio.wait_for(user.client.get(live.group(1)), 10)
-    assert "4 of 4 redriven" in progress.text and "event: done" in progress.text
+    assert "4 of 4 redriven" in progress.text
+    assert "event: done" in progress.text
     async with db.connection() as conn:
         states = await conn.fetch("SELECT state FROM jobs WHERE id = ANY($1)", timeouts)
     assert {r["state"] for r in states} == {"queued"}
@@ -130,13 +136,14 @@ async def test_schedules_create_preview_pause_and_resume(browser, make_api_key, 
     tenant = await new_tenant(db)
     user = await _user(browser, make_api_key, tenant)
     preview = await user.page("/ui/schedules/preview?cron=0+9+*+*+1-5&timezone=Europe/Berlin")
-    assert preview.text.count("<li>") == 5 and "CET" in preview.text or "CEST" in preview.text
+    assert (preview.text.count("<li>") == 5 and "CET" in preview.text) or "CEST" in preview.text
     invalid = await user.page("/ui/schedules/preview?cron=61+*+*+*+*&timezone=UTC")
     assert "cron-error" in invalid.text
     refused = await user.post(
         "/ui/schedules", name="x", cron="nope", timezone="UTC", type="echo", payload="{}"
     )
-    assert refused.status_code == 422 and 'class="error"' in refused.text
+    assert refused.status_code == 422
+    assert 'class="error"' in refused.text
     created = await user.post(
         "/ui/schedules",
         name="nightly",
@@ -163,7 +170,8 @@ async def test_overview_insights_and_keys_pages_render(browser, make_api_key, db
     await _kill(db, ids[:1], "TimeoutError")
     user = await _user(browser, make_api_key, tenant)
     overview = await user.page("/ui")
-    assert overview.status_code == 200 and 'id="chart-hour"' in overview.text
+    assert overview.status_code == 200
+    assert 'id="chart-hour"' in overview.text
     assert (await user.page("/ui?window=day")).status_code == 200
     assert (await user.page("/ui/insights")).status_code == 200
     keys = await user.page("/ui/keys")

@@ -20,6 +20,7 @@ from jobline.web.service import dependency_checks
 from jobline_gateway import (
     admin,
     auditlog,
+    console,
     counts,
     events,
     jobs,
@@ -31,7 +32,6 @@ from jobline_gateway import (
     store,
     webhooks,
 )
-from jobline_gateway import console
 from jobline_gateway.admission import GateSettings, SubmissionGate
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.guard import BodyGuard

@@ -1,7 +1,8 @@
 """Example handlers for ``jobline dev``, tests and benchmarks. Their payloads are fixed:
 
 - ``echo`` (any object): returns its payload.
-- ``sleep`` ``{"seconds": s}``: sleeps (cancellable, progress once a second), returns ``{"slept": s}``.
+- ``sleep`` ``{"seconds": s}``: sleeps (cancellable; progress once a second), returns
+  ``{"slept": s}``.
 - ``flaky`` ``{"failures": n}``: fails attempts 1..n, then succeeds.
 - ``always-fail`` ``{}`` or ``{"error_bytes": n}``: fails every attempt (with an error message
   of ``n`` bytes: shows that an oversized error is capped and does not stop other jobs).

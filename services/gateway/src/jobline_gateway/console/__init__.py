@@ -8,6 +8,7 @@ functions (state machine, quotas, audit)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -53,7 +54,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         # The API answers problem+json; a console page answers a page saying what went wrong.
         if not request.url.path.startswith("/ui") or not isinstance(exc, ProblemError):
-            return await api_problem(request, exc)  # type: ignore[no-any-return]
+            answer = api_problem(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         viewer = await load_viewer(request)
         fragment = bool(request.headers.get("hx-request"))
         if fragment or viewer is None:

@@ -60,7 +60,12 @@ def _login_form(
     token = secrets.token_urlsafe(16)
     response = render.html("login.html", status, token=token, error=error, next=safe_next(target))
     response.set_cookie(
-        LOGIN_CSRF, token, path="/ui/login", httponly=True, samesite="strict", secure=_secure(request)
+        LOGIN_CSRF,
+        token,
+        path="/ui/login",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
     )
     return response
 
@@ -84,9 +89,13 @@ async def login(request: Request) -> Response:
     try:
         key = await authenticate(request.app.state.catalog, fields.get("api_key") or None)
     except ProblemError:
-        return _login_form(request, fields.get("next"), "The API key is invalid, revoked or expired.", 401)
+        return _login_form(
+            request, fields.get("next"), "The API key is invalid, revoked or expired.", 401
+        )
     if Scope.JOBS_READ not in key.scopes and Scope.ADMIN not in key.scopes:
-        return _login_form(request, fields.get("next"), "The API key lacks the 'jobs:read' scope.", 403)
+        return _login_form(
+            request, fields.get("next"), "The API key lacks the 'jobs:read' scope.", 403
+        )
     settings: Settings = request.app.state.settings
     session = sessions.new_session(
         key.id,

@@ -113,10 +113,14 @@ async def redrive_group(request: Request, viewer: ChangerDep) -> Response:
     state = request.app.state
     async with state.db.connection() as conn:
         ids = await queries.group_ids(
-            conn, viewer.tenant, job_type, queue, error_class, MAX_REDRIVE
+            conn, viewer.tenant, job_type, queue, error_class, limit=MAX_REDRIVE
         )
     run = GroupRedrive(
-        secrets.token_urlsafe(8), viewer.tenant, _label(job_type, queue, error_class), len(ids), rate
+        secrets.token_urlsafe(8),
+        viewer.tenant,
+        _label(job_type, queue, error_class),
+        len(ids),
+        rate,
     )
     _redrives(request)[run.id] = run
     who = actor(request, viewer.principal)
@@ -148,9 +152,7 @@ async def _run(
     finally:
         run.finished = True
         # Kept a while for the page to show the outcome, then forgotten.
-        loop.call_later(
-            timedelta(minutes=10).total_seconds(), _redrives(request).pop, run.id, None
-        )
+        loop.call_later(timedelta(minutes=10).total_seconds(), _redrives(request).pop, run.id, None)
 
 
 @router.get("/redrives/{run_id}/live")
@@ -188,7 +190,7 @@ async def purge_group(request: Request, viewer: ChangerDep) -> Response:
     while True:
         async with db.transaction() as conn:
             batch = await queries.purge_group(
-                conn, viewer.tenant, job_type, queue, error_class, PURGE_BATCH
+                conn, viewer.tenant, job_type, queue, error_class, limit=PURGE_BATCH
             )
             if batch:
                 await audit.record(

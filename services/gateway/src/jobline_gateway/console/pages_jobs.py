@@ -8,7 +8,7 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -100,7 +100,7 @@ async def jobs_page(request: Request, viewer: ViewerDep) -> Response:
             where = await _text_filter(conn, viewer.tenant, where, text)
         page, following = await store.list_jobs(conn, viewer.tenant, where, after, PAGE_SIZE)
     kept = {k: v for k, v in params.items() if k != "cursor" and v}
-    context = {
+    context: dict[str, Any] = {
         "jobs": page,
         "next_url": "/ui/jobs?" + urlencode({**kept, "cursor": following.encode()})
         if following

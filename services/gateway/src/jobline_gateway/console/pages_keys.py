@@ -71,6 +71,10 @@ async def revoke(key_id: UUID, request: Request, viewer: ChangerDep) -> Response
     """Revoke one of the tenant's keys; it stops working (and its sessions end) at once."""
     viewer.require(Scope.KEYS_MANAGE)
     await revoke_audited(
-        request.app.state.db, request, actor(request, viewer.principal), key_id, tenant=viewer.tenant
+        request.app.state.db,
+        request,
+        actor(request, viewer.principal),
+        key_id,
+        tenant=viewer.tenant,
     )
     return RedirectResponse("/ui/keys", status_code=303)

@@ -80,7 +80,11 @@ async def overview(request: Request, viewer: ViewerDep) -> Response:
     async with request.app.state.db.connection() as conn:
         groups = await _groups(conn, viewer.tenant, now - window, now)
         hour = await SQL.fetch(
-            conn, "overview_series", tenant_id=viewer.tenant, since=now - HOUR, bucket=timedelta(minutes=1)
+            conn,
+            "overview_series",
+            tenant_id=viewer.tenant,
+            since=now - HOUR,
+            bucket=timedelta(minutes=1),
         )
         day = await SQL.fetch(
             conn, "overview_series", tenant_id=viewer.tenant, since=now - DAY, bucket=HOUR

@@ -106,15 +106,18 @@ async def create(request: Request, viewer: ChangerDep) -> Response:
                 }
             )
         except ValidationError as exc:
-            errors += [
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            ]
+            errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     if body is not None:
         state = request.app.state
         try:
             await schedules.create_schedule(
-                body, viewer.principal, state.db, state.catalog, state.settings,
-                state.admission, request,
+                body,
+                viewer.principal,
+                state.db,
+                state.catalog,
+                state.settings,
+                state.admission,
+                request,
             )
         except ProblemError as exc:
             errors.append(exc.detail)

@@ -26,7 +26,7 @@ def _group(tenant: str, job_type: str, queue: str, error_class: str | None) -> d
 
 
 async def group_ids(
-    conn: Conn, tenant: str, job_type: str, queue: str, error_class: str | None, limit: int
+    conn: Conn, tenant: str, job_type: str, queue: str, error_class: str | None, *, limit: int
 ) -> list[UUID]:
     rows = await SQL.fetch(
         conn, "dlq_group_ids", **_group(tenant, job_type, queue, error_class), limit=limit
@@ -43,7 +43,7 @@ async def group_count(
 
 
 async def purge_group(
-    conn: Conn, tenant: str, job_type: str, queue: str, error_class: str | None, limit: int
+    conn: Conn, tenant: str, job_type: str, queue: str, error_class: str | None, *, limit: int
 ) -> int:
     rows = await SQL.fetch(
         conn, "purge_dlq_group", **_group(tenant, job_type, queue, error_class), limit=limit

@@ -29,7 +29,9 @@ def lifecycle(job: Job, attempts: Sequence[Mapping[str, Any]]) -> list[Step]:
     """The job's steps, oldest first."""
     steps = [Step(job.created_at, "submitted", f"submitted to queue {job.queue}")]
     if job.run_at - job.created_at > timedelta(seconds=1) and job.attempt == 0:
-        steps.append(Step(job.created_at, "scheduled", f"scheduled to run at {job.run_at:%H:%M:%S}"))
+        steps.append(
+            Step(job.created_at, "scheduled", f"scheduled to run at {job.run_at:%H:%M:%S}")
+        )
     for row in attempts:
         number = row["attempt"]
         if row["started_at"] is not None:
@@ -48,5 +50,7 @@ def lifecycle(job: Job, attempts: Sequence[Mapping[str, Any]]) -> list[Step]:
     if job.state.terminal and job.finished_at is not None:
         steps.append(Step(job.finished_at, job.state.value, f"job {job.state.value}"))
     elif job.state in (JobState.RETRYING, JobState.SCHEDULED) and job.attempt > 0:
-        steps.append(Step(job.run_at, job.state.value, f"next attempt due at {job.run_at:%H:%M:%S}"))
+        steps.append(
+            Step(job.run_at, job.state.value, f"next attempt due at {job.run_at:%H:%M:%S}")
+        )
     return sorted(steps, key=lambda s: s.at)
