@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from uuid import uuid4
 
 from tests.integration.gateway.console_user import TENANT_SCOPES
 from tests.support import fresh_queue, insert_jobs, make_job, new_tenant
@@ -183,3 +184,61 @@ async def test_overview_insights_and_keys_pages_render(browser, make_api_key, db
     assert secret.group(1) not in (await user.page("/ui/keys")).text  # shown once only
     escalate = await user.post("/ui/keys", name="root", scope="admin")
     assert escalate.status_code == 403
+
+
+async def test_apply_a_recommendation_needs_policies_write(browser, make_api_key, db):
+    tenant = await new_tenant(db)
+    rec_id = uuid4()
+    policy = {
+        "max_attempts": 7,
+        "backoff": {"kind": "exponential", "base_seconds": 2.0, "max_seconds": 60.0},
+        "non_retryable_errors": ["ValueError"],
+    }
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO analyzer_recommendations (id, tenant_id, job_type, policy, body)"
+            " VALUES ($1, $2, 'mail.send', $3, $4)",
+            rec_id,
+            tenant,
+            policy,
+            {"evidence": {"attempts": 120, "success_after_retry": 0.4}},
+        )
+    reader = await browser()
+    await reader.login(await make_api_key(scopes="jobs:read", tenant=tenant))
+    page = await reader.page("/ui/insights")
+    assert "needs policies:write" in page.text
+    refused = await reader.post(f"/ui/insights/recommendations/{rec_id}/apply")
+    assert refused.status_code == 403
+    user = await _user(browser, make_api_key, tenant)
+    applied = await user.post(f"/ui/insights/recommendations/{rec_id}/apply")
+    assert applied.status_code == 303
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT max_attempts, source FROM job_type_policies"
+            " WHERE tenant_id = $1 AND type = 'mail.send'",
+            tenant,
+        )
+        when = await conn.fetchval(
+            "SELECT applied_at FROM analyzer_recommendations WHERE id = $1", rec_id
+        )
+    assert (row["max_attempts"], row["source"]) == (7, "analyzer")
+    assert when is not None
+    other = await _user(browser, make_api_key, await new_tenant(db))
+    assert (await other.post(f"/ui/insights/recommendations/{rec_id}/apply")).status_code == 404
+
+
+async def test_revoke_a_key_from_the_keys_page(browser, make_api_key, db):
+    tenant = await new_tenant(db)
+    spare = await make_api_key(scopes="jobs:read", tenant=tenant)
+    user = await _user(browser, make_api_key, tenant)
+    page = await user.page("/ui/keys")
+    revoke = re.findall(r'action="(/ui/keys/[0-9a-f-]{36}/revoke)"', page.text)
+    assert len(revoke) == 2  # the session's key and the spare one
+    async with db.connection() as conn:
+        spare_id = await conn.fetchval(
+            "SELECT id FROM api_keys WHERE tenant_id = $1 AND scopes = ARRAY['jobs:read']",
+            tenant,
+        )
+    assert (await user.post(f"/ui/keys/{spare_id}/revoke")).status_code == 303
+    shut_out = await browser()
+    assert (await shut_out.login(spare)).status_code == 401

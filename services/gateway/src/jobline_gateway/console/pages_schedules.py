@@ -34,7 +34,7 @@ PREVIEW: Final = 5
 def preview(cron: str, timezone: str, now: datetime) -> tuple[list[datetime], str | None]:
     """The next fire times of ``cron`` in ``timezone`` (local times), or why it is invalid."""
     if not cron.strip():
-        return [], "Enter a cron expression, e.g. */5 * * * *"
+        return [], None  # nothing typed yet: the form says what to type
     try:
         spec = ScheduleSpec(cron=cron.strip(), timezone=timezone.strip() or "UTC")
     except InvalidSchedule as exc:
