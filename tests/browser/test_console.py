@@ -158,8 +158,13 @@ async def test_overview_insights_and_keys(context, gateway_url, tenant_keys, api
     await page.fill("#new-key-form input[name=name]", "ci-deploy")
     await page.click("#create-key")
     await expect(page.locator("#new-key")).to_contain_text("jl_")
-    await shot(page, "keys")
     created = await page.locator("#new-key").inner_text()
+    # The screenshot is committed: it shows the key's public prefix, not its secret.
+    await page.locator("#new-key").evaluate(
+        "el => { el.textContent = el.textContent.split('_').slice(0, 2).join('_')"
+        " + '_•••••••• (secret masked in this screenshot)'; }"
+    )
+    await shot(page, "keys")
     await page.goto(f"{gateway_url}/ui/keys")
     assert created not in await page.content()  # shown once
 

@@ -9,6 +9,7 @@ functions (state machine, quotas, audit)."""
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -30,11 +31,17 @@ from jobline_gateway.console.access import LoginRequired, load_viewer, secret_of
 from jobline_gateway.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Serve the console from ``app``."""
     app.state.console_secret = secret_of(settings)
+    if settings.production and settings.console_session_secret is None:
+        log.warning(
+            "JOBLINE_CONSOLE_SESSION_SECRET is not set: console sessions end when this gateway"
+            " restarts and do not cross replicas"
+        )
     app.state.console_redrives = {}
     app.state.console_tasks = set()
     for module in (
