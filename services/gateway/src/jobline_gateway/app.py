@@ -135,9 +135,10 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             catalog.listener.stop()
-            for task in tasks:
+            # The console's DLQ redrives still running stop here (the rest stays dead).
+            for task in [*tasks, *app.state.console_tasks]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *app.state.console_tasks, return_exceptions=True)
             await database.close()
 
     app = FastAPI(
