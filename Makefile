@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
 .PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench bench-flow bench-retention eval-analyzer clean \
-	deploy-check promtool env-file helm-template test-scale test-upgrade
+	deploy-check promtool env-file helm-template test-scale test-upgrade browser test-browser vendor-assets bench-console
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -34,10 +34,27 @@ install: $(STAMP) ## create .venv and install the pinned dependencies
 run: $(STAMP) ## start PostgreSQL, the broker and all four services (Ctrl-C stops everything)
 	@$(VENV)/bin/jobline dev
 
-# deploy-check first; a failure there fails the target but does not skip the rest.
-test: $(STAMP) ## run the whole suite (deploy-check, unit, integration, e2e, faults)
+# deploy-check first; a failure there fails the target but does not skip the rest. The
+# browser tests need Chromium: `make browser` unpacks it first (a no-op once it is there).
+test: $(STAMP) ## run the whole suite (deploy-check, unit, integration, e2e, faults, browser)
 	@status=0; $(MAKE) --no-print-directory deploy-check || status=1; \
+	$(MAKE) --no-print-directory browser || status=1; \
 	$(PY) -m pytest --ignore=tests/deploy $(PYTEST_ARGS) || status=1; exit $$status
+
+# Debian bookworm's chromium and the few libraries a bare bookworm lacks, pinned .debs
+# checked by SHA-256 and unpacked (dpkg-deb -x) into .cache/chromium: no root, no apt.
+CHROMIUM_CACHE ?= .cache/chromium
+browser: $(STAMP) ## fetch and unpack headless Chromium for the console's browser tests
+	@JOBLINE_CHROMIUM_CACHE=$(CHROMIUM_CACHE) $(PY) scripts/chromium.py $(CHROMIUM_CACHE) >/dev/null
+
+test-browser: $(STAMP) browser ## the web console in headless Chromium (screenshots to docs/console/)
+	@JOBLINE_CHROMIUM_CACHE=$(CHROMIUM_CACHE) $(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+vendor-assets: ## re-fetch the console's htmx and uPlot (npm pack, pinned, checked) into the gateway
+	@python3 scripts/vendor_assets.py
+
+bench-console: $(STAMP) ## the console's jobs page over 1,000,000 jobs: server time and queries per page
+	@$(PY) -m bench.console_pages $(ARGS)
 
 test-unit: $(STAMP) ## run the pure unit tests only (seconds, no servers)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -176,6 +176,26 @@ def bench() -> Iterator[Bench]:
                     service.terminate(30)
 
 
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A fresh migrated database on the embedded PostgreSQL (or JOBLINE_BENCH_DATABASE_URL's
+    server, where it is dropped afterwards); its URL."""
+    with ExitStack() as stack:
+        server_url = os.environ.get("JOBLINE_BENCH_DATABASE_URL")
+        if not server_url:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jobline-bench-")))
+            pg = EmbeddedPostgres(work / "pg", free_port())
+            pg.start()
+            stack.callback(pg.stop)
+            server_url = pg.url
+        name = f"bench_{uuid4().hex[:10]}"
+        asyncio.run(db.create_database(server_url, name))
+        stack.callback(lambda: asyncio.run(db.drop_database(server_url, name)))
+        url = db.database_url(server_url, name)
+        migrate.upgrade(url)
+        yield url
+
+
 # JOBLINE_BENCH_STATEMENTS=1: PostgreSQL counts its statements (pg_stat_statements) and each
 # workload prints where the server's time went (a profile of the database side).
 STATEMENTS = os.environ.get("JOBLINE_BENCH_STATEMENTS") == "1"

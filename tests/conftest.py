@@ -29,7 +29,7 @@ from jobline.settings import DatabaseSettings, KafkaSettings, plain_url
 from tests.stack import Stack, running_stack
 
 TESTS = Path(__file__).parent
-FOLDER_MARKERS = ("unit", "integration", "e2e", "faults")
+FOLDER_MARKERS = ("unit", "integration", "e2e", "faults", "browser")
 SERVER_FIXTURES = frozenset(
     {"pg_server_url", "kafka_bootstrap", "database_url", "db_settings", "kafka_settings", "db"}
 )
@@ -262,6 +262,13 @@ def make_api_key(db: Database) -> Callable[..., Awaitable[str]]:
 @pytest.fixture
 def service_env(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
     """The environment a service process of this run needs (as ``jobline dev`` sets it)."""
+    return service_environment(database_url, kafka_bootstrap, topic_prefix)
+
+
+def service_environment(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> dict[str, str]:
+    """:func:`service_env`'s value, for fixtures of a wider scope (tests/browser)."""
     return {
         "JOBLINE_DATABASE_URL": database_url,
         "JOBLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,

@@ -16,6 +16,7 @@ FILES = {
     # The shared statements run from the library and from every service.
     ("jobline.pg", "queries.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],
     ("jobline_gateway", "queries.sql"): [ROOT / "services/gateway/src"],
+    ("jobline_gateway.console", "console.sql"): [ROOT / "services/gateway/src"],
     ("jobline_relay", "queries.sql"): [ROOT / "services/outbox-relay/src"],
     # Webhooks: the gateway's routes and the relay's fan-out and delivery loop.
     ("jobline.pg", "webhooks.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],

@@ -17,6 +17,7 @@ from jobline.pg.db import Database
 from jobline_gateway.app import create_app
 from jobline_gateway.catalog import Catalog
 from jobline_gateway.settings import Settings
+from tests.integration.gateway.console_user import Browser
 
 # High enough that only the rate-limit tests ever see a 429.
 UNLIMITED = {
@@ -131,3 +132,18 @@ async def key_id_of(db: Database, key: str) -> Any:
         )
     assert key_id is not None
     return key_id
+
+
+@pytest.fixture
+async def browser(client: GatewayClient) -> AsyncIterator[Callable[[], Awaitable[Browser]]]:
+    """``await browser()``: a console user with a fresh cookie jar on the test's gateway."""
+    opened: list[GatewayClient] = []
+
+    async def make() -> Browser:
+        jar = GatewayClient(client.app)
+        opened.append(jar)
+        return Browser(jar)
+
+    yield make
+    for jar in opened:
+        await jar.aclose()

@@ -20,6 +20,7 @@ from jobline.web.service import dependency_checks
 from jobline_gateway import (
     admin,
     auditlog,
+    console,
     counts,
     events,
     jobs,
@@ -134,9 +135,10 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             catalog.listener.stop()
-            for task in tasks:
+            # The console's DLQ redrives still running stop here (the rest stays dead).
+            for task in [*tasks, *app.state.console_tasks]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *app.state.console_tasks, return_exceptions=True)
             await database.close()
 
     app = FastAPI(
@@ -169,6 +171,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.gateway_event_streams_max, settings.gateway_event_streams_per_tenant_max
     )
     app.include_router(webhooks.router)
+    console.install(app, settings)
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.
     app.add_middleware(BodyGuard, limit=settings.gateway_body_limit_bytes)

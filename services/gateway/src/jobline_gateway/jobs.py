@@ -293,7 +293,7 @@ async def cancel_job(
     job_id: UUID, principal: Writer, db: Db, request: Request, settings: SettingsDep
 ) -> Any:
     """Cancel a job: at once unless running, where cancellation is requested of the worker."""
-    return await _apply(
+    return await apply_event(
         db, principal, actor(request, principal), job_id, Cancel(), settings=settings
     )
 
@@ -308,12 +308,12 @@ async def redrive_job(
     job_id: UUID, principal: Writer, db: Db, request: Request, settings: SettingsDep
 ) -> Any:
     """Send a dead job back to the queue with a fresh attempt budget."""
-    return await _apply(
+    return await apply_event(
         db, principal, actor(request, principal), job_id, Redrive(), settings=settings
     )
 
 
-async def _apply(
+async def apply_event(
     db: Database,
     principal: KeyRecord,
     who: audit.Actor,
@@ -322,6 +322,8 @@ async def _apply(
     *,
     settings: Settings,
 ) -> JobOut:
+    """Cancel or redrive a job of ``principal``'s tenant, audited in the same transaction
+    (the routes here and the console's DLQ group redrive)."""
     action = "job.cancel" if isinstance(event, Cancel) else "job.redrive"
     # A job cancelled here finishes here: its purge_after follows the configured retention.
     retention = timedelta(seconds=settings.job_retention_seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from jobline.core.quotas import Quotas
 from jobline.settings import (
@@ -93,6 +93,12 @@ class Settings(
     # registry existed. Registered types are still checked. For suites and experiments that
     # submit made-up types; never for a deployment tenants can reach.
     gateway_accept_undeclared: bool = False
+
+    # The web console (/ui): its session cookies are signed with this secret. Unset, each
+    # process draws a random one: sessions then end when it restarts and do not cross
+    # replicas (set the same value on every gateway behind one address).
+    console_session_secret: SecretStr | None = None
+    console_session_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 8 * 3600
 
     @property
     def quota_defaults(self) -> Quotas:

@@ -42,6 +42,11 @@ class JobFilter:
     queue: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # The console's text search: a job id's prefix (a range of the primary key) or the jobs
+    # an idempotency key named.
+    id_low: UUID | None = None
+    id_high: UUID | None = None
+    ids: list[UUID] | None = None
 
 
 # The listing's SQL is put together from these fixed fragments (never from input), so each
@@ -56,6 +61,9 @@ _LIST_FILTERS: Final = (
     ("queue", "queue = ${}"),
     ("created_after", "created_at >= ${}"),
     ("created_before", "created_at < ${}"),
+    ("id_low", "id >= ${}"),
+    ("id_high", "id <= ${}"),
+    ("ids", "id = ANY(${})"),
 )
 
 

@@ -1,7 +1,8 @@
 """Example handlers for ``jobline dev``, tests and benchmarks. Their payloads are fixed:
 
 - ``echo`` (any object): returns its payload.
-- ``sleep`` ``{"seconds": s}``: sleeps (cancellable), returns ``{"slept": s}``.
+- ``sleep`` ``{"seconds": s}``: sleeps (cancellable; progress once a second), returns
+  ``{"slept": s}``.
 - ``flaky`` ``{"failures": n}``: fails attempts 1..n, then succeeds.
 - ``always-fail`` ``{}`` or ``{"error_bytes": n}``: fails every attempt (with an error message
   of ``n`` bytes: shows that an oversized error is capped and does not stop other jobs).
@@ -20,6 +21,7 @@ Run with ``jobline-worker --app jobline_worker.examples:worker --queues default,
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any, Final
 
@@ -126,8 +128,12 @@ async def echo(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 
 @worker.job("sleep", model=Sleep)
 async def sleep(ctx: JobContext, payload: Sleep) -> dict[str, float]:
-    """Sleep for ``seconds``; cancellable."""
-    await asyncio.sleep(payload.seconds)
+    """Sleep for ``seconds``; cancellable. Reports its progress about once a second."""
+    steps = max(1, math.ceil(payload.seconds))
+    for step in range(1, steps + 1):
+        await asyncio.sleep(payload.seconds / steps)
+        if step < steps:  # the last report would be overwritten by the result at once
+            await ctx.progress(step / steps, f"slept {step * payload.seconds / steps:g} s")
     return {"slept": payload.seconds}
 
 
