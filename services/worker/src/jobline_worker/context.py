@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
-from uuid import UUID
+from typing import Any, Protocol
+from uuid import UUID, uuid4
 
 from jobline.observe import logs
 from jobline.observe.logs import JobLogger
@@ -50,6 +50,20 @@ class CancelSignal:
         await self._event.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class ChildJob:
+    """A job a handler enqueued (:meth:`JobContext.enqueue`), not yet inserted."""
+
+    id: UUID
+    type: str
+    payload: dict[str, Any]
+    queue: str | None = None
+    priority: int = 0
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 class ContextBackend(Protocol):
     """What the runtime provides behind a context (the lease keeper; a fake in unit tests)."""
 
@@ -78,6 +92,12 @@ class JobContext:
     # was submitted with): pass it on to calls the handler makes.
     traceparent: str | None = None
     cancelled: CancelSignal = field(default_factory=CancelSignal)
+    # The workflow this job is a node of, and its parents' outcomes by ref: each
+    # ``{"state": "succeeded" | "dead" | "cancelled", "result": ..., "error": ...}``.
+    workflow_id: UUID | None = None
+    parent_results: dict[str, Any] = field(default_factory=dict)
+    # Jobs enqueued by the handler: inserted with its success, dropped with anything else.
+    children: list[ChildJob] = field(default_factory=list)
     _logger: JobLogger | None = None
 
     @property
@@ -93,6 +113,33 @@ class JobContext:
                 _job_log, str(self.job_id), job_type=self.type, attempt=self.attempt
             )
         return self._logger
+
+    def enqueue(  # noqa: PLR0913 - a job's fields, each its own name
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> UUID:
+        """Enqueue a child job, atomically with this attempt's outcome: it is inserted in the
+        transaction that records the handler's success, and never if the handler fails,
+        crashes or is stopped. Returns the child's id (final: it is the id it will have)."""
+        child = ChildJob(
+            id=uuid4(),
+            type=type,
+            payload=payload or {},
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+            metadata=metadata or {},
+        )
+        self.children.append(child)
+        return child.id
 
     async def heartbeat(self) -> bool:
         """Renew the lease now; False if the job is no longer this worker's."""

@@ -73,8 +73,22 @@ from jobline.api.webhooks import (
     WebhookPage,
     WebhookPatch,
 )
+from jobline.api.workflows import (
+    FailurePolicy,
+    WorkflowIn,
+    WorkflowNodeIn,
+    WorkflowNodeOut,
+    WorkflowOut,
+    WorkflowState,
+)
 
 __all__ = [
+    "FailurePolicy",
+    "WorkflowIn",
+    "WorkflowNodeIn",
+    "WorkflowNodeOut",
+    "WorkflowOut",
+    "WorkflowState",
     "CURSOR_DESCRIPTION",
     "MAX_BATCH",
     "QUEUE_PATTERN",
