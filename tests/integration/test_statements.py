@@ -6,7 +6,8 @@ import pytest
 from jobline.pg.queries import Queries
 
 FILES = [("jobline.pg", "queries.sql"), ("jobline_gateway", "queries.sql"),
-         ("jobline_relay", "queries.sql"), ("jobline.pg", "webhooks.sql")]  # fmt: skip
+         ("jobline_relay", "queries.sql"), ("jobline.pg", "webhooks.sql"),
+         ("jobline.pg", "workflows.sql")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("package", "filename"), FILES)
