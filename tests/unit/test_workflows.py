@@ -84,7 +84,8 @@ def test_a_cycle_is_named_with_a_pointer_to_its_first_job():
     assert error.pointer == "/jobs/1/depends_on"
     assert error.message.startswith("cycle: ")
     cycle = error.message.removeprefix("cycle: ").split(" -> ")
-    assert cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    assert cycle[0] == cycle[-1]
+    assert set(cycle) == {"a", "b", "c"}
 
 
 def test_an_empty_workflow_is_refused():
@@ -121,9 +122,7 @@ def test_an_edge_back_from_a_descendant_is_always_a_cycle(nodes, data):
         return
     child = data.draw(st.sampled_from(edged))
     parent = child.depends_on[0]
-    looped = [
-        Node(n.ref, (*n.depends_on, child.ref)) if n.ref == parent else n for n in nodes
-    ]
+    looped = [Node(n.ref, (*n.depends_on, child.ref)) if n.ref == parent else n for n in nodes]
     with pytest.raises(InvalidGraph) as caught:
         validate(looped)
     assert "cycle" in caught.value.errors[0].message
@@ -157,14 +156,16 @@ def test_a_workflow_ends_failed_when_any_node_failed():
 
 def test_a_waiting_node_has_no_work_message_until_released():
     waiting = submit_waiting(new_job(), NOW)
-    assert waiting.job.state is JobState.SCHEDULED and waiting.job.waiting_for_parents
+    assert waiting.job.state is JobState.SCHEDULED
+    assert waiting.job.waiting_for_parents
     assert [m.topic for m in waiting.messages] == ["events"]
     with pytest.raises(IllegalTransition):
         transition(waiting.job, Due(1), NOW)
     released = transition(waiting.job, Release(), NOW)
     assert released.job.state is JobState.QUEUED
     work = released.messages[-1]
-    assert work.topic == "jobs.default" and work.due_attempt is None
+    assert work.topic == "jobs.default"
+    assert work.due_attempt is None
     envelope = WorkEnvelope.decode(work.value)
     assert envelope.workflow == str(waiting.job.workflow_id)
     assert Job.queued_from(envelope).workflow_id == waiting.job.workflow_id  # type: ignore[union-attr]
@@ -187,9 +188,11 @@ def test_release_and_revive_refuse_what_they_do_not_fit():
 def test_a_cancelled_waiting_node_is_revived_to_wait_again():
     waiting = submit_waiting(new_job(), NOW).job
     cancelled = transition(waiting, Cancel(), NOW).job
-    assert cancelled.state is JobState.CANCELLED and cancelled.finished_at == NOW
+    assert cancelled.state is JobState.CANCELLED
+    assert cancelled.finished_at == NOW
     revived = transition(cancelled, Revive(), NOW).job
-    assert revived.state is JobState.SCHEDULED and revived.finished_at is None
+    assert revived.state is JobState.SCHEDULED
+    assert revived.finished_at is None
     assert revived.waiting_for_parents
 
 
@@ -212,7 +215,8 @@ def test_the_workflow_event_is_a_cloudevent_keyed_by_the_workflow():
         finished_at=NOW,
     )
     event = json.loads(message.value)
-    assert message.key == str(workflow_id) and message.topic == "events"
+    assert message.key == str(workflow_id)
+    assert message.topic == "events"
     assert event["type"] == "jobline.workflow.succeeded"
     assert event["id"] == f"{workflow_id}:2"
     assert event["data"]["nodes"] == 3

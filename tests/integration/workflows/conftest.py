@@ -82,7 +82,7 @@ def run_worker(database_url, kafka_settings):
 
 
 async def wait_workflow(
-    http: Any, key: str, workflow_id: str, states: set[str], timeout: float = 60.0
+    http: Any, key: str, workflow_id: str, states: set[str], within: float = 60.0
 ) -> dict[str, Any]:
     """Poll GET /v1/workflows/{id} until its status is one of ``states``."""
 
@@ -92,7 +92,7 @@ async def wait_workflow(
         body: dict[str, Any] = response.json()
         return body if body["status"] in states else None
 
-    result: dict[str, Any] = await wait_for(check, timeout, interval=0.2)
+    result: dict[str, Any] = await wait_for(check, within, interval=0.2)
     return result
 
 

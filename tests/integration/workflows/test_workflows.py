@@ -15,13 +15,19 @@ from tests.integration.workflows.conftest import (
     nodes_by_ref,
     wait_workflow,
 )
-from tests.support import TopicReader, event_data, job_of, wait_for
+from tests.support import TopicReader, event_data, wait_for
 
 FAN_OUT = 200
 
 
 def node(ref: str, type: str, queue: str, payload: dict[str, Any], *parents: str) -> dict[str, Any]:
-    return {"ref": ref, "type": type, "queue": queue, "payload": payload, "depends_on": list(parents)}
+    return {
+        "ref": ref,
+        "type": type,
+        "queue": queue,
+        "payload": payload,
+        "depends_on": list(parents),
+    }
 
 
 async def submit(http: Any, key: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
@@ -31,7 +37,7 @@ async def submit(http: Any, key: str, body: dict[str, Any], **headers: str) -> d
     return result
 
 
-async def test_a_chain_passes_each_result_to_the_next(
+async def test_a_chain_passes_each_result_to_the_next(  # noqa: PLR0917 - fixtures
     client, make_api_key, queue, relay, run_worker, kafka_settings
 ):
     key = await make_api_key()
@@ -42,7 +48,8 @@ async def test_a_chain_passes_each_result_to_the_next(
     submitted = await submit(client, key, {"jobs": jobs})
     assert submitted["status"] == "running"
     states = {n["ref"]: n["status"] for n in submitted["nodes"]}
-    assert states["s0"] == "queued" and states["s1"] == "scheduled"
+    assert states["s0"] == "queued"
+    assert states["s1"] == "scheduled"
     async with run_worker(queue):
         done = await wait_workflow(client, key, submitted["id"], {"succeeded", "failed"})
     assert done["status"] == "succeeded"
@@ -50,13 +57,14 @@ async def test_a_chain_passes_each_result_to_the_next(
     # Each step adds 1 to its parent's result: step i's result is i + 1.
     assert [nodes[f"s{i}"]["result"] for i in range(steps)] == list(range(1, steps + 1))
     assert SEEN[nodes["s5"]["job_id"]] == {"s4": {"state": "succeeded", "result": 5, "error": None}}
-    assert done["timings"]["finished_at"] is not None and done["nodes_unfinished"] == 0
+    assert done["timings"]["finished_at"] is not None
+    assert done["nodes_unfinished"] == 0
     # Its lifecycle events: started, then succeeded, keyed by the workflow's id.
     async with TopicReader(kafka_settings, f"{kafka_settings.topic_prefix}.events") as events:
         records = await events.until(
             lambda rs: sum(1 for r in rs if r.key == submitted["id"].encode()) >= 2, 20
         )
-    mine = [d for d in event_data(r for r in records if r.key == submitted["id"].encode())]
+    mine = list(event_data(r for r in records if r.key == submitted["id"].encode()))
     assert [d["state"] for d in mine] == ["running", "succeeded"]
 
 
@@ -100,7 +108,8 @@ async def test_the_cancel_policy_cancels_the_dependants_with_the_reason(
     assert nodes["child"]["cancel_reason"] == "workflow: parent 'bad' ended dead"
     assert nodes["grandchild"]["status"] == "cancelled"
     assert RUNS[nodes["child"]["job_id"]] == 0
-    assert done["nodes_failed"] == 3 and done["nodes_unfinished"] == 0
+    assert done["nodes_failed"] == 3
+    assert done["nodes_unfinished"] == 0
 
     # Redrive the failed node: the dependants its failure cancelled run once it succeeds.
     FAILING.discard(queue + "bad")
@@ -110,7 +119,8 @@ async def test_the_cancel_policy_cancels_the_dependants_with_the_reason(
     assert response.status_code == 200, response.text
     again = nodes_by_ref(response.json())
     assert response.json()["status"] == "running"
-    assert again["child"]["status"] == "scheduled" and again["child"]["cancel_reason"] is None
+    assert again["child"]["status"] == "scheduled"
+    assert again["child"]["cancel_reason"] is None
     async with run_worker(queue):
         done = await wait_workflow(client, key, submitted["id"], {"succeeded", "failed"})
     assert done["status"] == "succeeded"
@@ -131,8 +141,10 @@ async def test_the_continue_policy_runs_dependants_with_the_failure_recorded(
     async with run_worker(queue):
         done = await wait_workflow(client, key, submitted["id"], {"succeeded", "failed"})
     nodes = nodes_by_ref(done)
-    assert done["status"] == "failed" and done["nodes_failed"] == 1
-    assert nodes["after"]["status"] == "succeeded" and nodes["after"]["result"] == 3
+    assert done["status"] == "failed"
+    assert done["nodes_failed"] == 1
+    assert nodes["after"]["status"] == "succeeded"
+    assert nodes["after"]["result"] == 3
     seen = SEEN[nodes["after"]["job_id"]]
     assert seen["bad"]["state"] == "dead"
     assert seen["bad"]["error"]["error_class"] == "NonRetryable"
@@ -157,7 +169,8 @@ async def test_cancel_stops_every_unfinished_node(client, make_api_key, queue, r
         await wait_for(lambda: _all_ended(client, key, submitted["id"]), 20)
     nodes = nodes_by_ref(await wait_workflow(client, key, submitted["id"], {"cancelled"}))
     assert nodes["slow"]["status"] == "cancelled"
-    assert nodes["next"]["status"] == "cancelled" and nodes["last"]["status"] == "cancelled"
+    assert nodes["next"]["status"] == "cancelled"
+    assert nodes["last"]["status"] == "cancelled"
     assert RUNS[nodes["next"]["job_id"]] == 0
     assert done["status"] == "cancelled"
     again = await client.post(f"/v1/workflows/{submitted['id']}/cancel", headers=bearer(key))
@@ -169,18 +182,23 @@ async def _all_ended(http: Any, key: str, workflow_id: str) -> bool:
     return bool(body["timings"]["finished_at"]) and body["nodes_unfinished"] == 0
 
 
-async def test_children_are_enqueued_with_their_parents_success_only(
+async def test_children_are_enqueued_with_their_parents_success_only(  # noqa: PLR0917
     client, db, make_api_key, queue, relay, run_worker
 ):
     key = await make_api_key()
     ok = await client.post(
-        "/v1/jobs", json={"type": "wf-spawn", "queue": queue, "payload": {"queue": queue}},
+        "/v1/jobs",
+        json={"type": "wf-spawn", "queue": queue, "payload": {"queue": queue}},
         headers=bearer(key),
     )
     crash = await client.post(
         "/v1/jobs",
-        json={"type": "wf-spawn", "queue": queue, "payload": {"queue": queue, "crash": True},
-              "max_attempts": 1},
+        json={
+            "type": "wf-spawn",
+            "queue": queue,
+            "payload": {"queue": queue, "crash": True},
+            "max_attempts": 1,
+        },
         headers=bearer(key),
     )
     async with run_worker(queue):
@@ -188,7 +206,7 @@ async def test_children_are_enqueued_with_their_parents_success_only(
         await _job_state(client, key, crash.json()["id"], "dead")
         children = [UUID(c) for c in parent["result"]]
         for child in children:
-            await wait_for(lambda c=child: _succeeded(db, c), 20)
+            await _job_state(client, key, str(child), "succeeded")
     async with db.connection() as conn:
         spawned = await conn.fetch(
             "SELECT id, metadata->>'parent_job_id' AS parent FROM jobs"
@@ -197,10 +215,6 @@ async def test_children_are_enqueued_with_their_parents_success_only(
         )
     assert sorted(r["id"] for r in spawned) == sorted(children)
     assert {r["parent"] for r in spawned} == {ok.json()["id"]}
-
-
-async def _succeeded(db: Any, job_id: UUID) -> bool:
-    return (await job_of(db, job_id)).state.value == "succeeded"
 
 
 async def _job_state(http: Any, key: str, job_id: str, state: str) -> dict[str, Any]:

@@ -37,7 +37,9 @@ def render(row: Mapping[str, Any], nodes: Sequence[NodeRow]) -> WorkflowOut:
     )
 
 
-def _node(job: Job, ref: str, depends_on: list[str], metadata: Mapping[str, Any]) -> WorkflowNodeOut:
+def _node(
+    job: Job, ref: str, depends_on: list[str], metadata: Mapping[str, Any]
+) -> WorkflowNodeOut:
     last = job.last_error
     reason = metadata.get("cancel_reason")
     return WorkflowNodeOut(
@@ -45,7 +47,7 @@ def _node(job: Job, ref: str, depends_on: list[str], metadata: Mapping[str, Any]
         depends_on=depends_on,
         job_id=job.id,
         type=job.type,
-        status=job.state.value,  # type: ignore[arg-type]  # the API's enum of the same values
+        status=job.state.value,
         attempt=job.attempt,
         timings=NodeTimings(
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at

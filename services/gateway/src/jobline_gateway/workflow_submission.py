@@ -148,4 +148,3 @@ def _answer(
     ]
     out: WorkflowOut = render(row, nodes)
     return out.model_dump(mode="json")
-

@@ -115,7 +115,9 @@ async def cancel_workflow(
             )
         elif current is not WorkflowState.CANCELLED:
             raise ProblemError(
-                409, f"Workflow {workflow_id} already ended {current.value}.", kind="illegal-transition"
+                409,
+                f"Workflow {workflow_id} already ended {current.value}.",
+                kind="illegal-transition",
             )
     retention = timedelta(seconds=settings.job_retention_seconds)
     async with db.transaction() as conn:
@@ -127,9 +129,7 @@ async def cancel_workflow(
             except IllegalTransition:  # ended since the read
                 continue
         await jobstore.save_many(conn, writes, now, retention=retention)
-        await audit.record(
-            conn, actor(request, principal), "workflow.cancel", str(workflow_id), {}
-        )
+        await audit.record(conn, actor(request, principal), "workflow.cancel", str(workflow_id), {})
     return await _read(db, principal.tenant_id, workflow_id)
 
 
@@ -139,7 +139,7 @@ async def cancel_workflow(
     response_model=WorkflowOut,
     responses=responses(404, 409),
 )
-async def redrive_node(
+async def redrive_node(  # noqa: PLR0917 - FastAPI's parameters, each its own name
     workflow_id: UUID,
     ref: Annotated[str, REF_PATH],
     principal: Writer,

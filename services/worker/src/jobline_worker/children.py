@@ -42,7 +42,9 @@ def build(parent: Job, child: ChildJob, now: datetime) -> Transition:
     return states.submit(job, now)
 
 
-async def insert(conn: Conn, parents: Sequence[tuple[Job, Sequence[ChildJob]]], now: datetime) -> None:
+async def insert(
+    conn: Conn, parents: Sequence[tuple[Job, Sequence[ChildJob]]], now: datetime
+) -> None:
     """Insert the children of parents whose success this transaction records."""
     submitted = [build(parent, c, now) for parent, children in parents for c in children]
     if submitted:

@@ -114,7 +114,7 @@ class JobContext:
             )
         return self._logger
 
-    def enqueue(  # noqa: PLR0913 - a job's fields, each its own name
+    def enqueue(
         self,
         type: str,
         payload: dict[str, Any] | None = None,

@@ -83,12 +83,6 @@ from jobline.api.workflows import (
 )
 
 __all__ = [
-    "FailurePolicy",
-    "WorkflowIn",
-    "WorkflowNodeIn",
-    "WorkflowNodeOut",
-    "WorkflowOut",
-    "WorkflowState",
     "CURSOR_DESCRIPTION",
     "MAX_BATCH",
     "QUEUE_PATTERN",
@@ -108,6 +102,7 @@ __all__ = [
     "DeliveryPage",
     "DeliveryStatus",
     "ErrorOut",
+    "FailurePolicy",
     "FieldError",
     "FireTime",
     "JobLinks",
@@ -153,5 +148,10 @@ __all__ = [
     "WebhookOut",
     "WebhookPage",
     "WebhookPatch",
+    "WorkflowIn",
+    "WorkflowNodeIn",
+    "WorkflowNodeOut",
+    "WorkflowOut",
+    "WorkflowState",
     "check_json",
 ]

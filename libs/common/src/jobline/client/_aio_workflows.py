@@ -8,8 +8,8 @@ from typing import Any
 
 from jobline.api.workflows import WorkflowIn, WorkflowOut
 from jobline.client import _workflow_calls as calls
-from jobline.client._calls import Id
 from jobline.client._aio_base import AsyncBase
+from jobline.client._calls import Id
 from jobline.client._transport import new_idempotency_key
 
 
@@ -26,7 +26,9 @@ class AsyncWorkflows(AsyncBase):
     ) -> WorkflowOut:
         """Submit jobs with ``ref`` and ``depends_on`` as one workflow (one transaction)."""
         json = calls.workflow_body(jobs, on_failure, metadata)
-        return await self._run(calls.submit_workflow(json, idempotency_key or new_idempotency_key()))
+        return await self._run(
+            calls.submit_workflow(json, idempotency_key or new_idempotency_key())
+        )
 
     async def get_workflow(self, workflow_id: Id) -> WorkflowOut:
         """A workflow and each node's state, timings and result."""

@@ -4,7 +4,8 @@ The same surface as :class:`~jobline.client.Client`, method for method; iterator
 
 :class:`AsyncClient` is put together from one mixin per resource (``_aio_jobs``,
 ``_aio_schedules``, ``_aio_keys``,
-``_aio_governance``, ``_aio_events``, ``_aio_webhooks``, ``_aio_workflows``) over ``_aio_base``, which holds the
+``_aio_governance``, ``_aio_events``, ``_aio_webhooks``,
+``_aio_workflows``) over ``_aio_base``, which holds the
 connection pool and the retry loop.
 """
 

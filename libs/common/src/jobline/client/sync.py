@@ -2,7 +2,8 @@
 
 :class:`Client` is put together from one mixin per resource (``_sync_jobs``,
 ``_sync_schedules``, ``_sync_keys``,
-``_sync_governance``, ``_sync_events``, ``_sync_webhooks``, ``_sync_workflows``) over ``_sync_base``, which holds the
+``_sync_governance``, ``_sync_events``, ``_sync_webhooks``,
+``_sync_workflows``) over ``_sync_base``, which holds the
 connection pool and the retry loop.
 """
 

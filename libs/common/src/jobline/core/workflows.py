@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Final
-
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 from uuid import UUID
 
 from jobline.core import jsontext, topics
@@ -194,7 +192,7 @@ def cancel_reason(parent_ref: str, parent_state: JobState) -> str:
     return f"workflow: parent {parent_ref!r} ended {parent_state.value}"
 
 
-def workflow_event(  # noqa: PLR0913 - the event's fields, each its own name
+def workflow_event(
     *,
     workflow_id: UUID,
     tenant: str,

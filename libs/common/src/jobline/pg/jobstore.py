@@ -15,7 +15,7 @@ Two ways to write a transition, one rule:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -27,10 +27,7 @@ from jobline.core.job import Job, JobState
 from jobline.core.states import Claim, Event, Succeed, Transition, attempt_outcome, transition
 from jobline.pg import outbox, workflowstore
 from jobline.pg.db import Conn
-# Re-exported: callers map rows through the job store.
-from jobline.pg.jobrows import job_from_row as job_from_row
-from jobline.pg.jobrows import json_text as json_text
-from jobline.pg.jobrows import json_texts as json_texts
+from jobline.pg.jobrows import job_from_row, json_text, json_texts
 from jobline.pg.queries import SQL, rowcount
 
 # Finished jobs stay queryable this long, then the purge may delete them.

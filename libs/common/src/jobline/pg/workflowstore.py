@@ -241,8 +241,7 @@ async def nodes(conn: Conn, workflow_id: UUID) -> list[tuple[Job, str, list[str]
     """Each node: the job, its ref, its parents' refs, and its metadata's cancel reason."""
     rows = await SQL.fetch(conn, "workflow_nodes", id=workflow_id)
     return [
-        (job_from_row(r), r["workflow_ref"], list(r["depends_on"]), r["metadata"])
-        for r in rows
+        (job_from_row(r), r["workflow_ref"], list(r["depends_on"]), r["metadata"]) for r in rows
     ]
 
 

@@ -56,9 +56,7 @@ def upgrade() -> None:
         ),
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("on_failure", sa.Text(), nullable=False),
-        sa.Column(
-            "metadata", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")
-        ),
+        sa.Column("metadata", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("nodes", sa.Integer(), nullable=False),
         sa.Column("unfinished", sa.Integer(), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False, server_default=sa.text("0")),
