@@ -220,3 +220,20 @@ def test_the_workflow_event_is_a_cloudevent_keyed_by_the_workflow():
     assert event["type"] == "jobline.workflow.succeeded"
     assert event["id"] == f"{workflow_id}:2"
     assert event["data"]["nodes"] == 3
+
+
+def test_the_analyzer_skips_workflow_events_without_counting_them_invalid():
+    from jobline_analyzer.ingest import decode_records
+
+    message = workflow_event(
+        workflow_id=uuid4(),
+        tenant="t",
+        state=WorkflowState.RUNNING,
+        sequence=1,
+        now=NOW,
+        nodes=1,
+        failed=0,
+        created_at=NOW,
+        finished_at=None,
+    )
+    assert decode_records([message.value]) == ([], 0)
