@@ -70,13 +70,14 @@ async def submit(
         await state.admission.admit(tenant_id, len(body.jobs))
     except QuotaExceeded as exc:
         raise quota_problem(exc) from None
+    specs = [node.job() for node in body.jobs]
     queues = await registry_admission.admit(
         state.registry,
         tenant_id,
-        [registry_admission.Candidate.of(s, f"/jobs/{i}") for i, s in enumerate(body.jobs)],
+        [registry_admission.Candidate.of(s, f"/jobs/{i}") for i, s in enumerate(specs)],
         accept_undeclared=state.settings.gateway_accept_undeclared,
     )
-    open_types = {s.type for s in body.jobs if s.max_attempts is None or s.backoff is None}
+    open_types = {s.type for s in specs if s.max_attempts is None or s.backoff is None}
     policies = await state.catalog.policies(tenant_id, open_types) if open_types else {}
     workflow_id = uuid4()
     jobs: list[Job] = [
@@ -93,7 +94,7 @@ async def submit(
             ),
             workflow_id=workflow_id,
         )
-        for i, spec in enumerate(body.jobs)
+        for i, spec in enumerate(specs)
     ]
     ids = {spec.ref: job.id for spec, job in zip(body.jobs, jobs, strict=True)}
     submitted = [

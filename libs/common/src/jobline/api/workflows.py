@@ -11,13 +11,12 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import ConfigDict, Field, StringConstraints
 
-from jobline.api.fields import Answer, JsonObject, Request
-from jobline.api.jobs import ErrorOut, JobSpec, JobState
+from jobline.api.fields import Answer, JobType, JsonNumber, JsonObject, QueueName, Request
+from jobline.api.jobs import BackoffIn, ErrorOut, JobSpec, JobState
 
-MAX_NODES: Final = 5000
+MAX_NODES: Final = 2000
 REF_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 Ref = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
@@ -37,27 +36,42 @@ class WorkflowState(StrEnum):
     CANCELLED = "cancelled"
 
 
-class WorkflowNodeIn(JobSpec):
-    """One node: a job with a `ref` (unique in the workflow) and the refs it depends on.
-    It runs once every parent succeeded (or ended, under `on_failure: continue`)."""
+class WorkflowNodeIn(Request):
+    """One node: a job (the fields of a submitted job but `run_at`, `delay_seconds` and
+    `unique`: a node runs when its parents end) with a `ref`, unique in the workflow, and the
+    refs of the workflow's jobs it depends on (none twice, not its own, no cycle). It runs
+    once every parent succeeded (or ended, under `on_failure: continue`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ref": "sum", "type": "echo", "payload": {}}]}
+    )
 
     ref: Ref
     depends_on: Annotated[list[Ref], Field(max_length=MAX_NODES)] = Field(default_factory=list)
+    type: JobType
+    payload: JsonObject = Field(description="The handler's input: any JSON object.")
+    queue: QueueName = Field(
+        default="default",
+        description="A declared queue. Omitted: the job type's registered queue.",
+    )
+    priority: Annotated[int, Field(ge=-1000, le=1000), JsonNumber] = 0
+    max_attempts: Annotated[int, Field(ge=1, le=1000), JsonNumber] | None = None
+    backoff: BackoffIn | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400), JsonNumber] | None = None
+    metadata: JsonObject = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _no_delay(self) -> WorkflowNodeIn:
-        if self.run_at is not None or self.delay_seconds is not None:
-            raise PydanticCustomError(
-                "workflow_delay", "a workflow node runs when its parents end: no run_at/delay"
-            )
-        if self.unique is not None:
-            raise PydanticCustomError("workflow_unique", "a workflow node takes no unique key")
-        return self
+    def job(self) -> JobSpec:
+        """The node's job as a submitted job (only the fields it was given)."""
+        given = self.model_fields_set - {"ref", "depends_on"}
+        return JobSpec.model_validate(
+            {name: getattr(self, name) for name in given} | {"type": self.type}
+        )
 
 
 class WorkflowIn(Request):
-    """A workflow: its nodes, validated as one graph (unknown refs and cycles are refused
-    with a pointer to the entry), accepted in one transaction."""
+    """A workflow: its nodes, validated as one graph (a duplicate ref, a `depends_on` naming
+    no ref of the workflow, its own ref or one twice, and cycles are refused with a pointer
+    to the entry), accepted in one transaction."""
 
     model_config = ConfigDict(
         extra="forbid",
