@@ -237,3 +237,15 @@ def test_the_analyzer_skips_workflow_events_without_counting_them_invalid():
         finished_at=None,
     )
     assert decode_records([message.value]) == ([], 0)
+
+
+def test_a_child_waits_only_for_children_enqueued_before_it():
+    from jobline_worker.context import JobContext
+
+    ctx = JobContext(uuid4(), "t", "q", "tenant", 1, 3, 30.0, backend=None)  # type: ignore[arg-type]
+    first = ctx.enqueue("a", {})
+    second = ctx.enqueue("b", {}, after=[first, first])
+    assert ctx.children[1].after == (first,)
+    with pytest.raises(ValueError, match="after names no child enqueued before"):
+        ctx.enqueue("c", {}, after=[uuid4()])
+    assert [c.id for c in ctx.children] == [first, second]

@@ -59,6 +59,13 @@ async def spawn(ctx: JobContext, payload: dict[str, Any]) -> list[str]:
     return ids
 
 
+@app.job("wf-spawn-fan")
+async def spawn_fan(ctx: JobContext, payload: dict[str, Any]) -> str:
+    """Five children and a callback that waits for them (a workflow of its children)."""
+    ids = [ctx.enqueue("wf-add", {"n": i}, queue=payload["queue"]) for i in range(5)]
+    return str(ctx.enqueue("wf-add", {"n": 100}, queue=payload["queue"], after=ids))
+
+
 @pytest.fixture
 def queue() -> str:
     return f"wf{uuid4().hex[:10]}"
@@ -68,7 +75,11 @@ def queue() -> str:
 def run_worker(database_url, kafka_settings):
     @asynccontextmanager
     async def start(queue: str, concurrency: int = 32, **changes: Any) -> AsyncIterator[Runtime]:
-        settings = worker_settings(database_url, kafka_settings, **changes)
+        # A short fetch wait, as `jobline dev` runs against this broker (a waiting fetch is
+        # not answered when data arrives): a chain's step would wait it out at every hop.
+        settings = worker_settings(
+            database_url, kafka_settings, **{"worker_fetch_max_wait_ms": 5, **changes}
+        )
         runtime = Runtime(
             settings, app, [queue], concurrency, consumer_options=settings.consumer_options()
         )

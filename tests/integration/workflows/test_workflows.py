@@ -41,7 +41,7 @@ async def test_a_chain_passes_each_result_to_the_next(  # noqa: PLR0917 - fixtur
     client, make_api_key, queue, relay, run_worker, kafka_settings
 ):
     key = await make_api_key()
-    steps = 10
+    steps = 100
     jobs = [node("s0", "wf-add", queue, {"n": 1})] + [
         node(f"s{i}", "wf-add", queue, {"n": 1}, f"s{i - 1}") for i in range(1, steps)
     ]
@@ -224,6 +224,24 @@ async def _job_state(http: Any, key: str, job_id: str, state: str) -> dict[str, 
 
     result: dict[str, Any] = await wait_for(check, 30, interval=0.2)
     return result
+
+
+async def test_a_handlers_children_can_wait_for_each_other(
+    client, make_api_key, queue, relay, run_worker
+):
+    key = await make_api_key()
+    parent = await client.post(
+        "/v1/jobs",
+        json={"type": "wf-spawn-fan", "queue": queue, "payload": {"queue": queue}},
+        headers=bearer(key),
+    )
+    async with run_worker(queue):
+        done = await _job_state(client, key, parent.json()["id"], "succeeded")
+        callback = await _job_state(client, key, done["result"], "succeeded")
+    # Its five siblings' results (0..4) by their ids, plus its own 100.
+    assert callback["result"] == 110
+    assert len(SEEN[callback["id"]]) == 5
+    assert RUNS[callback["id"]] == 1
 
 
 async def test_cycles_and_unknown_refs_are_refused_with_a_pointer(client, make_api_key):

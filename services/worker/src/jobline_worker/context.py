@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -62,6 +63,7 @@ class ChildJob:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    after: tuple[UUID, ...] = ()  # earlier children it waits for
 
 
 class ContextBackend(Protocol):
@@ -124,10 +126,20 @@ class JobContext:
         max_attempts: int | None = None,
         timeout_seconds: float | None = None,
         metadata: dict[str, Any] | None = None,
+        after: Sequence[UUID] = (),
     ) -> UUID:
         """Enqueue a child job, atomically with this attempt's outcome: it is inserted in the
         transaction that records the handler's success, and never if the handler fails,
-        crashes or is stopped. Returns the child's id (final: it is the id it will have)."""
+        crashes or is stopped. Returns the child's id (final: it is the id it will have).
+
+        ``after``: ids of children enqueued before this one that it waits for; it then runs
+        once they all succeeded, with their results in its ``ctx.parent_results`` (by their
+        ids), e.g. a callback after a fan-out. The children then form a workflow of their own.
+        """
+        earlier = {c.id for c in self.children}
+        unknown = [str(i) for i in after if i not in earlier]
+        if unknown:
+            raise ValueError(f"after names no child enqueued before: {', '.join(unknown)}")
         child = ChildJob(
             id=uuid4(),
             type=type,
@@ -137,6 +149,7 @@ class JobContext:
             max_attempts=max_attempts,
             timeout_seconds=timeout_seconds,
             metadata=metadata or {},
+            after=tuple(dict.fromkeys(after)),
         )
         self.children.append(child)
         return child.id
