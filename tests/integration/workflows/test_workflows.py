@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from jobline.core.retention import BatchLimits
+from jobline.pg import purge
 from tests.integration.gateway.conftest import bearer
 from tests.integration.workflows.conftest import (
     FAILING,
@@ -292,3 +294,28 @@ async def test_a_workflow_is_idempotent_with_its_key(client, db, make_api_key, q
         headers={**bearer(key), "Idempotency-Key": "wf-1"},
     )
     assert other.status_code == 422
+
+
+async def test_a_finished_workflow_is_purged_after_its_nodes(client, db, make_api_key, queue):
+    key = await make_api_key()
+    body = {"jobs": [node("a", "echo", queue, {}), node("b", "echo", queue, {}, "a")]}
+    submitted = await submit(client, key, body)
+    workflow_id = UUID(submitted["id"])
+    await client.post(f"/v1/workflows/{workflow_id}/cancel", headers=bearer(key))
+    limits = BatchLimits(initial=500, minimum=1, maximum=500, target_seconds=5)
+    purger = purge.Purger(limits, round_budget_seconds=60, pause_seconds=0)
+    await purger.round(purge.relay_purges(db))
+    async with db.connection() as conn:  # its nodes' retention has not run out: both stay
+        assert await conn.fetchval("SELECT count(*) FROM workflows WHERE id = $1", workflow_id)
+        await conn.execute(
+            "UPDATE jobs SET purge_after = now() - interval '1 second' WHERE workflow_id = $1",
+            workflow_id,
+        )
+    await purger.round(purge.relay_purges(db))
+    async with db.connection() as conn:
+        left = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM workflows WHERE id = $1)"
+            " + (SELECT count(*) FROM jobs WHERE workflow_id = $1)",
+            workflow_id,
+        )
+    assert left == 0

@@ -166,3 +166,18 @@ SELECT id FROM jobs WHERE workflow_id = :id AND workflow_ref = :ref
 SELECT d.child_id, d.parent_ref, p.state, p.result, p.last_error
 FROM job_dependencies AS d JOIN jobs AS p ON p.id = d.parent_id
 WHERE d.child_id = ANY(CAST(:ids AS uuid[]))
+
+-- name: purge_workflows
+-- One batch of finished workflows whose nodes the jobs' purge has deleted already (a node is
+-- purged after its own end, so a workflow's rows outlive its nodes by less than one round).
+-- ix_workflows_finished_at yields them oldest first; the NOT EXISTS probes
+-- ix_jobs_workflow_id; SKIP LOCKED leaves a workflow someone is writing right now.
+WITH doomed AS (
+    SELECT w.id FROM workflows AS w
+    WHERE w.finished_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.workflow_id = w.id)
+    ORDER BY w.finished_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM workflows AS w USING doomed WHERE w.id = doomed.id

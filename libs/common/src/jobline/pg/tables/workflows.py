@@ -65,6 +65,12 @@ workflows: Final = Table(
     CheckConstraint("unfinished >= 0 AND failed >= 0", name="counters_nonnegative"),
     # A tenant's workflows newest first (and the tenant cascade).
     Index("ix_workflows_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    # The purge: finished workflows, oldest first. Running ones are not in it.
+    Index(
+        "ix_workflows_finished_at",
+        "finished_at",
+        postgresql_where=text("finished_at IS NOT NULL"),
+    ),
 )
 
 job_dependencies: Final = Table(

@@ -81,6 +81,12 @@ def upgrade() -> None:
         "workflows",
         ["tenant_id", sa.text("created_at DESC"), sa.text("id DESC")],
     )
+    op.create_index(
+        "ix_workflows_finished_at",
+        "workflows",
+        ["finished_at"],
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+    )
     op.create_table(
         "job_dependencies",
         sa.Column(
