@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
 .PHONY: help install run test test-unit test-integration test-e2e test-faults lint bench bench-flow bench-retention eval-analyzer clean \
-	deploy-check promtool env-file helm-template test-scale test-upgrade browser test-browser vendor-assets bench-console
+	deploy-check promtool env-file helm-template test-scale test-upgrade browser test-browser vendor-assets bench-console bench-workflows
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -132,6 +132,9 @@ bench: $(STAMP) ## print benchmark figures as JSON
 
 bench-flow: $(STAMP) ## flow control: a priority-9 job's start behind a 50,000-job backlog with 64 busy slots
 	@$(PY) -m bench --only p
+
+bench-workflows: $(STAMP) ## a workflow's overhead per node over plain jobs, and a chain's step latency
+	@$(PY) -m bench.workflows $(ARGS)
 
 bench-retention: $(STAMP) ## table sizes over 5 min of finished jobs purged by the relay (ARGS="--no-purge" for comparison)
 	@$(PY) -m bench.retention $(ARGS)

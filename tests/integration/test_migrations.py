@@ -52,8 +52,11 @@ EXPECTED_TABLES = {
     # 0010: webhooks
     "webhook_endpoints",
     "webhook_deliveries",
+    # 0013: workflows
+    "workflows",
+    "job_dependencies",
 }
-HEAD = "0012"
+HEAD = "0013"
 
 
 @pytest.fixture

@@ -66,6 +66,10 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "listWebhookDeliveries": ("webhook_deliveries", (ID,), {"status": "failed"}),
     "getWebhookDelivery": ("get_webhook_delivery", (ID, ID), {}),
     "replayWebhookDelivery": ("replay_webhook_delivery", (ID, ID), {}),
+    "submitWorkflow": ("submit_workflow", ([{"ref": "a", "type": "echo", "payload": {}}],), {}),
+    "getWorkflow": ("get_workflow", (ID,), {}),
+    "cancelWorkflow": ("cancel_workflow", (ID,), {}),
+    "redriveWorkflowNode": ("redrive_workflow_node", (ID, "a"), {}),
 }
 
 

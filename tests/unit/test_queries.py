@@ -20,6 +20,8 @@ FILES = {
     ("jobline_relay", "queries.sql"): [ROOT / "services/outbox-relay/src"],
     # Webhooks: the gateway's routes and the relay's fan-out and delivery loop.
     ("jobline.pg", "webhooks.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],
+    # Workflows: the library's fan-in and the gateway's routes.
+    ("jobline.pg", "workflows.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],
 }
 
 

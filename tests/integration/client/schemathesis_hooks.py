@@ -14,6 +14,8 @@ schema's own descriptions:
   is no JSON Schema; a job whose payload breaks the schema an earlier request registered
   for its type (the run registers types with ``PUT /v1/admin/job-types/{name}``);
 * unique keys: two jobs of one batch with the same ``unique.key`` (BatchIn's description);
+* a workflow's graph: a duplicate ``ref``, a ``depends_on`` naming no ref of the workflow,
+  its own or one twice, a cycle (WorkflowIn's and WorkflowNodeIn's descriptions);
 * the deployment's address policy: a webhook URL naming a loopback, private or link-local
   address (the `url` field's description says so).
 
@@ -67,12 +69,19 @@ def _allowed(error: dict[str, Any]) -> bool:
     pointer = str(error.get("pointer") or "")
     if error.get("location") == "body" and _in_payload(pointer):
         return True  # the registered schema of the job's type (see above)
+    if error.get("location") == "body" and _in_graph(pointer):
+        return True  # a workflow's refs and dependencies (see above)
     return any(
         error.get("location") == location
         and field.rsplit(".", maxsplit=1)[-1] == name
         and words in str(error.get("message", ""))
         for location, name, words in ALLOWED
     )
+
+
+def _in_graph(pointer: str) -> bool:
+    parts = pointer.split("/")
+    return parts[1:2] == ["jobs"] and parts[3:4] in (["ref"], ["depends_on"])
 
 
 def _in_payload(pointer: str) -> bool:

@@ -67,7 +67,7 @@ async def test_jsonb_round_trips_python_values(database):
 
 async def test_json_text_arrays_fold_into_jsonb_rows(database):
     """The multi-row statements pass jsonb values as JSON text per element (see queries.sql)."""
-    from jobline.pg.jobstore import json_texts
+    from jobline.pg.jobrows import json_texts
 
     rows: list[Any] = [{"k": [1, 2]}, [], None]
     async with database.connection() as conn:

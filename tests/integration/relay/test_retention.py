@@ -60,7 +60,7 @@ async def test_due_jobs_go_with_their_attempts_and_keys_the_rest_stays(db: Datab
             " '{}'::jsonb, 30)",
             tenant,
         )
-    before = {t: purged(t) for t in ("jobs", "job_attempts", "idempotency_keys")}
+    before = {t: purged(t) for t in ("jobs", "job_attempts", "idempotency_keys", "workflows")}
 
     # Batches of 7: several rounds of the loop, the last one short.
     result = await purger(7).round(purge.relay_purges(db))

@@ -29,6 +29,7 @@ from jobline.broker.kafka import make_consumer
 from jobline.core import cloudevent as events
 from jobline.core import topics
 from jobline.core.errors import InvalidEvent
+from jobline.core.workflows import WORKFLOW_EVENT_PREFIX
 from jobline.pg import engine as db
 from jobline_analyzer import metrics, rollup
 from jobline_analyzer.settings import Settings
@@ -43,7 +44,10 @@ def decode_records(values: Iterable[bytes | None]) -> tuple[list[rollup.Lifecycl
     invalid = 0
     for value in values:
         try:
-            parsed.append(rollup.parse(events.decode(value)))
+            event = events.decode(value)
+            if event.get_type().startswith(WORKFLOW_EVENT_PREFIX):
+                continue  # a workflow's own lifecycle event: its nodes' job events count
+            parsed.append(rollup.parse(event))
         except InvalidEvent as exc:
             invalid += 1
             log.warning("skipping an invalid event: %s", exc)

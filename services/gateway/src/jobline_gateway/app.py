@@ -31,6 +31,7 @@ from jobline_gateway import (
     schedules,
     store,
     webhooks,
+    workflows,
 )
 from jobline_gateway.admission import GateSettings, SubmissionGate
 from jobline_gateway.catalog import Catalog
@@ -171,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.gateway_event_streams_max, settings.gateway_event_streams_per_tenant_max
     )
     app.include_router(webhooks.router)
+    app.include_router(workflows.router)
     console.install(app, settings)
     # Added last = outermost: metrics see every response, including the guard's 413/422;
     # the per-address limit runs before the body is read and before any authentication.

@@ -45,7 +45,7 @@ from jobline.core.errors import InvalidSchedule
 from jobline.core.quotas import QuotaExceeded
 from jobline.core.schedules import next_fire, next_fires, resume_next_fire
 from jobline.pg import limits
-from jobline.pg.jobstore import job_from_row
+from jobline.pg.jobrows import job_from_row
 from jobline.web.problems import quota_problem, responses
 from jobline_gateway import registry_admission
 from jobline_gateway.cursors import decode_key, encode_key, invalid_cursor

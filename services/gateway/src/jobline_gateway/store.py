@@ -14,7 +14,7 @@ import asyncpg
 
 from jobline.core.job import Job
 from jobline.pg.db import Conn
-from jobline.pg.jobstore import job_from_row
+from jobline.pg.jobrows import job_from_row
 from jobline.pg.queries import SQL as SHARED
 from jobline.pg.queries import Queries
 from jobline_gateway.cursors import Cursor

@@ -22,7 +22,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 
 from jobline.core import messages
-from jobline.pg import jobstore, outbox
+from jobline.pg import jobrows, outbox
 from jobline.pg.db import Database
 from jobline_relay import metrics
 from jobline_relay.queries import SQL
@@ -55,7 +55,7 @@ async def heal_batch(
         if not rows:
             return 0
         now = datetime.now(UTC)
-        jobs = [jobstore.job_from_row(row) for row in rows]
+        jobs = [jobrows.job_from_row(row) for row in rows]
         await outbox.write(conn, [(messages.work(job, now), job.id) for job in jobs])
     for job in jobs:
         metrics.JOBS_HEALED.labels(queue=job.queue).inc()

@@ -21,9 +21,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, cast
 
 from aiokafka.structs import ConsumerRecord
 
@@ -32,7 +32,7 @@ from jobline.core.errors import IllegalTransition
 from jobline.core.job import Job
 from jobline.core.retries import NO_LIMITS
 from jobline.core.states import Claim, Transition, transition
-from jobline.pg import jobstore
+from jobline.pg import jobstore, workflowstore
 from jobline.pg.db import Database
 from jobline_worker import metrics, outcomes
 from jobline_worker.consumer import Batch, Incarnation, QueueConsumer
@@ -64,6 +64,8 @@ class Claimed:
     delivery: Delivery
     job: Job
     spec: JobSpec
+    # A workflow node's parents by ref ({state, result, error}); None for any other job.
+    parents: dict[str, Any] | None = None
 
 
 # What a claim decided for each delivery: Claimed (run it), SKIPPED (duplicate or stale),
@@ -185,6 +187,7 @@ class Claimer:
                     locked.append(index)
         if locked:
             await self._claim_locked(qc, deliveries, sorted(locked), decisions, now)
+        await self._load_parents(decisions)
         started = [d for d in decisions if isinstance(d, Claimed)]
         for claimed_job in started:
             job = claimed_job.job
@@ -195,6 +198,24 @@ class Claimer:
         if skipped:
             metrics.DUPLICATES.labels(qc.queue).inc(skipped)
         return decisions
+
+    async def _load_parents(self, decisions: list[Decision]) -> None:
+        """Workflow nodes receive their parents' results: one read for the batch's nodes,
+        none for a batch without any (the envelope says which job is a node)."""
+        nodes = [
+            i
+            for i, d in enumerate(decisions)
+            if isinstance(d, Claimed) and d.job.workflow_id is not None
+        ]
+        if not nodes:
+            return
+        async with self.db.connection() as conn:
+            parents = await workflowstore.parent_results(
+                conn, [cast(Claimed, decisions[i]).job.id for i in nodes]
+            )
+        for i in nodes:
+            claimed = cast(Claimed, decisions[i])
+            decisions[i] = replace(claimed, parents=parents[claimed.job.id])
 
     async def _claim_locked(
         self,

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
+from uuid import UUID
 
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import JobState
 from jobline.core.states import Event, Succeed, Transition, transition
 from jobline.pg import jobstore
-from jobline.pg.db import Database
-from jobline_worker import metrics, outcomes
+from jobline.pg.db import Conn, Database
+from jobline_worker import children, metrics, outcomes
 from jobline_worker.execution import Execution
 from jobline_worker.outcomes import Outcome
 
@@ -133,21 +134,50 @@ class Completer:
                 direct.append((item, item.event, transition(job, item.event, now)))
             else:
                 locked.append(item)
-        if direct:
+        # A workflow node's success also resolves its dependants, and a handler's children
+        # are inserted with its success: those need a transaction; the rest stay one
+        # statement on its own.
+        plain = [d for d in direct if not _transactional(d[0])]
+        if plain:
             async with self.db.connection() as conn:
-                written = await jobstore.succeed(
+                written = await self._succeed(conn, plain, now)
+            locked += self._observed(plain, written)
+        tx = [d for d in direct if _transactional(d[0])]
+        if tx:
+            async with self.db.transaction() as conn:
+                written = await self._succeed(conn, tx, now)
+                await children.insert(
                     conn,
-                    [(i.execution.job, e, t) for i, e, t in direct],
+                    [
+                        (i.execution.job, i.execution.ctx.children)
+                        for i, _, _ in tx
+                        if i.execution.job.id in written
+                    ],
                     now,
-                    retention=self.retention,
                 )
-            for item, _, result in direct:
-                if item.execution.job.id in written:
-                    _observe(item, result.job.state)
-                else:
-                    locked.append(item)
+            locked += self._observed(tx, written)
         if locked:
             await self._record_locked(locked, now)
+
+    async def _succeed(
+        self, conn: Conn, direct: list[tuple[Finished, Succeed, Transition]], now: datetime
+    ) -> set[UUID]:
+        return await jobstore.succeed(
+            conn, [(i.execution.job, e, t) for i, e, t in direct], now, retention=self.retention
+        )
+
+    @staticmethod
+    def _observed(
+        direct: list[tuple[Finished, Succeed, Transition]], written: set[UUID]
+    ) -> list[Finished]:
+        """Count the written; return the others, for the locked way."""
+        left = []
+        for item, _, result in direct:
+            if item.execution.job.id in written:
+                _observe(item, result.job.state)
+            else:
+                left.append(item)
+        return left
 
     async def _record_locked(self, items: list[Finished], now: datetime) -> None:
         writes: list[tuple[Finished, jobstore.Write | None]] = []
@@ -168,6 +198,15 @@ class Completer:
             await jobstore.save_many(
                 conn, [w for _, w in writes if w is not None], now, retention=self.retention
             )
+            await children.insert(
+                conn,
+                [
+                    (item.execution.job, item.execution.ctx.children)
+                    for item, w in writes
+                    if w is not None and isinstance(w.event, Succeed)
+                ],
+                now,
+            )
         for item, saved in writes:
             if saved is None:
                 metrics.LEASE_LOST.inc()
@@ -177,6 +216,10 @@ class Completer:
                 _observe(item, None)
             else:
                 _observe(item, saved.after.state)
+
+
+def _transactional(item: Finished) -> bool:
+    return item.execution.job.workflow_id is not None or bool(item.execution.ctx.children)
 
 
 def _observe(item: Finished, state: JobState | None) -> None:

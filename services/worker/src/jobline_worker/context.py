@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-from uuid import UUID
+from typing import Any, Protocol
+from uuid import UUID, uuid4
 
 from jobline.observe import logs
 from jobline.observe.logs import JobLogger
@@ -50,6 +51,21 @@ class CancelSignal:
         await self._event.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class ChildJob:
+    """A job a handler enqueued (:meth:`JobContext.enqueue`), not yet inserted."""
+
+    id: UUID
+    type: str
+    payload: dict[str, Any]
+    queue: str | None = None
+    priority: int = 0
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    after: tuple[UUID, ...] = ()  # earlier children it waits for
+
+
 class ContextBackend(Protocol):
     """What the runtime provides behind a context (the lease keeper; a fake in unit tests)."""
 
@@ -78,6 +94,12 @@ class JobContext:
     # was submitted with): pass it on to calls the handler makes.
     traceparent: str | None = None
     cancelled: CancelSignal = field(default_factory=CancelSignal)
+    # The workflow this job is a node of, and its parents' outcomes by ref: each
+    # ``{"state": "succeeded" | "dead" | "cancelled", "result": ..., "error": ...}``.
+    workflow_id: UUID | None = None
+    parent_results: dict[str, Any] = field(default_factory=dict)
+    # Jobs enqueued by the handler: inserted with its success, dropped with anything else.
+    children: list[ChildJob] = field(default_factory=list)
     _logger: JobLogger | None = None
 
     @property
@@ -93,6 +115,44 @@ class JobContext:
                 _job_log, str(self.job_id), job_type=self.type, attempt=self.attempt
             )
         return self._logger
+
+    def enqueue(
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Sequence[UUID] = (),
+    ) -> UUID:
+        """Enqueue a child job, atomically with this attempt's outcome: it is inserted in the
+        transaction that records the handler's success, and never if the handler fails,
+        crashes or is stopped. Returns the child's id (final: it is the id it will have).
+
+        ``after``: ids of children enqueued before this one that it waits for; it then runs
+        once they all succeeded, with their results in its ``ctx.parent_results`` (by their
+        ids), e.g. a callback after a fan-out. The children then form a workflow of their own.
+        """
+        earlier = {c.id for c in self.children}
+        unknown = [str(i) for i in after if i not in earlier]
+        if unknown:
+            raise ValueError(f"after names no child enqueued before: {', '.join(unknown)}")
+        child = ChildJob(
+            id=uuid4(),
+            type=type,
+            payload=payload or {},
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+            metadata=metadata or {},
+            after=tuple(dict.fromkeys(after)),
+        )
+        self.children.append(child)
+        return child.id
 
     async def heartbeat(self) -> bool:
         """Renew the lease now; False if the job is no longer this worker's."""

@@ -7,6 +7,8 @@
 - ``always-fail`` ``{}`` or ``{"error_bytes": n}``: fails every attempt (with an error message
   of ``n`` bytes: shows that an oversized error is capped and does not stop other jobs).
 - ``cpu`` ``{"ms": m}``: busy loop for m ms in the thread pool (stops early when cancelled).
+- ``collect`` ``{}``: a workflow's fan-in: returns how many parents it received, how many
+  succeeded, and the sum of their results' numbers (a number, or a mapping's values).
 - ``send-email`` ``{"to": ..., "subject": ...}`` on queue ``emails``: simulated. The effect is a
   row in ``jobline_examples.email_effects`` keyed by the idempotency key (the job id); a second
   delivery with the same key does not send again, bumps ``deliveries`` and the metric
@@ -124,6 +126,17 @@ async def close_database(_: Settings) -> None:
 async def echo(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Return the payload."""
     return payload
+
+
+@worker.job("collect")
+async def collect(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Sum up the parents' results (a workflow's fan-in callback)."""
+    results = [p["result"] for p in ctx.parent_results.values() if p["state"] == "succeeded"]
+    total = 0.0
+    for result in results:
+        values = result.values() if isinstance(result, dict) else [result]
+        total += sum(v for v in values if isinstance(v, int | float) and not isinstance(v, bool))
+    return {"parents": len(ctx.parent_results), "succeeded": len(results), "sum": total}
 
 
 @worker.job("sleep", model=Sleep)

@@ -222,6 +222,8 @@ class Runtime:
             timeout_seconds=spec.effective_timeout(job.timeout_seconds),
             backend=self.leases,
             traceparent=tracing.traceparent_of(span) if span is not None else job.traceparent,
+            workflow_id=job.workflow_id,
+            parent_results=claimed.parents or {},
         )
         execution = Execution(job=job, spec=spec, ctx=ctx, span=span)
         self.leases.hold(job.id, job.attempt)

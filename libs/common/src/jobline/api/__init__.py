@@ -73,6 +73,14 @@ from jobline.api.webhooks import (
     WebhookPage,
     WebhookPatch,
 )
+from jobline.api.workflows import (
+    FailurePolicy,
+    WorkflowIn,
+    WorkflowNodeIn,
+    WorkflowNodeOut,
+    WorkflowOut,
+    WorkflowState,
+)
 
 __all__ = [
     "CURSOR_DESCRIPTION",
@@ -94,6 +102,7 @@ __all__ = [
     "DeliveryPage",
     "DeliveryStatus",
     "ErrorOut",
+    "FailurePolicy",
     "FieldError",
     "FireTime",
     "JobLinks",
@@ -139,5 +148,10 @@ __all__ = [
     "WebhookOut",
     "WebhookPage",
     "WebhookPatch",
+    "WorkflowIn",
+    "WorkflowNodeIn",
+    "WorkflowNodeOut",
+    "WorkflowOut",
+    "WorkflowState",
     "check_json",
 ]

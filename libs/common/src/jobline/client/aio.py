@@ -4,7 +4,8 @@ The same surface as :class:`~jobline.client.Client`, method for method; iterator
 
 :class:`AsyncClient` is put together from one mixin per resource (``_aio_jobs``,
 ``_aio_schedules``, ``_aio_keys``,
-``_aio_governance``, ``_aio_events``, ``_aio_webhooks``) over ``_aio_base``, which holds the
+``_aio_governance``, ``_aio_events``, ``_aio_webhooks``,
+``_aio_workflows``) over ``_aio_base``, which holds the
 connection pool and the retry loop.
 """
 
@@ -16,10 +17,17 @@ from jobline.client._aio_jobs import AsyncJobs
 from jobline.client._aio_keys import AsyncKeys
 from jobline.client._aio_schedules import AsyncSchedules
 from jobline.client._aio_webhooks import AsyncWebhooks
+from jobline.client._aio_workflows import AsyncWorkflows
 
 
 class AsyncClient(
-    AsyncJobs, AsyncSchedules, AsyncKeys, AsyncGovernance, AsyncEvents, AsyncWebhooks
+    AsyncJobs,
+    AsyncSchedules,
+    AsyncKeys,
+    AsyncGovernance,
+    AsyncEvents,
+    AsyncWebhooks,
+    AsyncWorkflows,
 ):
     """The gateway's REST API, typed with its models, for asyncio.
 

@@ -2,7 +2,8 @@
 
 :class:`Client` is put together from one mixin per resource (``_sync_jobs``,
 ``_sync_schedules``, ``_sync_keys``,
-``_sync_governance``, ``_sync_events``, ``_sync_webhooks``) over ``_sync_base``, which holds the
+``_sync_governance``, ``_sync_events``, ``_sync_webhooks``,
+``_sync_workflows``) over ``_sync_base``, which holds the
 connection pool and the retry loop.
 """
 
@@ -15,9 +16,12 @@ from jobline.client._sync_jobs import SyncJobs
 from jobline.client._sync_keys import SyncKeys
 from jobline.client._sync_schedules import SyncSchedules
 from jobline.client._sync_webhooks import SyncWebhooks
+from jobline.client._sync_workflows import SyncWorkflows
 
 
-class Client(SyncJobs, SyncSchedules, SyncKeys, SyncGovernance, SyncEvents, SyncWebhooks):
+class Client(
+    SyncJobs, SyncSchedules, SyncKeys, SyncGovernance, SyncEvents, SyncWebhooks, SyncWorkflows
+):
     """The gateway's REST API, typed with its models.
 
     ``base_url`` defaults to JOBLINE_GATEWAY_URL (else http://127.0.0.1:8000) and ``key`` to

@@ -44,6 +44,9 @@ class WorkEnvelope:
     backoff: dict[str, Any] | None = None
     created_at: str | None = None
     run_at: str | None = None
+    # The workflow the job is a node of: its outcome then also resolves its dependants, and
+    # its handler receives its parents' results (jobline.core.workflows).
+    workflow: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class WorkEnvelope:
             "backoff": self.backoff,
             "created_at": self.created_at,
             "run_at": self.run_at,
+            **({"workflow": self.workflow} if self.workflow is not None else {}),
         }
 
     def encode(self) -> bytes:
@@ -93,6 +97,7 @@ class WorkEnvelope:
                 backoff=data.get("backoff"),
                 created_at=data.get("created_at"),
                 run_at=data.get("run_at"),
+                workflow=data.get("workflow"),
             )
         except KeyError as exc:
             raise InvalidEnvelope(f"envelope lacks field {exc.args[0]!r}") from None

@@ -111,6 +111,14 @@ class Job:
     traceparent: str | None = None
     # At most one unfinished job per (tenant, unique_key): see jobline.core.unique.
     unique_key: str | None = None
+    # The workflow this job is a node of (jobline.core.workflows). A workflow node that is
+    # ``scheduled`` waits for its parents: it has no work message until they end.
+    workflow_id: UUID | None = None
+
+    @property
+    def waiting_for_parents(self) -> bool:
+        """A workflow node stored but not yet runnable (no work message written)."""
+        return self.workflow_id is not None and self.state is JobState.SCHEDULED
 
     @property
     def attempts_used(self) -> int:
@@ -149,6 +157,7 @@ class Job:
             backoff=self.backoff.to_dict(),
             created_at=iso(self.created_at),
             run_at=iso(self.run_at),
+            workflow=str(self.workflow_id) if self.workflow_id is not None else None,
         )
 
     @classmethod
@@ -180,6 +189,7 @@ class Job:
             metadata=envelope.metadata,
             sequence=envelope.sequence,
             traceparent=envelope.traceparent,
+            workflow_id=UUID(envelope.workflow) if envelope.workflow else None,
         )
 
 

@@ -113,8 +113,22 @@ class Redrive:
     """An operator sends a dead job back with a fresh attempt budget."""
 
 
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A workflow node's last parent ended: scheduled (waiting for parents) -> queued, and
+    its work message is written now (there was none while it waited)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revive:
+    """A workflow node that its workflow's CANCEL policy cancelled (a parent failed) waits
+    again, because that parent was redriven: cancelled -> scheduled (waiting for parents)."""
+
+
 Outcome: TypeAlias = Succeed | Fail | Cancelled | HandBack
-Event: TypeAlias = Due | Claim | Outcome | LeaseExpired | Undeliverable | Cancel | Redrive
+Event: TypeAlias = (
+    Due | Claim | Outcome | LeaseExpired | Undeliverable | Cancel | Redrive | Release | Revive
+)
 
 
 class Transition(NamedTuple):
@@ -154,6 +168,16 @@ def submit(job: Job, now: datetime) -> Transition:
     return _emit(job, now, work=(job.run_at if delayed else now), state=state, created_at=now)
 
 
+def submit_waiting(job: Job, now: datetime) -> Transition:
+    """Accept a workflow node that has parents: ``scheduled`` with no work message until its
+    parents end (:class:`Release`). Only its lifecycle event is written."""
+    if job.sequence != 0 or job.attempt != 0:
+        raise IllegalTransition("only a new job can be submitted")
+    if job.workflow_id is None:
+        raise IllegalTransition("only a workflow node waits for parents")
+    return _emit(job, now, state=JobState.SCHEDULED, created_at=now)
+
+
 def transition(job: Job, event: Event, now: datetime) -> Transition:
     """Apply ``event`` to ``job`` at ``now``.
 
@@ -163,6 +187,8 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
     match event:
         case Due(attempt=attempt):
             _require(job, event, JobState.SCHEDULED, JobState.RETRYING)
+            if job.waiting_for_parents:
+                raise IllegalTransition("a workflow node waiting for its parents is never due")
             _require_next(job, event, attempt)
             return _emit(job, now, state=JobState.QUEUED)
         case Claim(attempt=attempt, worker_id=worker, lease_seconds=lease):
@@ -237,6 +263,18 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
                 run_at=now,
                 finished_at=None,
                 cancel_requested_at=None,
+            )
+        case Release():
+            _require(job, event, JobState.SCHEDULED)
+            if not job.waiting_for_parents:
+                raise IllegalTransition("only a workflow node waiting for parents is released")
+            return _emit(job, now, work=now, state=JobState.QUEUED, run_at=now)
+        case Revive():
+            _require(job, event, JobState.CANCELLED)
+            if job.workflow_id is None or job.attempt != 0:
+                raise IllegalTransition("only a workflow node that never ran is revived")
+            return _emit(
+                job, now, state=JobState.SCHEDULED, finished_at=None, cancel_requested_at=None
             )
         case HandBack():
             _require_running(job, event)

@@ -15,62 +15,23 @@ Two ways to write a transition, one rule:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
 from jobline.core import topics
-from jobline.core.backoff import BackoffPolicy
 from jobline.core.errors import IllegalTransition
-from jobline.core.job import AttemptError, Job, JobState
+from jobline.core.job import Job, JobState
 from jobline.core.states import Claim, Event, Succeed, Transition, attempt_outcome, transition
-from jobline.pg import outbox
-from jobline.pg.db import Conn, dumps
+from jobline.pg import outbox, workflowstore
+from jobline.pg.db import Conn
+from jobline.pg.jobrows import job_from_row, json_text, json_texts
 from jobline.pg.queries import SQL, rowcount
 
 # Finished jobs stay queryable this long, then the purge may delete them.
 DEFAULT_RETENTION: Final = timedelta(days=7)
-
-
-def json_text(value: Any) -> str | None:
-    """A jsonb array element as JSON text (see queries.sql); None stays SQL NULL."""
-    return None if value is None else dumps(value)
-
-
-def json_texts(values: Iterable[Any]) -> list[str | None]:
-    return [json_text(v) for v in values]
-
-
-def job_from_row(r: Mapping[str, Any]) -> Job:
-    return Job(
-        id=r["id"],
-        tenant_id=r["tenant_id"],
-        type=r["type"],
-        queue=r["queue"],
-        state=JobState(r["state"]),
-        payload=r["payload"],
-        created_at=r["created_at"],
-        run_at=r["run_at"],
-        attempt=r["attempt"],
-        max_attempts=r["max_attempts"],
-        budget_start=r["budget_start"],
-        backoff=BackoffPolicy.from_dict(r["backoff"]),
-        timeout_seconds=r["timeout_seconds"],
-        priority=r["priority"],
-        metadata=r["metadata"] or {},
-        sequence=r["sequence"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        lease_owner=r["lease_owner"],
-        lease_expires_at=r["lease_expires_at"],
-        cancel_requested_at=r["cancel_requested_at"],
-        result=r["result"],
-        errors=tuple(AttemptError.from_dict(e) for e in (r["errors"] or [])),
-        traceparent=r["traceparent"],
-        unique_key=r.get("unique_key"),
-    )
 
 
 # --- new jobs ---------------------------------------------------------------------------
@@ -210,7 +171,20 @@ async def save_many(
     nothing may be kept, so this raises :class:`IllegalTransition` and the caller's
     transaction rolls back every row. Messages keep their order (by write, then within the
     transition).
+
+    Workflow nodes among them resolve their dependants in the same transaction
+    (:func:`jobline.pg.workflowstore.follow`): the transitions that decides (a child
+    released or cancelled) are saved the same way, until none is left. A write of a job in
+    no workflow costs nothing more.
     """
+    while writes:
+        await _save_many(conn, writes, now, retention=retention)
+        writes = [Write(*w) for w in await workflowstore.follow(conn, writes, now)]
+
+
+async def _save_many(
+    conn: Conn, writes: Sequence[Write], now: datetime, *, retention: timedelta
+) -> None:
     changed = [w for w in writes if not (w.after == w.before and not w.transition.messages)]
     if not changed:
         return
@@ -335,7 +309,8 @@ async def succeed(
     *,
     retention: timedelta = DEFAULT_RETENTION,
 ) -> set[UUID]:
-    """Write successes decided on the jobs as this worker claimed them; one statement.
+    """Write successes decided on the jobs as this worker claimed them; one statement
+    (plus, for workflow nodes, their dependants': then ``conn`` must be in a transaction).
 
     All share one worker. Returns the ids written; the others are no longer this worker's
     running attempt at the claim's sequence (rescued, handed back, or changed otherwise).
@@ -356,7 +331,17 @@ async def succeed(
         worker_id=successes[0][1].worker_id,
         events_topic=topics.EVENTS,
     )
-    return {r["id"] for r in rows}
+    written = {r["id"] for r in rows}
+    nodes = [
+        Write(job, event, result)
+        for job, event, result in successes
+        if job.workflow_id is not None and job.id in written
+    ]
+    if nodes:
+        # A node's success resolves its dependants in the same transaction (the caller's).
+        follow_up = [Write(*w) for w in await workflowstore.follow(conn, nodes, now)]
+        await save_many(conn, follow_up, now, retention=retention)
+    return written
 
 
 # --- leases -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from jobline.core.retention import BatchLimits, next_batch_size, round_done
 from jobline.observe.metrics import LATENCY_BUCKETS, REGISTRY, Counter, Histogram
 from jobline.pg.db import Database
 from jobline.pg.queries import SQL, rowcount
+from jobline.pg.workflowstore import SQL as WORKFLOWS_SQL
 
 PURGED: Final = Counter(
     "jobline_purged_rows",
@@ -129,9 +130,20 @@ async def idempotency_keys_batch(db: Database, limit: int) -> Counts | None:
     return {"idempotency_keys": rowcount(status)}
 
 
+async def workflows_batch(db: Database, limit: int) -> Counts | None:
+    """Finished workflows none of whose nodes is left (the jobs' purge took them)."""
+    async with db.transaction() as conn:
+        if not await SQL.fetchval(conn, "purge_lock", name=_lock_name("workflows")):
+            return None
+        status = await WORKFLOWS_SQL.execute(conn, "purge_workflows", limit=limit)
+    return {"workflows": rowcount(status)}
+
+
 def relay_purges(db: Database) -> list[Purge]:
-    """What the relay purges: jobs (with their attempts), then idempotency keys."""
+    """What the relay purges: jobs (with their attempts), then idempotency keys, then the
+    workflows whose nodes are gone."""
     return [
         Purge("jobs", lambda n: jobs_batch(db, n)),
         Purge("idempotency_keys", lambda n: idempotency_keys_batch(db, n)),
+        Purge("workflows", lambda n: workflows_batch(db, n)),
     ]

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from jobline.core.job import Job
 from jobline.pg.db import Conn
-from jobline.pg.jobstore import job_from_row
+from jobline.pg.jobrows import job_from_row
 from jobline.pg.queries import SQL
 
 

@@ -52,6 +52,13 @@ from jobline.pg.tables.analyzer import (
 from jobline.pg.tables.limits import tenant_quotas, tenant_rate_buckets
 from jobline.pg.tables.audit import audit_log
 from jobline.pg.tables.webhooks import DELIVERY_STATUSES, webhook_deliveries, webhook_endpoints
+from jobline.pg.tables.workflows import (
+    EDGE_OUTCOMES,
+    FAILURE_POLICIES,
+    WORKFLOW_STATES,
+    job_dependencies,
+    workflows,
+)
 # isort: on
 
 # Tables in creation order (each after those it references).
@@ -73,6 +80,8 @@ ALL_TABLES: Final = (
     job_types,
     webhook_endpoints,
     webhook_deliveries,
+    workflows,
+    job_dependencies,
 )
 
 
@@ -81,11 +90,14 @@ __all__ = [
     "ANALYZER_TABLES",
     "ATTEMPT_OUTCOMES",
     "DELIVERY_STATUSES",
+    "EDGE_OUTCOMES",
+    "FAILURE_POLICIES",
     "JOB_STATES",
     "MISFIRE_POLICIES",
     "NAMING_CONVENTION",
     "OVERLAP_POLICIES",
     "TYPE_SOURCES",
+    "WORKFLOW_STATES",
     "analyzer_attempts",
     "analyzer_detector_state",
     "analyzer_error_rollups",
@@ -98,6 +110,7 @@ __all__ = [
     "audit_log",
     "idempotency_keys",
     "job_attempts",
+    "job_dependencies",
     "job_type_policies",
     "job_types",
     "jobs",
@@ -111,4 +124,5 @@ __all__ = [
     "tenants",
     "webhook_deliveries",
     "webhook_endpoints",
+    "workflows",
 ]

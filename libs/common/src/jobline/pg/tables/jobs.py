@@ -92,6 +92,11 @@ jobs: Final = Table(
     Column("healed_at", DateTime(timezone=True)),
     # At most one unfinished job per (tenant, unique_key): uq_jobs_unique_key (migration 0012).
     Column("unique_key", Text),
+    # Workflow nodes (migration 0013): the workflow, the node's ref in it, and how many of its
+    # parents have not ended yet (the fan-in counter; NULL for a job outside any workflow).
+    Column("workflow_id", Uuid),
+    Column("workflow_ref", Text),
+    Column("pending_parents", Integer),
     CheckConstraint(one_of("state", JOB_STATES), name="state"),
     CheckConstraint("attempt >= 0 AND budget_start >= 0", name="attempt_nonnegative"),
     CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
@@ -156,6 +161,12 @@ jobs: Final = Table(
         "ix_jobs_queued_since",
         "updated_at",
         postgresql_where=text("state = 'queued'"),
+    ),
+    # A workflow's nodes (GET /v1/workflows/{id}, cancel). Most jobs are in none: partial.
+    Index(
+        "ix_jobs_workflow_id",
+        "workflow_id",
+        postgresql_where=text("workflow_id IS NOT NULL"),
     ),
     # The retention purge: WHERE purge_after < now(). Only finished jobs have one.
     Index(

@@ -1,0 +1,94 @@
+"""The clients' workflow calls and ``jobline workflows`` against the gateway served in this
+process (uvicorn in a thread), real PostgreSQL; no worker: the nodes stay unfinished."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from jobline.client import AsyncClient, Client, Conflict, InvalidRequest
+from tests.integration.client.conftest import (  # noqa: F401  (fixtures)
+    inprocess_gateway,
+    serve_gateway,
+)
+
+JOBLINE = str(Path(sys.executable).parent / "jobline")
+
+
+def cli(url: str, key: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [JOBLINE, "workflows", *args],
+        env={**os.environ, "JOBLINE_GATEWAY_URL": url, "JOBLINE_API_KEY": key},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def chain(queue: str) -> list[dict[str, object]]:
+    return [
+        {"ref": "a", "type": "echo", "queue": queue, "payload": {}},
+        {"ref": "b", "type": "echo", "queue": queue, "payload": {}, "depends_on": ["a"]},
+    ]
+
+
+async def test_the_clients(inprocess_gateway, make_api_key):  # noqa: F811
+    key = await make_api_key()
+    queue = f"wfc{uuid4().hex[:8]}"
+
+    def run() -> str:
+        with Client(base_url=inprocess_gateway, key=key) as client:
+            submitted = client.submit_workflow(chain(queue), idempotency_key="k1")
+            again = client.submit_workflow(chain(queue), idempotency_key="k1")
+            assert again.id == submitted.id
+            assert [n.status.value for n in submitted.nodes] == ["queued", "scheduled"]
+            with pytest.raises(InvalidRequest) as caught:
+                client.submit_workflow(
+                    [{"ref": "x", "type": "echo", "payload": {}, "depends_on": ["x"]}]
+                )
+            errors = caught.value.problem.errors or []
+            assert [e.pointer for e in errors] == ["/jobs/0/depends_on/0"]
+            with pytest.raises(Conflict):
+                client.redrive_workflow_node(submitted.id, "a")  # not dead
+            cancelled = client.cancel_workflow(submitted.id)
+            assert cancelled.status.value == "cancelled"
+            assert {n.status.value for n in cancelled.nodes} == {"cancelled"}
+            return str(submitted.id)
+
+    workflow_id = await asyncio.to_thread(run)
+    async with AsyncClient(base_url=inprocess_gateway, key=key) as client:
+        read = await client.get_workflow(workflow_id)
+    assert read.nodes_unfinished == 0
+    assert read.timings.finished_at is not None
+
+
+async def test_the_cli(inprocess_gateway, make_api_key):  # noqa: F811
+    key = await make_api_key()
+    queue = f"wfc{uuid4().hex[:8]}"
+    body = json.dumps({"jobs": chain(queue), "on_failure": "continue"})
+    submitted = await asyncio.to_thread(cli, inprocess_gateway, key, "submit", "-", stdin=body)
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    shown = await asyncio.to_thread(cli, inprocess_gateway, key, "show", workflow_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "running" in shown.stdout
+    assert "b " in shown.stdout
+    assert "<- a" in shown.stdout
+    cancelled = await asyncio.to_thread(
+        cli, inprocess_gateway, key, "cancel", workflow_id, "--json"
+    )
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    assert json.loads(cancelled.stdout)["on_failure"] == "continue"
+    cycle = json.dumps([{"ref": "a", "type": "echo", "payload": {}, "depends_on": ["a"]}])
+    refused = await asyncio.to_thread(cli, inprocess_gateway, key, "submit", "-", stdin=cycle)
+    assert refused.returncode == 1
+    assert "depends_on" in refused.stderr
