@@ -38,10 +38,12 @@ async def priority(run: Bench, queue: str = "p") -> dict[str, Any]:
             status, text = await conn.send(conn.post("/v1/jobs/batch", batch))
             if status != 201:
                 raise RuntimeError(f"backlog refused: {status} {text[:300]!r}")
-        await run.wait_outbox_empty()
-        args = ("--app", "bench.handlers:worker", "--concurrency", SLOTS, "--queues", queue)
-        await asyncio.to_thread(run.start, "worker", "worker", *args)
-        await _until_busy(run, queue, int(SLOTS))
+    await run.wait_outbox_empty()
+    args = ("--app", "bench.handlers:worker", "--concurrency", SLOTS, "--queues", queue)
+    await asyncio.to_thread(run.start, "worker", "worker", *args)
+    await _until_busy(run, queue, int(SLOTS))
+    # A fresh connection: the gateway closed the first one while the worker started.
+    async with Connection(run.services["gateway"].url, auth) as conn:
         before = cpu.sample(run.pids())
         waits: list[float] = []
         for _ in range(URGENT):
