@@ -56,7 +56,7 @@ EXPECTED_TABLES = {
     "workflows",
     "job_dependencies",
 }
-HEAD = "0013"
+HEAD = "0014"
 
 
 @pytest.fixture

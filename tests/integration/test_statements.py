@@ -8,7 +8,8 @@ from jobline.pg.queries import Queries
 FILES = [("jobline.pg", "queries.sql"), ("jobline_gateway", "queries.sql"),
          ("jobline_relay", "queries.sql"), ("jobline.pg", "webhooks.sql"),
          ("jobline_gateway.console", "console.sql"),
-         ("jobline.pg", "workflows.sql")]  # fmt: skip
+         ("jobline.pg", "workflows.sql"),
+         ("jobline.pg", "gates.sql")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("package", "filename"), FILES)

@@ -22,6 +22,7 @@ FILES = {
     ("jobline.pg", "webhooks.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],
     # Workflows: the library's fan-in and the gateway's routes.
     ("jobline.pg", "workflows.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],
+    ("jobline.pg", "gates.sql"): [ROOT / "libs/common/src", *ROOT.glob("services/*/src")],
 }
 
 

@@ -60,6 +60,7 @@ def job_json(job: Job) -> dict[str, Any]:
         else None,
         "result": job.result,
         "unique_key": job.unique_key,
+        "waiting_on": job.waiting_on,
         "links": {
             "self": base,
             "attempts": f"{base}/attempts",

@@ -74,6 +74,31 @@ HELD_UNDECLARED: Final = Counter(
     "they wait in the outbox (relay_undeclared_hold_seconds) until it is declared.",
     registry=REGISTRY,
 )
+JOBS_HELD: Final = Gauge(
+    "jobline_jobs_waiting_on_limit",
+    "Jobs held by a full concurrency or rate limit, by limit (kind:job type).",
+    ["limit"],
+    registry=REGISTRY,
+)
+LIMIT_RELEASES: Final = Counter(
+    "jobline_limit_releases",
+    "Held jobs released as their limit's gate freed, by limit (kind:job type).",
+    ["limit"],
+    registry=REGISTRY,
+)
+_held_labels: set[str] = set()
+
+
+def set_held(counts: dict[str, int]) -> None:
+    """The held jobs per limit now; a limit that no longer holds any goes back to 0."""
+    for label in _held_labels - counts.keys():
+        JOBS_HELD.labels(label).set(0)
+    for label, count in counts.items():
+        JOBS_HELD.labels(label).set(count)
+    _held_labels.clear()
+    _held_labels.update(counts)
+
+
 LEASE_EXPIRIES: Final = Counter(
     "jobline_lease_expiries",
     "Running jobs whose lease expired, by what became of them (retrying or dead).",

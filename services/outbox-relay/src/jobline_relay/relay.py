@@ -25,7 +25,7 @@ from jobline.core.backoff import BackoffKind, BackoffPolicy, delay_seconds
 from jobline.core.errors import DependencyUnavailable
 from jobline.pg import outbox
 from jobline.pg.db import Database
-from jobline_relay import healer, lease_rescue, metrics
+from jobline_relay import gates, healer, lease_rescue, metrics
 from jobline_relay.publisher import Publisher
 from jobline_relay.scheduler import Scheduler
 from jobline_relay.settings import Settings
@@ -80,6 +80,14 @@ class Relay:
             asyncio.create_task(
                 self._every(self.settings.relay_heal_interval_seconds, self._heal, "healing"),
                 name="relay-healer",
+            ),
+            asyncio.create_task(
+                self._every(
+                    self.settings.limit_release_interval_seconds,
+                    lambda: gates.release_all(self.db),
+                    "limit release",
+                ),
+                name="relay-limits",
             ),
         ]
         if self.settings.scheduler_enabled:

@@ -57,6 +57,9 @@ class Settings(
     # How often the lease rescuer looks for running jobs whose lease ran out.
     lease_rescue_interval_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
     lease_rescue_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # How often jobs held by a full concurrency or rate limit are checked for release
+    # (jobline_relay/gates.py): a held job waits about this long after its gate frees.
+    limit_release_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
     # Healing (jobline_relay/healer.py): a queued job whose work message went to the broker
     # heal_after seconds ago and that no worker has claimed gets its message again (then after
     # 2x, 4x ... 64x that), at most heal_batch_size per transaction, checked every

@@ -34,7 +34,7 @@ from jobline.core.retries import NO_LIMITS
 from jobline.core.states import Claim, Transition, transition
 from jobline.pg import jobstore, workflowstore
 from jobline.pg.db import Database
-from jobline_worker import metrics, outcomes
+from jobline_worker import gating, metrics, outcomes
 from jobline_worker.consumer import Batch, Incarnation, QueueConsumer
 from jobline_worker.errors import UnknownJobType
 from jobline_worker.poison import Poison
@@ -164,6 +164,7 @@ class Claimer:
         decisions: list[Decision] = [SKIPPED] * len(deliveries)
         direct: list[tuple[int, Job, Claim, Transition, JobSpec]] = []
         locked: list[int] = []
+        gated: list[tuple[int, JobSpec]] = []
         seen: set[object] = set()
         for index, delivery in enumerate(deliveries):
             envelope = delivery.envelope
@@ -171,6 +172,9 @@ class Claimer:
                 continue  # a second copy in the same fetch: a duplicate
             seen.add(envelope.id)
             spec = self.app.spec(envelope.type)
+            if spec is not None and gating.governed(spec):
+                gated.append((index, spec))
+                continue
             described = Job.queued_from(envelope)
             if spec is None or described is None:
                 locked.append(index)
@@ -187,6 +191,17 @@ class Claimer:
                     locked.append(index)
         if locked:
             await self._claim_locked(qc, deliveries, sorted(locked), decisions, now)
+        for index, spec in gated:
+            envelope = deliveries[index].envelope
+            result = await gating.claim(
+                self.db, envelope.id, envelope.attempt, spec, self.worker_id, self.lease_seconds
+            )
+            if result is None:
+                decisions[index] = NO_JOB
+            elif isinstance(result, Job):
+                decisions[index] = Claimed(deliveries[index], result, spec)
+            elif result == gating.HELD:
+                decisions[index] = gating.HELD  # decided: the relay releases it later
         await self._load_parents(decisions)
         started = [d for d in decisions if isinstance(d, Claimed)]
         for claimed_job in started:

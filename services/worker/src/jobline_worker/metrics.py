@@ -61,6 +61,13 @@ DLQ: Final = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+HELD: Final = Counter(
+    "jobline_worker_jobs_held",
+    "Jobs held at their claim because a concurrency or rate limit was full, by limit "
+    "(kind:job type); the relay releases them as the limit frees.",
+    ["limit"],
+    registry=REGISTRY,
+)
 DUPLICATES: Final = Counter(
     "jobline_worker_duplicates_skipped_total",
     "Work messages skipped because their attempt was already claimed or is stale, by queue.",

@@ -10,6 +10,11 @@ async def send_email(ctx: JobContext, payload: Email) -> dict[str, str]: ...
 Handler options are worker-side limits on top of what the job was submitted with:
 ``timeout`` caps the job's own timeout, ``max_attempts`` caps its attempt budget and
 ``backoff``, when given, replaces the job's backoff policy for the delay before a retry.
+
+Flow control across every worker process (jobline.core.limits): ``concurrency=5`` runs at
+most 5 at once, ``rate_limit="10/s"`` starts at most 10 in any second; per tenant by default,
+per value of a payload field with ``concurrency_key``/``rate_key="customer_id"``, or over all
+tenants with ``"*"``. A job over a limit waits in PostgreSQL until its gate frees.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from jobline.core import topics
+from jobline.core import limits, topics
 from jobline.core.backoff import BackoffPolicy
+from jobline.core.limits import Limit
 from jobline.core.registry import JobTypeRecord
 from jobline.core.retries import HandlerLimits
 from jobline_worker.errors import AppNotFound, DuplicateHandler
@@ -47,6 +53,8 @@ class JobSpec:
     model: builtins.type[BaseModel] | None = None
     is_async: bool = field(default=False)
     tenants: frozenset[str] | None = None
+    # Concurrency and rate limits on starting jobs of this type (jobline.core.limits).
+    start_limits: tuple[Limit, ...] = ()
 
     def record(self) -> JobTypeRecord:
         """What the worker registers at start: the gateway checks submissions against it
@@ -82,6 +90,10 @@ class Worker:
         backoff: BackoffPolicy | None = None,
         model: builtins.type[BaseModel] | None = None,
         tenants: Iterable[str] | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
+        rate_key: str | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of job type ``type``.
 
@@ -96,6 +108,15 @@ class Worker:
             raise ValueError("timeout must be > 0")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        start_limits: list[Limit] = []
+        if concurrency is not None:
+            start_limits.append(limits.concurrency(concurrency, concurrency_key))
+        elif concurrency_key is not None:
+            raise ValueError("concurrency_key needs concurrency")
+        if rate_limit is not None:
+            start_limits.append(limits.rate(rate_limit, rate_key))
+        elif rate_key is not None:
+            raise ValueError("rate_key needs rate_limit")
 
         def register(func: F) -> F:
             if type in self._specs:
@@ -110,6 +131,7 @@ class Worker:
                 model=model,
                 is_async=inspect.iscoroutinefunction(func),
                 tenants=allowed,
+                start_limits=tuple(start_limits),
             )
             return func
 

@@ -237,6 +237,8 @@ class JobView(Protocol):
     def result(self) -> Any: ...
     @property
     def unique_key(self) -> str | None: ...
+    @property
+    def waiting_on(self) -> str | None: ...
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -302,6 +304,11 @@ class JobOut(Answer):
     unique_key: str | None = Field(
         default=None, description="The submission's `unique.key`, if it gave one."
     )
+    waiting_on: str | None = Field(
+        default=None,
+        description="The concurrency or rate limit the job waits for "
+        "(`<kind>:<type>:<scope>`), while one holds it back.",
+    )
     links: JobLinks
 
     @property
@@ -355,6 +362,7 @@ class JobOut(Answer):
             else None,
             result=job.result,
             unique_key=job.unique_key,
+            waiting_on=job.waiting_on,
             links=JobLinks(
                 self=base,
                 attempts=f"{base}/attempts",

@@ -114,11 +114,23 @@ class Job:
     # The workflow this job is a node of (jobline.core.workflows). A workflow node that is
     # ``scheduled`` waits for its parents: it has no work message until they end.
     workflow_id: UUID | None = None
+    # The concurrency or rate gate (jobline.core.limits) a job waits for: set while it is
+    # held (``scheduled`` without a work message) and after its release until it starts.
+    waiting_on: str | None = None
 
     @property
     def waiting_for_parents(self) -> bool:
         """A workflow node stored but not yet runnable (no work message written)."""
-        return self.workflow_id is not None and self.state is JobState.SCHEDULED
+        return (
+            self.workflow_id is not None
+            and self.state is JobState.SCHEDULED
+            and self.waiting_on is None
+        )
+
+    @property
+    def held(self) -> bool:
+        """Waiting for a limit's gate to free: ``scheduled`` without a work message."""
+        return self.waiting_on is not None and self.state is JobState.SCHEDULED
 
     @property
     def attempts_used(self) -> int:

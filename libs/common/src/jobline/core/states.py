@@ -125,9 +125,35 @@ class Revive:
     again, because that parent was redriven: cancelled -> scheduled (waiting for parents)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The worker that took the work message of ``attempt`` found the job's ``gate`` full
+    (jobline.core.limits): queued -> scheduled, waiting on the gate with no work message;
+    the attempt is not started."""
+
+    attempt: int
+    gate: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The gate a held job waits on has room: scheduled -> queued with a new work message.
+    ``waiting_on`` stays until the job starts, so the gate counts it as on its way."""
+
+
 Outcome: TypeAlias = Succeed | Fail | Cancelled | HandBack
 Event: TypeAlias = (
-    Due | Claim | Outcome | LeaseExpired | Undeliverable | Cancel | Redrive | Release | Revive
+    Due
+    | Claim
+    | Outcome
+    | LeaseExpired
+    | Undeliverable
+    | Cancel
+    | Redrive
+    | Release
+    | Revive
+    | Hold
+    | Resume
 )
 
 
@@ -269,6 +295,15 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
             if not job.waiting_for_parents:
                 raise IllegalTransition("only a workflow node waiting for parents is released")
             return _emit(job, now, work=now, state=JobState.QUEUED, run_at=now)
+        case Hold(attempt=attempt, gate=gate):
+            _require(job, event, JobState.QUEUED)
+            _require_next(job, event, attempt)
+            return _emit(job, now, state=JobState.SCHEDULED, waiting_on=gate)
+        case Resume():
+            _require(job, event, JobState.SCHEDULED)
+            if not job.held:
+                raise IllegalTransition("only a job held by a limit is resumed")
+            return _emit(job, now, work=now, state=JobState.QUEUED)
         case Revive():
             _require(job, event, JobState.CANCELLED)
             if job.workflow_id is None or job.attempt != 0:
@@ -337,7 +372,7 @@ def _require(job: Job, event: Event, *allowed: JobState) -> None:
         raise IllegalTransition(f"{name} is not allowed for a {job.state.value} job")
 
 
-def _require_next(job: Job, event: Due | Claim | Undeliverable, attempt: int) -> None:
+def _require_next(job: Job, event: Due | Claim | Undeliverable | Hold, attempt: int) -> None:
     """A work message starts the attempt after the job's last one, or it is stale."""
     if attempt != job.attempt + 1:
         name = type(event).__name__

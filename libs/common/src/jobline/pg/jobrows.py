@@ -51,6 +51,7 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         traceparent=r["traceparent"],
         unique_key=r.get("unique_key"),
         workflow_id=r.get("workflow_id"),
+        waiting_on=r.get("waiting_on"),
     )
 
 

@@ -10,7 +10,8 @@ tables are in a module of their own:
 - :mod:`~jobline.pg.tables.jobs`: jobs, attempts, idempotency keys, the outbox, type policies;
 - :mod:`~jobline.pg.tables.registry`: declared queues and registered job types;
 - :mod:`~jobline.pg.tables.analyzer`: the AI analyzer's tables;
-- :mod:`~jobline.pg.tables.limits`: tenant quotas and the shared submission bucket;
+- :mod:`~jobline.pg.tables.limits`: tenant quotas, the shared submission bucket, and the
+  gates of job concurrency and rate limits;
 - :mod:`~jobline.pg.tables.audit`: the audit log;
 - :mod:`~jobline.pg.tables.webhooks`: webhook endpoints and their deliveries.
 
@@ -49,7 +50,7 @@ from jobline.pg.tables.analyzer import (
     analyzer_rollups,
     analyzer_seen_events,
 )
-from jobline.pg.tables.limits import tenant_quotas, tenant_rate_buckets
+from jobline.pg.tables.limits import limit_gates, rate_starts, tenant_quotas, tenant_rate_buckets
 from jobline.pg.tables.audit import audit_log
 from jobline.pg.tables.webhooks import DELIVERY_STATUSES, webhook_deliveries, webhook_endpoints
 from jobline.pg.tables.workflows import (
@@ -82,6 +83,8 @@ ALL_TABLES: Final = (
     webhook_deliveries,
     workflows,
     job_dependencies,
+    limit_gates,
+    rate_starts,
 )
 
 
@@ -114,10 +117,12 @@ __all__ = [
     "job_type_policies",
     "job_types",
     "jobs",
+    "limit_gates",
     "metadata",
     "outbox",
     "outbox_set_aside",
     "queues",
+    "rate_starts",
     "schedules",
     "tenant_quotas",
     "tenant_rate_buckets",

@@ -97,6 +97,10 @@ jobs: Final = Table(
     Column("workflow_id", Uuid),
     Column("workflow_ref", Text),
     Column("pending_parents", Integer),
+    # Limits (jobline.core.limits, migration 0014): the gate a held or released job waits
+    # on, and the concurrency gate a running job counts in.
+    Column("waiting_on", Text),
+    Column("concurrency_key", Text),
     CheckConstraint(one_of("state", JOB_STATES), name="state"),
     CheckConstraint("attempt >= 0 AND budget_start >= 0", name="attempt_nonnegative"),
     CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
@@ -161,6 +165,22 @@ jobs: Final = Table(
         "ix_jobs_queued_since",
         "updated_at",
         postgresql_where=text("state = 'queued'"),
+    ),
+    # A gate's waiting jobs, best first, and the gates that have any (jobline_relay.gates).
+    Index(
+        "ix_jobs_waiting_on",
+        "waiting_on",
+        "priority",
+        "created_at",
+        postgresql_where=text(
+            "waiting_on IS NOT NULL AND state IN ('scheduled', 'queued')"
+        ),
+    ),
+    # A concurrency gate's running jobs: only running jobs with a gate are in it.
+    Index(
+        "ix_jobs_concurrency_running",
+        "concurrency_key",
+        postgresql_where=text("concurrency_key IS NOT NULL AND state = 'running'"),
     ),
     # A workflow's nodes (GET /v1/workflows/{id}, cancel). Most jobs are in none: partial.
     Index(

@@ -1,0 +1,69 @@
+"""Claiming a job that a concurrency or rate limit governs (jobline.core.limits).
+
+One transaction per job: lock its row, then each of its gates (in key order), read the clock
+only then, and count each gate. If every gate has room the claim is written with the start
+recorded in its gates (so the next claim through them counts it); if one is full the job is
+held (``Hold``: ``scheduled``, waiting on that gate, no work message) and the relay releases
+it when the gate frees (jobline_relay.gates). Its message's offset is decided either way.
+
+The clock is read after the locks: a claim that waited for a gate stamps its start after the
+start it waited for, so the attempts' own timestamps never show more running (or started in
+a window) than the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Final
+
+from jobline.core import limits
+from jobline.core.errors import IllegalTransition
+from jobline.core.job import Job
+from jobline.core.states import Claim, Hold, transition
+from jobline.pg import gates, jobstore
+from jobline.pg.db import Database
+from jobline_worker import metrics
+from jobline_worker.registry import JobSpec
+
+log = logging.getLogger("jobline.worker")
+
+HELD: Final = "held"
+STALE: Final = "stale"
+
+
+def governed(spec: JobSpec | None) -> bool:
+    return spec is not None and bool(spec.start_limits)
+
+
+async def claim(
+    db: Database, job_id: object, attempt: int, spec: JobSpec, worker_id: str, lease: float
+) -> Job | str | None:
+    """The running job if claimed; HELD or STALE (its offset is decided either way); None
+    if the job does not exist."""
+    async with db.transaction() as conn:
+        job = (await jobstore.lock_many(conn, {job_id})).get(job_id)  # type: ignore[arg-type]
+        if job is None:
+            return None
+        job_gates = limits.gates(spec.start_limits, job.type, job.tenant_id, job.payload)
+        await gates.lock(conn, job_gates)
+        now = datetime.now(UTC)
+        event = Claim(attempt, worker_id, lease)
+        try:
+            claimed = transition(job, event, now)
+        except IllegalTransition:  # duplicate or stale
+            return STALE
+        for gate in job_gates:
+            counted = await gates.counted(conn, gate, now)
+            if limits.admits(gate.limit, counted):
+                continue
+            hold = Hold(attempt, gate.key)
+            write = jobstore.Write(job, hold, transition(job, hold, now))
+            await jobstore.save_many(conn, [write], now)
+            await gates.hold(conn, job.id, gate)
+            metrics.HELD.labels(gate.label).inc()
+            log.debug("held by a limit", extra={"job_id": str(job.id), "gate": gate.key})
+            return HELD
+        await jobstore.save_many(conn, [jobstore.Write(job, event, claimed)], now)
+        await gates.admit(conn, job.id, job_gates, now)
+        return claimed.job
