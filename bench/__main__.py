@@ -72,6 +72,8 @@ async def _run(run: Bench, wanted: list[str]) -> dict[str, Any]:
     if "p" in wanted:
         figures["P_priority"] = await flow.priority(run)
         _progress("P", figures["P_priority"])
+        figures["P_limits"] = await flow.limits(run)
+        _progress("P_limits", figures["P_limits"])
     return figures
 
 

@@ -1,5 +1,9 @@
 """Flow-control workloads (issue "Flow control"): ``python -m bench --only p``.
 
+- Limits: 300 jobs of a type limited to 10 starts per second, and 200 jobs of one customer
+  limited to 5 running at once, on one worker with 64 slots; from the attempts' timestamps,
+  the most starts in any one-second window and the most running at once.
+
 - P priority: one worker with 64 slots, all busy with a backlog of BACKLOG priority-0 jobs
   (each holds its slot for SLEEP_SECONDS) already on the work topic; then URGENT priority-9
   jobs, one every half second; each one's wait = handler start - the moment before its submit
@@ -107,3 +111,65 @@ async def _started(run: Bench, job_id: str) -> float:
             return float(rows[0]["t"])
         await asyncio.sleep(0.01)
     raise RuntimeError(f"urgent job {job_id} did not run within 30 s")
+
+
+async def limits(run: Bench, queue: str = "l") -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {run.api_key}"}
+    async with Connection(run.services["gateway"].url, auth) as conn:
+        rated = [{"type": "bench.rated", "queue": queue, "payload": {}} for _ in range(300)]
+        keyed = [
+            {"type": "bench.keyed", "queue": queue, "payload": {"customer_id": "c1", "s": 0.05}}
+            for _ in range(200)
+        ]
+        for jobs in (rated, keyed):
+            status, text = await conn.send(conn.post("/v1/jobs/batch", {"jobs": jobs}))
+            if status != 201:
+                raise RuntimeError(f"refused: {status} {text[:300]!r}")
+    args = ("--app", "bench.handlers:worker", "--concurrency", SLOTS, "--queues", queue)
+    started = time.monotonic()
+    await asyncio.to_thread(run.start, "worker", "worker", *args)
+    for _ in range(1200):
+        rows = await run.fetch(
+            "SELECT count(*) AS n FROM jobs WHERE type IN ('bench.rated', 'bench.keyed')"
+            " AND state = 'succeeded'"
+        )
+        if rows[0]["n"] >= 500:
+            break
+        await asyncio.sleep(0.1)
+    elapsed = time.monotonic() - started
+    spans = await run.fetch(
+        "SELECT j.type, a.started_at, a.finished_at FROM job_attempts a JOIN jobs j"
+        " ON j.id = a.job_id WHERE j.type IN ('bench.rated', 'bench.keyed')"
+    )
+    await asyncio.to_thread(run.stop, "worker")
+    rated_starts = sorted(r["started_at"] for r in spans if r["type"] == "bench.rated")
+    keyed_spans = [(r["started_at"], r["finished_at"]) for r in spans if r["type"] == "bench.keyed"]
+    return {
+        "rate_10_per_s": {
+            "jobs": len(rated_starts),
+            "most_starts_in_any_1s_window": _most_in_window(rated_starts, 1.0),
+            "first_to_last_start_s": round((rated_starts[-1] - rated_starts[0]).total_seconds(), 2),
+        },
+        "concurrency_5_per_customer": {
+            "jobs": len(keyed_spans),
+            "most_running_at_once": _most_at_once(keyed_spans),
+        },
+        "wall_seconds": round(elapsed, 1),
+    }
+
+
+def _most_in_window(starts: list[Any], seconds: float) -> int:
+    peak = first = 0
+    for last, start in enumerate(starts):
+        while (start - starts[first]).total_seconds() >= seconds:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
+
+
+def _most_at_once(spans: list[tuple[Any, Any]]) -> int:
+    running = peak = 0
+    for _, step in sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans]):
+        running += step
+        peak = max(peak, running)
+    return peak

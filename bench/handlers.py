@@ -29,3 +29,17 @@ async def sleep(ctx: JobContext, payload: Any) -> dict[str, float]:
     started = time.time()
     await asyncio.sleep(float(payload.get("s", 0.1)))
     return {"t": started}
+
+
+@worker.job("bench.rated", rate_limit="10/s")
+async def rated(ctx: JobContext, payload: Any) -> dict[str, float]:
+    """At most 10 start in any second, across every worker (the rate-limit workload)."""
+    return {"t": time.time()}
+
+
+@worker.job("bench.keyed", concurrency=5, concurrency_key="customer_id")
+async def keyed(ctx: JobContext, payload: Any) -> dict[str, float]:
+    """At most 5 run at once per customer (the concurrency workload)."""
+    started = time.time()
+    await asyncio.sleep(float(payload.get("s", 0.05)))
+    return {"t": started}

@@ -29,7 +29,7 @@ from jobline.settings import DatabaseSettings
 from tests.stack import ServiceProcess
 
 # The queues the workloads submit to, and the one job type (defined in bench.handlers).
-QUEUES = ("a1", "a2", "c", "p")
+QUEUES = ("a1", "a2", "c", "p", "l")
 JOB_TYPE = "bench.noop"
 SLEEP_TYPE = "bench.sleep"  # the priority workload's backlog (bench.flow)
 
@@ -238,7 +238,11 @@ async def _api_key(url: str) -> str:
         await registry.declare_missing_queues(conn, QUEUES, "bench")
         await registry.register_job_types(
             conn,
-            [JobTypeRecord(JOB_TYPE, QUEUES[0]), JobTypeRecord(SLEEP_TYPE, "p")],
+            [
+                JobTypeRecord(JOB_TYPE, QUEUES[0]),
+                JobTypeRecord(SLEEP_TYPE, "p"),
+                *(JobTypeRecord(t, "l") for t in ("bench.rated", "bench.keyed")),
+            ],
             source="operator",
             registered_by="bench",
         )

@@ -143,3 +143,46 @@ async def test_a_killed_workers_jobs_finish_on_another_after_the_lease_expires(
     repeated = sum(d - 1 for d in effects.values())
     detected = metric_value(_metrics(second), "jobline_examples_email_duplicate_effects_total")
     assert repeated == detected
+
+
+async def test_a_concurrency_limit_holds_when_a_worker_is_killed_mid_run(stack, relay, db):
+    """200 jobs of one customer, limit 5 (the example ``per-customer``), two worker processes,
+    the one running jobs SIGKILLed mid-run: its slots come back with its leases (the relay
+    rescues them), and at no moment do the attempts' own timestamps show more than 5 running."""
+    tenant = await new_tenant(db)
+    jobs = [
+        make_job(tenant, "per-customer", "default", {"customer_id": "c1", "seconds": 0.1})
+        for _ in range(200)
+    ]
+    workers = [start_worker(stack, "--concurrency", "8") for _ in range(2)]
+    ids = await insert_jobs(db, jobs)
+    owner = await wait_for(lambda: _a_lease_owner(db, ids), timeout=30)
+    # The worker id is host:pid:suffix; kill the process that runs jobs now.
+    victim = next(w for w in workers if f":{w.proc.pid}:" in owner)
+    victim.kill()  # SIGKILL: its running attempts keep their slots until their leases expire
+    await wait_states(db, ids, "succeeded", timeout=90)
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT started_at, finished_at, outcome FROM job_attempts"
+            " WHERE job_id = ANY($1::uuid[])",
+            ids,
+        )
+    points = sorted([(r["started_at"], 1) for r in rows] + [(r["finished_at"], -1) for r in rows])
+    running = peak = 0
+    for _, step in points:
+        running += step
+        peak = max(peak, running)
+    expired = sum(1 for r in rows if r["outcome"] == "lease_expired")
+    print(f"200 jobs, limit 5, a worker killed: at most {peak} at once; {expired} leases expired")
+    assert peak <= 5
+    assert expired > 0  # the kill really left running attempts behind
+
+
+async def _a_lease_owner(db, ids) -> str | None:
+    async with db.connection() as conn:
+        owner = await conn.fetchval(
+            "SELECT lease_owner FROM jobs WHERE id = ANY($1::uuid[]) AND state = 'running'"
+            " AND lease_owner IS NOT NULL LIMIT 1",
+            ids,
+        )
+    return str(owner) if owner else None

@@ -25,7 +25,7 @@ def test_rates_parse(spec, count, period):
 
 @pytest.mark.parametrize("spec", ["", "10", "10/", "ten/s", "0/s", "10/fortnight", "-1/s"])
 def test_bad_rates_are_refused(spec):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"invalid rate|at least 1"):
         limits.rate(spec)
 
 
@@ -87,10 +87,11 @@ def test_admitting_by_the_window_rule_never_puts_more_than_max_in_any_window(arr
 
 
 def test_hold_and_resume():
-    job = submit(make_job("acme"), T0).job
+    job = submit(make_job("acme", created_at=T0, run_at=T0), T0).job
     held, messages = transition(job, Hold(1, "concurrency:echo:acme"), T0)
     assert held.state is JobState.SCHEDULED
-    assert held.held and held.waiting_on == "concurrency:echo:acme"
+    assert held.held
+    assert held.waiting_on == "concurrency:echo:acme"
     assert held.attempt == 0  # the attempt did not start
     assert [m.topic for m in messages] == ["events"]  # no work message while held
     resumed, messages = transition(held, Resume(), T0)
@@ -100,11 +101,12 @@ def test_hold_and_resume():
 
 
 def test_a_stale_hold_and_a_resume_of_a_job_not_held_are_refused():
-    job = submit(make_job("acme"), T0).job
+    job = submit(make_job("acme", created_at=T0, run_at=T0), T0).job
     with pytest.raises(StaleEvent):
         transition(job, Hold(2, "g"), T0)
     with pytest.raises(IllegalTransition):
         transition(job, Resume(), T0)
-    scheduled = submit(make_job("acme", run_at=T0 + timedelta(hours=1)), T0).job
+    later = T0 + timedelta(hours=1)
+    scheduled = submit(make_job("acme", created_at=T0, run_at=later), T0).job
     with pytest.raises(IllegalTransition):
         transition(scheduled, Resume(), T0)  # delayed, not held

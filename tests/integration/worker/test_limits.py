@@ -43,7 +43,11 @@ def run_workers(database_url, kafka_settings):
             runtimes = []
             for _ in range(count):
                 runtime = Runtime(
-                    settings, app, [queue], concurrency, consumer_options=settings.consumer_options()
+                    settings,
+                    app,
+                    [queue],
+                    concurrency,
+                    consumer_options=settings.consumer_options(),
                 )
                 await runtime.start()
                 stack.push_async_callback(runtime.stop)
@@ -84,9 +88,7 @@ def most_in_window(starts: list[datetime], seconds: float) -> int:
     return peak
 
 
-async def test_a_concurrency_limit_per_payload_key_holds_across_two_workers(
-    db, relay, run_workers
-):
+async def test_a_concurrency_limit_per_payload_key_holds_across_two_workers(db, relay, run_workers):
     tenant = await new_tenant(db)
     queue = f"l{uuid4().hex[:10]}"
     limited = [

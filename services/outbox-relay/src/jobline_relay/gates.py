@@ -32,9 +32,7 @@ async def release_all(db: Database) -> int:
     labels: dict[str, int] = {}
     released = 0
     for row in rows:
-        limit = limits.Limit(
-            limits.LimitKind(row["kind"]), row["max"], None, row["period_seconds"]
-        )
+        limit = limits.Limit(limits.LimitKind(row["kind"]), row["max"], None, row["period_seconds"])
         gate = limits.Gate(row["gate"], limit)
         labels[gate.label] = labels.get(gate.label, 0) + int(row["held"])
         released += await _release(db, gate, int(row["held"]), int(row["released"]))

@@ -194,7 +194,12 @@ class Claimer:
         for index, spec in gated:
             envelope = deliveries[index].envelope
             result = await gating.claim(
-                self.db, envelope.id, envelope.attempt, spec, self.worker_id, self.lease_seconds
+                self.db,
+                envelope.id,
+                envelope.attempt,
+                spec,
+                worker_id=self.worker_id,
+                lease=self.lease_seconds,
             )
             if result is None:
                 decisions[index] = NO_JOB

@@ -150,6 +150,15 @@ async def sleep(ctx: JobContext, payload: Sleep) -> dict[str, float]:
     return {"slept": payload.seconds}
 
 
+@worker.job("per-customer", concurrency=5, concurrency_key="customer_id")
+async def per_customer(ctx: JobContext, payload: dict[str, Any]) -> dict[str, float]:
+    """Sleeps ``seconds``; at most 5 run at once per ``customer_id`` across every worker
+    (a job without one is not limited)."""
+    seconds = float(payload.get("seconds", 0.1))
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
 @worker.job("flaky", model=Flaky)
 async def flaky(ctx: JobContext, payload: Flaky) -> dict[str, int]:
     """Fail the first ``failures`` attempts, then succeed."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Final
+from uuid import UUID
 
 from jobline.core import limits
 from jobline.core.errors import IllegalTransition
@@ -37,12 +38,12 @@ def governed(spec: JobSpec | None) -> bool:
 
 
 async def claim(
-    db: Database, job_id: object, attempt: int, spec: JobSpec, worker_id: str, lease: float
+    db: Database, job_id: UUID, attempt: int, spec: JobSpec, *, worker_id: str, lease: float
 ) -> Job | str | None:
     """The running job if claimed; HELD or STALE (its offset is decided either way); None
     if the job does not exist."""
     async with db.transaction() as conn:
-        job = (await jobstore.lock_many(conn, {job_id})).get(job_id)  # type: ignore[arg-type]
+        job = (await jobstore.lock_many(conn, {job_id})).get(job_id)
         if job is None:
             return None
         job_gates = limits.gates(spec.start_limits, job.type, job.tenant_id, job.payload)

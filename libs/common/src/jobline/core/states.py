@@ -295,15 +295,8 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
             if not job.waiting_for_parents:
                 raise IllegalTransition("only a workflow node waiting for parents is released")
             return _emit(job, now, work=now, state=JobState.QUEUED, run_at=now)
-        case Hold(attempt=attempt, gate=gate):
-            _require(job, event, JobState.QUEUED)
-            _require_next(job, event, attempt)
-            return _emit(job, now, state=JobState.SCHEDULED, waiting_on=gate)
-        case Resume():
-            _require(job, event, JobState.SCHEDULED)
-            if not job.held:
-                raise IllegalTransition("only a job held by a limit is resumed")
-            return _emit(job, now, work=now, state=JobState.QUEUED)
+        case Hold() | Resume():
+            return _gate(job, event, now)
         case Revive():
             _require(job, event, JobState.CANCELLED)
             if job.workflow_id is None or job.attempt != 0:
@@ -324,6 +317,18 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
                 lease_expires_at=None,
             )
     raise IllegalTransition(f"unknown event {event!r}")  # pragma: no cover - exhaustive
+
+
+def _gate(job: Job, event: Hold | Resume, now: datetime) -> Transition:
+    """A limit's gate holds the job back (no work message), or lets it go again."""
+    if isinstance(event, Hold):
+        _require(job, event, JobState.QUEUED)
+        _require_next(job, event, event.attempt)
+        return _emit(job, now, state=JobState.SCHEDULED, waiting_on=event.gate)
+    _require(job, event, JobState.SCHEDULED)
+    if not job.held:
+        raise IllegalTransition("only a job held by a limit is resumed")
+    return _emit(job, now, work=now, state=JobState.QUEUED)
 
 
 def _fail(job: Job, failure: Fail, now: datetime) -> Transition:

@@ -172,9 +172,7 @@ jobs: Final = Table(
         "waiting_on",
         "priority",
         "created_at",
-        postgresql_where=text(
-            "waiting_on IS NOT NULL AND state IN ('scheduled', 'queued')"
-        ),
+        postgresql_where=text("waiting_on IS NOT NULL AND state IN ('scheduled', 'queued')"),
     ),
     # A concurrency gate's running jobs: only running jobs with a gate are in it.
     Index(
