@@ -173,6 +173,13 @@ class Detector:
             self._dir(s.m_drift / self._drift_sd(phi)),
         )
         ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
+        if cfg.drift_waits_for_week and s.weekly and not s.drift_armed:
+            # A slow drift cannot be told from a weekly pattern before a week has been seen:
+            # the first Saturday's fall and Monday's return read as drifts. The faster charts
+            # and spikes still flag (a level shift in the first week is still found). Armed
+            # only once the chart is calm, or what it gathered meanwhile flags on arming.
+            s.drift_armed = self._weekly_known() and stats[3] < CALM
+            ps[-1] = 1.0
         worst = min(range(len(ps)), key=ps.__getitem__)
         p = min(1.0, len(ps) * ps[worst])
         score = min(1.0, -math.log10(max(p, 1e-300)) / SCORE_DECADES)
@@ -222,6 +229,11 @@ class Detector:
         if s.weekly and s.step and not self._trusted(2):
             return max(after, round(2 * DAY / s.step))
         return after
+
+    def _weekly_known(self) -> bool:
+        # The weekly profile is trusted and has seen the day after its first week (Monday's
+        # return from a weekend the level had partly followed).
+        return self._trusted(2) and self.s.seen[2] > self._period(2) + DAY / self.s.step
 
     def _drift_sd(self, phi: float) -> float:
         # The AR(1) null spread of the drift chart misses slower correlation (a seasonal
