@@ -103,10 +103,8 @@ class FailureRateDetector:
         zs = (_z(failed, runs, p0), _z(long_failed, long_runs, p0))
         ps = [t.p(z, cfg.tail_q) for t, z in zip(self._tails, zs, strict=True)]
         self._minutes += 1
-        if self._minutes <= cfg.young_minutes:
-            p = max(ps)
-        else:
-            p = min(1.0, 2 * min(ps))
+        # Young: both windows must agree (see the module's docstring); then Bonferroni.
+        p = max(ps) if self._minutes <= cfg.young_minutes else min(1.0, 2 * min(ps))
         z = max(zs)
         observed = failed / runs
         big = (
