@@ -40,6 +40,21 @@ def failure_series(seed: int, incident: bool) -> list[tuple[int, int]]:
     return rows
 
 
+def bursty_failures(seed: int, minutes: int = 2 * 1440) -> list[tuple[int, int]]:
+    """A bursty but healthy type (like the corpus's sync-crm): 1% failures, and about six
+    times a day a normal 3-8 minute burst at 15%."""
+    rng = np.random.default_rng(seed)
+    rows, left = [], 0
+    for _ in range(minutes):
+        runs = int(rng.poisson(15))
+        if left == 0 and rng.random() < 1 / 240:
+            left = int(rng.integers(3, 9))
+        failed = int(rng.binomial(runs, 0.15 if left else 0.01))
+        left = max(left - 1, 0)
+        rows.append((runs - failed, failed))
+    return rows
+
+
 def latency_series(seed: int, incident: bool) -> list[float]:
     rng = np.random.default_rng(seed)
     n = LATENCY_MINUTES
@@ -104,6 +119,13 @@ def test_failure_spike_found_within_3_minutes(seed: int) -> None:
     assert finding.observed >= max(2 * finding.baseline, finding.baseline + 0.05)
     assert "send-email failed" in finding.explanation
     assert len(found) == 1  # one finding per incident, not one per minute
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_bursty_type_in_its_first_two_days_does_not_cry_wolf(seed: int) -> None:
+    # Its tails have not met its bursts yet. Before the young rule these seeds gave 4-5
+    # findings each in two days (one per burst); the very first burst may still be news.
+    assert len(run_failures(bursty_failures(seed))) <= 1
 
 
 @pytest.mark.parametrize("seed", SEEDS)

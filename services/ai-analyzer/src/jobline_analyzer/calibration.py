@@ -24,16 +24,25 @@ class Tail:
 
     t: float = 2.33
     sigma: float = 0.5
+    seen: int = 0  # exceedances learnt from
 
     def p(self, x: float, q: float) -> float:
         """Tail probability of ``x`` (q at the threshold, 1 far below it)."""
         return min(1.0, q * math.exp((self.t - x) / self.sigma))
 
-    def learn(self, x: float, q: float, rate: float, weight: float) -> None:
-        """Robbins-Monro step of the quantile; a winsorised excess updates the scale."""
+    def learn(self, x: float, q: float, rate: float, weight: float, young: int = 0) -> None:
+        """Robbins-Monro step of the quantile; a winsorised excess updates the scale.
+
+        For its first ``young`` exceedances the scale is their running mean (rate 1/k), not
+        a slow average: a type whose normal bursts are far above the Gaussian prior learns
+        so from its first bursts instead of crying wolf for two days.
+        """
         above = x > self.t
         if above:
             excess = min(x - self.t, 3.0 * self.sigma)
+            if weight > 0 and self.seen < young:
+                self.seen += 1
+                rate = max(rate, 1.0 / self.seen)
             self.sigma = max(SIGMA_MIN, self.sigma + weight * rate * (excess - self.sigma))
         self.t = max(T_MIN, self.t + weight * 0.02 * self.sigma * (above - q))
 

@@ -18,7 +18,8 @@ Per point, in O(1) time and bounded state:
    null spread is widened by the lag-1 autocorrelation of the residuals (learnt only while
    the charts are calm, or a level shift would raise it and hide itself), so a wandering
    series is not read as drifting; optionally (``drift_widen``) the slow chart's own spread
-   widens it further, for structure the seasonal profiles have not learnt yet.
+   widens it further, for structure the seasonal profiles have not learnt yet, and
+   (``drift_waits_for_week``) it flags only once a week is known: a first weekend is a drift.
 4. **Calibration** — each statistic's tail on *this* series (`calibration.Tail`); p is the
    Bonferroni minimum over the four; ``score = -log10(p) / 8`` in [0, 1], so a threshold
    means the same on every series (0.5 is p = 1e-4).
@@ -172,7 +173,7 @@ class Detector:
             self._dir(s.m_mid / _ewma_sd(cfg.mid_alpha, phi)),
             self._dir(s.m_drift / self._drift_sd(phi)),
         )
-        ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
+        ps = self._p_values(stats)
         worst = min(range(len(ps)), key=ps.__getitem__)
         p = min(1.0, len(ps) * ps[worst])
         score = min(1.0, -math.log10(max(p, 1e-300)) / SCORE_DECADES)
@@ -222,6 +223,26 @@ class Detector:
         if s.weekly and s.step and not self._trusted(2):
             return max(after, round(2 * DAY / s.step))
         return after
+
+    def _p_values(self, stats: tuple[float, ...]) -> list[float]:
+        s, cfg = self.s, self.config
+        ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
+        if cfg.drift_waits_for_week and s.weekly and not s.drift_armed:
+            ps[-1] = self._arm_drift(stats[-1])
+        return ps
+
+    def _arm_drift(self, drift: float) -> float:
+        # A slow drift cannot be told from a weekly pattern before a week has been seen: the
+        # first Saturday's fall and Monday's return read as drifts. The faster charts and
+        # spikes still flag (a level shift in the first week is still found). Armed only once
+        # the chart is calm, or what it gathered meanwhile would flag on arming.
+        self.s.drift_armed = self._weekly_known() and drift < CALM
+        return 1.0
+
+    def _weekly_known(self) -> bool:
+        # The weekly profile is trusted and has seen the day after its first week (Monday's
+        # return from a weekend the level had partly followed).
+        return self._trusted(2) and self.s.seen[2] > self._period(2) + DAY / self.s.step
 
     def _drift_sd(self, phi: float) -> float:
         # The AR(1) null spread of the drift chart misses slower correlation (a seasonal

@@ -45,6 +45,7 @@ class Config:
     drift_alpha: float = 0.0115  # a half-life of 60 points
     drift_var_rate: float = 1 / 2000  # memory of the drift chart's own spread
     drift_widen: float = 1.0  # how far that spread may widen the chart's null (1: not at all)
+    drift_waits_for_week: bool = False  # the drift chart flags only once a week is known
     tail_q: float = 0.02
     tail_rate: float = 0.02  # weight of a new exceedance in the tail's scale
     flag_p: float = 1e-4
@@ -96,6 +97,7 @@ class State:
     m_drift: float = 0.0
     m_raw: float = 0.0
     drift_var: float = 0.0  # mean square of the drift chart outside episodes
+    drift_armed: bool = False  # with drift_waits_for_week: a week is known, the chart calm
     spike_onset: bool = False  # whether the current episode began with a spike
     ac: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # lag-1 product, square, last
     tails: list[Tail] = field(default_factory=lambda: [Tail() for _ in STATISTICS])

@@ -21,7 +21,9 @@ MAX_WARMUP = 750
 # Generic series may carry slow structure the seasonal profiles have not learnt yet (a
 # weekly pattern in its first weeks): the drift chart's spread on the series itself widens
 # its null, up to 3x. The live latency detectors keep it off (it cost them latency steps).
-SCORE = Config(drift_widen=3.0)
+# Its drift chart also waits for the weekly profile (a first weekend is a "drift" otherwise);
+# the live latency detectors must catch slow leaks in a type's first week, so they do not.
+SCORE = Config(drift_widen=3.0, drift_waits_for_week=True)
 
 
 class InvalidSeries(ValueError):
