@@ -282,9 +282,7 @@ class Publisher:
             for index, (logical, value) in enumerate(row.messages)
         ]
         # Every lane of a queue has the queue's declared partitions.
-        sizes = {
-            topic: count for q, count in partitions.items() for topic in topics.lanes(prefix, q)
-        }
+        sizes = {t: n for q, n in partitions.items() for t in topics.lanes(prefix, q)}
         await self._ensure_topics(
             {m[0]: sizes.get(m[0]) for m in messages}, logical_of={m[0]: m[1] for m in messages}
         )

@@ -193,7 +193,7 @@ class Claimer:
             await self._claim_locked(qc, deliveries, sorted(locked), decisions, now)
         for index, spec in gated:
             envelope = deliveries[index].envelope
-            result = await gating.claim(
+            outcome = await gating.claim(
                 self.db,
                 envelope.id,
                 envelope.attempt,
@@ -201,11 +201,11 @@ class Claimer:
                 worker_id=self.worker_id,
                 lease=self.lease_seconds,
             )
-            if result is None:
+            if outcome is None:
                 decisions[index] = NO_JOB
-            elif isinstance(result, Job):
-                decisions[index] = Claimed(deliveries[index], result, spec)
-            elif result == gating.HELD:
+            elif isinstance(outcome, Job):
+                decisions[index] = Claimed(deliveries[index], outcome, spec)
+            elif outcome == gating.HELD:
                 decisions[index] = gating.HELD  # decided: the relay releases it later
         await self._load_parents(decisions)
         started = [d for d in decisions if isinstance(d, Claimed)]

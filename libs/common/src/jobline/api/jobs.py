@@ -305,9 +305,7 @@ class JobOut(Answer):
         default=None, description="The submission's `unique.key`, if it gave one."
     )
     waiting_on: str | None = Field(
-        default=None,
-        description="The concurrency or rate limit the job waits for "
-        "(`<kind>:<type>:<scope>`), while one holds it back.",
+        default=None, description="The limit holding the job back (`<kind>:<type>:<scope>`)."
     )
     links: JobLinks
 

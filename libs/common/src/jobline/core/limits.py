@@ -25,8 +25,11 @@ from typing import Any, Final
 ALL_TENANTS: Final = "*"
 
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*")
-_UNITS: Final = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
-_UNITS |= {"h": 3600, "hour": 3600}
+_UNITS: Final = {
+    **dict.fromkeys(("s", "sec", "second"), 1),
+    **dict.fromkeys(("m", "min", "minute"), 60),
+    **dict.fromkeys(("h", "hour"), 3600),
+}
 
 
 class LimitKind(StrEnum):

@@ -127,9 +127,8 @@ class Revive:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """The worker that took the work message of ``attempt`` found the job's ``gate`` full
-    (jobline.core.limits): queued -> scheduled, waiting on the gate with no work message;
-    the attempt is not started."""
+    """The job's ``gate`` (jobline.core.limits) is full at the claim of ``attempt``: queued ->
+    scheduled, waiting on the gate, no work message; the attempt does not start."""
 
     attempt: int
     gate: str
@@ -142,19 +141,9 @@ class Resume:
 
 
 Outcome: TypeAlias = Succeed | Fail | Cancelled | HandBack
-Event: TypeAlias = (
-    Due
-    | Claim
-    | Outcome
-    | LeaseExpired
-    | Undeliverable
-    | Cancel
-    | Redrive
-    | Release
-    | Revive
-    | Hold
-    | Resume
-)
+Gating: TypeAlias = Hold | Resume  # limits (jobline.core.limits)
+Lifecycle: TypeAlias = Due | Claim | Outcome | LeaseExpired | Undeliverable | Cancel | Redrive
+Event: TypeAlias = Lifecycle | Release | Revive | Gating
 
 
 class Transition(NamedTuple):
@@ -319,7 +308,7 @@ def transition(job: Job, event: Event, now: datetime) -> Transition:
     raise IllegalTransition(f"unknown event {event!r}")  # pragma: no cover - exhaustive
 
 
-def _gate(job: Job, event: Hold | Resume, now: datetime) -> Transition:
+def _gate(job: Job, event: Gating, now: datetime) -> Transition:
     """A limit's gate holds the job back (no work message), or lets it go again."""
     if isinstance(event, Hold):
         _require(job, event, JobState.QUEUED)
