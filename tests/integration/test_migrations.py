@@ -55,6 +55,9 @@ EXPECTED_TABLES = {
     # 0013: workflows
     "workflows",
     "job_dependencies",
+    # 0014: limits
+    "limit_gates",
+    "rate_starts",
 }
 HEAD = "0014"
 

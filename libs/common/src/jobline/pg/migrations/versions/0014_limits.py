@@ -58,8 +58,8 @@ def upgrade() -> None:
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
-        sa.CheckConstraint("kind IN ('concurrency', 'rate')", name="ck_limit_gates_kind"),
-        sa.CheckConstraint("max >= 1", name="ck_limit_gates_max_positive"),
+        sa.CheckConstraint("kind IN ('concurrency', 'rate')", name="kind"),
+        sa.CheckConstraint("max >= 1", name="max_positive"),
     )
 
 
