@@ -304,7 +304,10 @@ def dlq_bodies(records: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def event_data(records: Iterable[Any]) -> list[dict[str, Any]]:
-    return [cloudevent.data_of(cloudevent.decode(r.value)) for r in records]
+    """The data of the job lifecycle events among ``records`` (the events topic also carries
+    workflows' own events, ``jobline.workflow.*``, which name no job)."""
+    events = (cloudevent.decode(r.value) for r in records)
+    return [cloudevent.data_of(e) for e in events if e.get_type().startswith("jobline.job.")]
 
 
 # --- services as processes ----------------------------------------------------------------

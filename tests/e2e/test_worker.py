@@ -68,13 +68,13 @@ async def test_a_thousand_emails_each_sent_once_with_complete_ordered_events(
         per_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
         def complete(_records) -> bool:
-            for data in event_data(_records[len(seen) :]):
-                seen.append(data)
+            for data in event_data(_records[read[0] :]):
                 if data["job_id"] in wanted:
                     per_job[data["job_id"]].append(data)
+            read[0] = len(_records)
             return len(per_job) == len(wanted) and all(len(v) >= 3 for v in per_job.values())
 
-        seen: list[dict[str, Any]] = []
+        read = [0]  # records looked at so far
         await ev.until(complete, timeout=60)
 
     effects = await email_effects(db, ids)

@@ -60,7 +60,7 @@ async def test_a_submission_writes_the_job_and_its_outbox_rows(client, make_api_
     assert job["status"] == "queued"
     assert response.headers["location"] == job["links"]["self"] == f"/v1/jobs/{job['id']}"
     messages = await outbox_of(db, job["id"])
-    assert [topic for topic, _, _ in messages] == ["events", "jobs.mail"]
+    assert [topic for topic, _, _ in messages] == ["events", "jobs.mail.p5"]  # priority 5: its lane
     envelope = WorkEnvelope.decode(messages[1][1])
     assert envelope.payload == {"to": "a@example.com"}
     assert envelope.traceparent == "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
