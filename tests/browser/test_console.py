@@ -1,6 +1,7 @@
 """The web console in a real browser: log in, watch a `sleep` job's progress arrive live,
 find a dead job through the DLQ groups and redrive its group, create and pause a schedule,
-watch a fan-out/fan-in workflow's graph turn green, and never see a second tenant's jobs. Each page's screenshot lands in docs/console/."""
+watch a fan-out/fan-in workflow's graph turn green, and never see a second tenant's jobs.
+Each page's screenshot lands in docs/console/."""
 
 from __future__ import annotations
 

@@ -16,14 +16,16 @@ def test_depth_is_the_longest_path_from_a_root():
 
 
 def test_a_fan_out_and_fan_in_is_three_columns_with_the_callback_centred():
-    nodes = [("split", [])] + [(f"p{i}", ["split"]) for i in range(3)]
+    nodes: list[tuple[str, list[str]]] = [("split", [])]
+    nodes += [(f"p{i}", ["split"]) for i in range(3)]
     nodes.append(("zip", [f"p{i}" for i in range(3)]))
     drawn = graph.layout(nodes)
     boxes = drawn.boxes
     assert [boxes[r].depth for r in ("split", "p0", "p1", "p2", "zip")] == [0, 1, 1, 1, 2]
     assert [boxes[f"p{i}"].row for i in range(3)] == [0, 1, 2]  # the given order
     step = BOX_HEIGHT + GAP_Y
-    assert boxes["p0"].y == PAD and boxes["p2"].y == PAD + 2 * step
+    assert boxes["p0"].y == PAD
+    assert boxes["p2"].y == PAD + 2 * step
     # The single nodes of columns 0 and 2 sit level with the middle parent.
     assert boxes["split"].y == boxes["zip"].y == boxes["p1"].y
     assert boxes["zip"].x == PAD + 2 * (BOX_WIDTH + GAP_X)
@@ -85,6 +87,8 @@ def test_every_edge_points_rightwards_and_no_two_boxes_overlap(nodes):
     places = {(b.x, b.y) for b in boxes.values()}
     assert len(places) == len(boxes)
     for b in boxes.values():
-        assert 0 <= b.x and b.x + BOX_WIDTH <= drawn.width
-        assert 0 <= b.y and b.y + BOX_HEIGHT <= drawn.height
+        assert b.x >= 0
+        assert b.x + BOX_WIDTH <= drawn.width
+        assert b.y >= 0
+        assert b.y + BOX_HEIGHT <= drawn.height
     assert len(drawn.edges) == sum(len(p) for _, p in nodes)

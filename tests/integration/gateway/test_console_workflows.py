@@ -52,7 +52,11 @@ async def test_the_list_the_graph_and_the_job_pages_link(client, browser, make_a
     page = await user.page(f"/ui/workflows/{wf['id']}")
     assert page.status_code == 200
     assert '<svg class="wf-graph"' in page.text
-    assert sorted(NODE.findall(page.text)) == [("queued", "a"), ("queued", "b"), ("scheduled", "sum")]
+    assert sorted(NODE.findall(page.text)) == [
+        ("queued", "a"),
+        ("queued", "b"),
+        ("scheduled", "sum"),
+    ]
     assert sorted(EDGE.findall(page.text)) == ["a→sum", "b→sum"]
     assert f'data-sse="/ui/workflows/{wf["id"]}/live"' in page.text
     assert 'id="cancel-workflow"' in page.text
@@ -98,8 +102,7 @@ async def test_redrive_a_dead_node_from_its_button(client, browser, make_api_key
             {"attempt": 1, "error_class": "KeyError", "message": "'image'"},
         )
         await conn.execute(
-            "UPDATE workflows SET unfinished = unfinished - 1, failed = failed + 1"
-            " WHERE id = $1",
+            "UPDATE workflows SET unfinished = unfinished - 1, failed = failed + 1 WHERE id = $1",
             wf["id"],
         )
     page = await user.page(f"/ui/workflows/{wf['id']}")

@@ -73,7 +73,7 @@ async def test_a_priority_9_job_overtakes_a_backlog_with_every_slot_busy(db, rel
                 left = await conn.fetchval(
                     "SELECT count(*) FROM outbox WHERE job_id = ANY($1::uuid[])", backlog
                 )
-            return left == 0
+            return bool(left == 0)
 
         await wait_for(published, timeout=20)
         (urgent,) = await insert_jobs(db, [make_job(tenant, "nap", queue, {}, priority=9)])
@@ -93,6 +93,7 @@ async def test_a_priority_9_job_overtakes_a_backlog_with_every_slot_busy(db, rel
                 job.created_at,
                 job.started_at,
             )
+    assert job.started_at is not None
     wait = (job.started_at - job.created_at).total_seconds()
     print(f"priority 9 started {wait * 1000:.0f} ms after submission, ahead of {overtaken_by}")
     # Most of the backlog was still waiting when the urgent job started...

@@ -21,7 +21,7 @@ from tests.integration.gateway.conftest import (  # noqa: F401  (fixtures, re-ex
     gateway_settings,
     make_client,
 )
-from tests.integration.worker.test_runtime import relay, worker_settings  # noqa: F401
+from tests.integration.worker.conftest import relay, worker_settings  # noqa: F401
 from tests.support import wait_for
 
 RUNS: Counter[str] = Counter()

@@ -94,9 +94,8 @@ async def test_the_cli(inprocess_gateway, make_api_key):  # noqa: F811
     assert "depends_on" in refused.stderr
 
 
-async def test_listing_pages_newest_first_filters_and_refuses_a_jobs_cursor(
-    inprocess_gateway, make_api_key  # noqa: F811
-):
+async def test_the_listing(inprocess_gateway, make_api_key):  # noqa: F811
+    """Pages newest first, the state filter, iteration, the CLI; a jobs cursor is refused."""
     key = await make_api_key()
     queue = f"wfc{uuid4().hex[:8]}"
 

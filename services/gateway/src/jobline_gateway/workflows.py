@@ -91,9 +91,7 @@ async def list_workflows(
     principal: Reader,
     db: Db,
     settings: SettingsDep,
-    status: Annotated[
-        Status | None, Query(description="Only workflows in this state.")
-    ] = None,
+    status: Annotated[Status | None, Query(description="Only workflows in this state.")] = None,
     limit: Annotated[
         int | None, Query(ge=1, description="Page size; capped by the server's maximum.")
     ] = None,

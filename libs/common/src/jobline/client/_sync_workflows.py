@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from jobline.api.workflows import WorkflowIn, WorkflowOut, WorkflowPage, WorkflowState, WorkflowSummaryOut
+from jobline.api.workflows import (
+    WorkflowIn,
+    WorkflowOut,
+    WorkflowPage,
+    WorkflowState,
+    WorkflowSummaryOut,
+)
 from jobline.client import _workflow_calls as calls
 from jobline.client import pagination
 from jobline.client._calls import Id

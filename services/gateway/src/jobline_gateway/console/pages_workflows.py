@@ -155,9 +155,7 @@ async def workflow_live(workflow_id: UUID, request: Request, viewer: ViewerDep) 
     )
 
 
-async def _act(
-    request: Request, viewer: Viewer, workflow_id: UUID, ref: str | None
-) -> Response:
+async def _act(request: Request, viewer: Viewer, workflow_id: UUID, ref: str | None) -> Response:
     viewer.require(Scope.JOBS_WRITE)
     state = request.app.state
     db, settings, principal = state.db, state.settings, viewer.principal
