@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -95,11 +96,17 @@ async def test_redrive_a_dead_node_from_its_button(client, browser, make_api_key
     # Node a died (as a worker would record it; no worker runs here).
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE jobs SET state = 'dead', attempt = 1, finished_at = now(), last_error = $3"
+            "UPDATE jobs SET state = 'dead', attempt = 1, finished_at = now(), last_error = $3,"
+            " errors = jsonb_build_array($3::jsonb)"
             " WHERE workflow_id = $1 AND workflow_ref = $2",
             wf["id"],
             "a",
-            {"attempt": 1, "error_class": "KeyError", "message": "'image'"},
+            {
+                "attempt": 1,
+                "error_class": "KeyError",
+                "message": "'image'",
+                "finished_at": datetime.now(UTC).isoformat(),
+            },
         )
         await conn.execute(
             "UPDATE workflows SET unfinished = unfinished - 1, failed = failed + 1 WHERE id = $1",
