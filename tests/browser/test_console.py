@@ -124,7 +124,12 @@ async def test_a_fan_out_fan_in_workflows_graph_goes_green_live(
     parts = [f"resize-{i}" for i in range(3)]
     jobs = [{"ref": "split", "type": "echo", "payload": {"images": 3}}]
     jobs += [
-        {"ref": p, "type": "sleep", "payload": {"seconds": 0.4 + i / 5}, "depends_on": ["split"]}
+        {
+            "ref": p,
+            "type": "sleep",
+            "payload": {"seconds": (4 + 2 * i) / 10},
+            "depends_on": ["split"],
+        }
         for i, p in enumerate(parts)
     ]
     jobs.append({"ref": "zip", "type": "collect", "payload": {}, "depends_on": parts})

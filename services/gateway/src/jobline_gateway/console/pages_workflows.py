@@ -90,9 +90,12 @@ def _live_html(workflow: WorkflowOut, viewer: Viewer) -> str:
     by_status: dict[str, int] = {}
     for node in workflow.nodes:
         by_status[node.status.value] = by_status.get(node.status.value, 0) + 1
+    nodes = {n.ref: n for n in workflow.nodes}
     return render.ENV.get_template("_workflow_live.html").render(
         wf=workflow,
-        nodes={n.ref: n for n in workflow.nodes},
+        nodes=nodes,
+        # The table in the drawing's order (column by column), else as stored.
+        ordered=[nodes[ref] for ref in drawn.boxes] if drawn else workflow.nodes,
         layout=drawn,
         max_drawn=MAX_DRAWN,
         by_status=by_status,
