@@ -62,7 +62,7 @@ class WorkflowNodeIn(Request):
         default="default",
         description="A declared queue. Omitted: the job type's registered queue.",
     )
-    priority: Annotated[int, Field(ge=-1000, le=1000), JsonNumber] = 0
+    priority: Annotated[int, Field(ge=0, le=9), JsonNumber] = 0  # as JobSpec (its lanes)
     max_attempts: Annotated[int, Field(ge=1, le=1000), JsonNumber] | None = None
     backoff: BackoffIn | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400), JsonNumber] | None = None
