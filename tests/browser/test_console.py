@@ -1,6 +1,7 @@
 """The web console in a real browser: log in, watch a `sleep` job's progress arrive live,
 find a dead job through the DLQ groups and redrive its group, create and pause a schedule,
-and never see a second tenant's jobs. Each page's screenshot lands in docs/console/."""
+watch a fan-out/fan-in workflow's graph turn green, and never see a second tenant's jobs.
+Each page's screenshot lands in docs/console/."""
 
 from __future__ import annotations
 
@@ -115,6 +116,47 @@ async def test_create_a_schedule_with_a_live_preview_and_pause_it(
     await shot(page, "schedules")
     listed = (await api.client.get("/v1/schedules")).json()["schedules"]
     assert [s["paused"] for s in listed if s["name"] == "nightly-report"] == [True]
+
+
+async def test_a_fan_out_fan_in_workflows_graph_goes_green_live(
+    context, gateway_url, tenant_keys, api
+):
+    parts = [f"resize-{i}" for i in range(3)]
+    jobs = [{"ref": "split", "type": "echo", "payload": {"images": 3}}]
+    jobs += [
+        {
+            "ref": p,
+            "type": "sleep",
+            "payload": {"seconds": (4 + 2 * i) / 10},
+            "depends_on": ["split"],
+        }
+        for i, p in enumerate(parts)
+    ]
+    jobs.append({"ref": "zip", "type": "collect", "payload": {}, "depends_on": parts})
+    jobs.append({"ref": "notify", "type": "echo", "payload": {"to": "ops"}, "depends_on": ["zip"]})
+    page = await login(context, gateway_url, tenant_keys["acme"])
+    made = await api.client.post("/v1/workflows", json={"jobs": jobs})
+    assert made.status_code == 201, made.text
+    workflow_id = made.json()["id"]
+    await page.click("nav >> text=Workflows")
+    await page.click(f'tr[data-workflow-id="{workflow_id}"] a')
+    await expect(page).to_have_url(f"{gateway_url}/ui/workflows/{workflow_id}")
+    await page.evaluate("window.__sameDocument = true")
+    nodes = page.locator("#workflow-graph a.wf-node")
+    await expect(nodes).to_have_count(6)
+    # Live: every node turns succeeded on this same page (SSE frames, no reload).
+    await expect(page.locator("#workflow-graph a.wf-node.succeeded")).to_have_count(
+        6, timeout=20_000
+    )
+    await expect(page.locator("#workflow-state")).to_have_text("succeeded")
+    assert await page.evaluate("window.__sameDocument === true")
+    await expect(page.locator('tr[data-ref="zip"]')).to_contain_text('"succeeded":3')
+    await shot(page, "workflow")
+    # A node links to its job, whose page links back.
+    await page.locator('#workflow-graph a.wf-node[data-ref="zip"]').click()
+    await expect(page.locator("#job-state")).to_have_text("succeeded")
+    await page.locator("#job-workflow a").click()
+    await expect(page).to_have_url(f"{gateway_url}/ui/workflows/{workflow_id}")
 
 
 async def test_a_second_tenants_jobs_never_appear(context, gateway_url, tenant_keys, api):

@@ -68,6 +68,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "replayWebhookDelivery": ("replay_webhook_delivery", (ID, ID), {}),
     "submitWorkflow": ("submit_workflow", ([{"ref": "a", "type": "echo", "payload": {}}],), {}),
     "getWorkflow": ("get_workflow", (ID,), {}),
+    "listWorkflows": ("list_workflows", (), {"status": "failed"}),
     "cancelWorkflow": ("cancel_workflow", (ID,), {}),
     "redriveWorkflowNode": ("redrive_workflow_node", (ID, "a"), {}),
 }

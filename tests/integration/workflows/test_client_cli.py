@@ -92,3 +92,45 @@ async def test_the_cli(inprocess_gateway, make_api_key):  # noqa: F811
     refused = await asyncio.to_thread(cli, inprocess_gateway, key, "submit", "-", stdin=cycle)
     assert refused.returncode == 1
     assert "depends_on" in refused.stderr
+
+
+async def test_the_listing(inprocess_gateway, make_api_key):  # noqa: F811
+    """Pages newest first, the state filter, iteration, the CLI; a jobs cursor is refused."""
+    key = await make_api_key()
+    queue = f"wfc{uuid4().hex[:8]}"
+
+    def run() -> list[str]:
+        with Client(base_url=inprocess_gateway, key=key) as client:
+            ids = [str(client.submit_workflow(chain(queue)).id) for _ in range(3)]
+            client.cancel_workflow(ids[0])
+            first = client.list_workflows(limit=2)
+            assert [str(w.id) for w in first.workflows] == ids[:0:-1]  # newest first
+            assert first.workflows[0].nodes_by_status == {"queued": 1, "scheduled": 1}
+            assert first.next_cursor is not None
+            second = client.list_workflows(limit=2, cursor=first.next_cursor)
+            assert [str(w.id) for w in second.workflows] == [ids[0]]
+            assert second.next_cursor is None
+            assert second.workflows[0].nodes_by_status == {"cancelled": 2}
+            every = [str(w.id) for w in client.iter_workflows(page_size=1)]
+            assert every == ids[::-1]
+            cancelled = client.list_workflows(status="cancelled")
+            assert [str(w.id) for w in cancelled.workflows] == [ids[0]]
+            jobs_cursor = client.list_jobs(limit=1).next_cursor
+            assert jobs_cursor is not None
+            with pytest.raises(InvalidRequest):
+                client.list_workflows(cursor=jobs_cursor)
+            return ids
+
+    ids = await asyncio.to_thread(run)
+    async with AsyncClient(base_url=inprocess_gateway, key=key) as client:
+        running = [str(w.id) async for w in client.iter_workflows(status="running")]
+    assert running == ids[:0:-1]
+    listed = await asyncio.to_thread(cli, inprocess_gateway, key, "list", "--limit", "2")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ids[:0:-1]
+    assert "queued 1 scheduled 1" in lines[0]
+    as_json = await asyncio.to_thread(
+        cli, inprocess_gateway, key, "list", "--status", "cancelled", "--json"
+    )
+    assert [w["id"] for w in json.loads(as_json.stdout)] == [ids[0]]

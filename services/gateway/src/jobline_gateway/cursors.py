@@ -2,8 +2,9 @@
 for a token it did not hand out.
 
 A token is the unpadded URL-safe base64 of a small JSON object: ``{"c": created_at, "i": id}``
-for the jobs listing (its keyset position, :class:`Cursor`), ``{"k": value}`` for the
-schedule listings (the last name, or the last fire time).
+for the jobs listing (its keyset position, :class:`Cursor`; the workflows listing adds
+``"l": "workflows"``, so neither accepts the other's), ``{"k": value}`` for the schedule
+listings (the last name, or the last fire time).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from jobline.web.problems import FieldError, ProblemError
 T = TypeVar("T")
 
 # What decoding a token that is not one of ours may raise.
-_MALFORMED: Final = (binascii.Error, UnicodeDecodeError, KeyError, TypeError, ValueError)
+_MALFORMED: Final = (
+    AttributeError,
+    binascii.Error,
+    UnicodeDecodeError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
 
 
 def _encode(data: dict[str, str]) -> str:
@@ -35,19 +43,23 @@ def _decode(token: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A position in the jobs listing's order: the last row of the previous page."""
+    """A position in a listing ordered by (created_at DESC, id DESC): the last row of the
+    previous page. ``listing`` names the listing when it is not the jobs'."""
 
     created_at: datetime
     id: UUID
 
-    def encode(self) -> str:
-        return _encode({"c": self.created_at.isoformat(), "i": str(self.id)})
+    def encode(self, listing: str = "") -> str:
+        data = {"c": self.created_at.isoformat(), "i": str(self.id)}
+        return _encode(data | {"l": listing} if listing else data)
 
     @classmethod
-    def decode(cls, token: str) -> Cursor:
-        """Raises ValueError for anything this gateway did not hand out."""
+    def decode(cls, token: str, listing: str = "") -> Cursor:
+        """Raises ValueError for anything this gateway did not hand out for ``listing``."""
         try:
             data = _decode(token)
+            if data.get("l", "") != listing:
+                raise ValueError("another listing's cursor")
             created = datetime.fromisoformat(data["c"])
             if created.tzinfo is None:
                 raise ValueError("naive")

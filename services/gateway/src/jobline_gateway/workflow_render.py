@@ -1,4 +1,5 @@
-"""A workflow's answer (``WorkflowOut``) from its row and its nodes' jobs."""
+"""A workflow's answer (``WorkflowOut``) from its row and its nodes' jobs; a listing's
+(``WorkflowSummaryOut``) from its row alone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from jobline.api.workflows import (
     WorkflowNodeOut,
     WorkflowOut,
     WorkflowState,
+    WorkflowSummaryOut,
     WorkflowTimings,
 )
 from jobline.core.job import Job
@@ -33,6 +35,23 @@ def render(row: Mapping[str, Any], nodes: Sequence[NodeRow]) -> WorkflowOut:
         nodes_failed=row["failed"],
         timings=WorkflowTimings(created_at=row["created_at"], finished_at=row["finished_at"]),
         nodes=[_node(*n) for n in nodes],
+        links=WorkflowLinks(self=base, cancel=f"{base}/cancel"),
+    )
+
+
+def summary(row: Mapping[str, Any]) -> WorkflowSummaryOut:
+    """A row of ``list_workflows`` (a workflow and its ``nodes_by_state``)."""
+    base = f"/v1/workflows/{row['id']}"
+    return WorkflowSummaryOut(
+        id=row["id"],
+        status=WorkflowState(row["state"]),
+        on_failure=FailurePolicy(row["on_failure"]),
+        metadata=row["metadata"] or {},
+        nodes_total=row["nodes"],
+        nodes_unfinished=row["unfinished"],
+        nodes_failed=row["failed"],
+        nodes_by_status=dict(row["nodes_by_state"] or {}),
+        timings=WorkflowTimings(created_at=row["created_at"], finished_at=row["finished_at"]),
         links=WorkflowLinks(self=base, cancel=f"{base}/cancel"),
     )
 

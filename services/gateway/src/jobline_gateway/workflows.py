@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.datastructures import State
 from starlette.responses import Response
 
-from jobline.api.workflows import REF_PATTERN, WorkflowIn, WorkflowOut
+from jobline.api.workflows import REF_PATTERN, WorkflowIn, WorkflowOut, WorkflowPage
+from jobline.api.workflows import WorkflowState as Status
 from jobline.core import jsontext
 from jobline.core.errors import IllegalTransition
 from jobline.core.states import Cancel, Redrive, transition
@@ -24,9 +25,10 @@ from jobline.pg import audit, jobstore, workflowstore
 from jobline.pg.db import Database
 from jobline.web.problems import ProblemError, responses
 from jobline_gateway import idempotency, workflow_submission
+from jobline_gateway.cursors import Cursor, invalid_cursor
 from jobline_gateway.deps import Db, KnownQuery, Reader, SettingsDep, Writer, actor
 from jobline_gateway.metrics import IDEMPOTENT_REPLAYS
-from jobline_gateway.workflow_render import render
+from jobline_gateway.workflow_render import render, summary
 
 REF_PATH: Final = Path(pattern=REF_PATTERN, description="The node's ref in the workflow.")
 
@@ -77,6 +79,55 @@ async def submit_workflow(
         headers[REPLAYED_HEADER] = "true"
     return Response(
         jsontext.dumps(answer), 200 if replayed else 201, headers, media_type="application/json"
+    )
+
+
+LISTING: Final = "workflows"  # the cursors' listing name: a jobs cursor is refused here
+
+
+@router.get("", operation_id="listWorkflows", response_model=WorkflowPage, responses=responses())
+async def list_workflows(
+    *,
+    principal: Reader,
+    db: Db,
+    settings: SettingsDep,
+    status: Annotated[Status | None, Query(description="Only workflows in this state.")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Page size; capped by the server's maximum.")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> Any:
+    """List the tenant's workflows, newest first, with their node counts by state."""
+    return await page(
+        db,
+        principal.tenant_id,
+        status=status,
+        cursor=cursor,
+        size=min(limit or settings.gateway_page_size_default, settings.gateway_page_size_max),
+    )
+
+
+async def page(
+    db: Database, tenant_id: str, *, status: Status | None, cursor: str | None, size: int
+) -> WorkflowPage:
+    """One page of the listing (the API's and the console's)."""
+    after = None
+    if cursor is not None:
+        try:
+            found = Cursor.decode(cursor, LISTING)
+        except ValueError:
+            raise invalid_cursor() from None
+        after = (found.created_at, found.id)
+    async with db.connection() as conn:
+        rows, more = await workflowstore.list_page(
+            conn, tenant_id, state=status.value if status else None, after=after, limit=size
+        )
+    last = rows[-1] if more and rows else None
+    return WorkflowPage(
+        workflows=[summary(r) for r in rows],
+        next_cursor=Cursor(last["created_at"], last["id"]).encode(LISTING) if last else None,
     )
 
 

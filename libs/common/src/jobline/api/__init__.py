@@ -79,7 +79,9 @@ from jobline.api.workflows import (
     WorkflowNodeIn,
     WorkflowNodeOut,
     WorkflowOut,
+    WorkflowPage,
     WorkflowState,
+    WorkflowSummaryOut,
 )
 
 __all__ = [
@@ -152,6 +154,8 @@ __all__ = [
     "WorkflowNodeIn",
     "WorkflowNodeOut",
     "WorkflowOut",
+    "WorkflowPage",
     "WorkflowState",
+    "WorkflowSummaryOut",
     "check_json",
 ]

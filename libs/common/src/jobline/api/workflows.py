@@ -13,7 +13,15 @@ from uuid import UUID
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from jobline.api.fields import Answer, JobType, JsonNumber, JsonObject, QueueName, Request
+from jobline.api.fields import (
+    CURSOR_DESCRIPTION,
+    Answer,
+    JobType,
+    JsonNumber,
+    JsonObject,
+    QueueName,
+    Request,
+)
 from jobline.api.jobs import BackoffIn, ErrorOut, JobSpec, JobState
 
 MAX_NODES: Final = 2000
@@ -54,7 +62,7 @@ class WorkflowNodeIn(Request):
         default="default",
         description="A declared queue. Omitted: the job type's registered queue.",
     )
-    priority: Annotated[int, Field(ge=0, le=9), JsonNumber] = 0  # as a job's: 0-9
+    priority: Annotated[int, Field(ge=0, le=9), JsonNumber] = 0  # as a job's: 0-9, its lane
     max_attempts: Annotated[int, Field(ge=1, le=1000), JsonNumber] | None = None
     backoff: BackoffIn | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400), JsonNumber] | None = None
@@ -142,3 +150,30 @@ class WorkflowOut(Answer):
     timings: WorkflowTimings
     nodes: list[WorkflowNodeOut]
     links: WorkflowLinks
+
+
+class WorkflowSummaryOut(Answer):
+    """A workflow in a listing: its state, counters and timings (its nodes: GET its link)."""
+
+    id: UUID
+    status: WorkflowState
+    on_failure: FailurePolicy
+    metadata: dict[str, Any]
+    nodes_total: int
+    nodes_unfinished: int
+    nodes_failed: int = Field(description="Nodes that ended dead or cancelled.")
+    nodes_by_status: dict[str, int] = Field(
+        description="How many nodes are in each job state (states with none are left out)."
+    )
+    timings: WorkflowTimings
+    links: WorkflowLinks
+
+
+class WorkflowPage(Answer):
+    """One page of workflows, newest first."""
+
+    workflows: list[WorkflowSummaryOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page. "
+        + CURSOR_DESCRIPTION
+    )

@@ -1,7 +1,9 @@
-"""``jobline workflows``: submit a graph of jobs, show its nodes, cancel it, redrive a node."""
+"""``jobline workflows``: submit a graph of jobs, list them, show its nodes, cancel it, redrive a
+node."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -95,6 +97,28 @@ def submit(
         typer.echo(str(workflow.id))
     if wait and workflow.status.value != "succeeded":
         raise typer.Exit(int(ExitCode.JOB_FAILED))
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None, typer.Option(help="running, succeeded, failed or cancelled.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """The tenant's workflows, newest first: state and node counts by state."""
+    with gateway() as client:
+        found = list(itertools.islice(client.iter_workflows(status=status, page_size=limit), limit))
+    if as_json:
+        echo_json(found)
+        return
+    for w in found:
+        counts = " ".join(f"{state} {n}" for state, n in sorted(w.nodes_by_status.items()))
+        typer.echo(
+            f"{w.id}  {w.status.value:<9}  nodes {w.nodes_total:<5} ({counts})  "
+            f"created {when(w.timings.created_at)}  finished {when(w.timings.finished_at)}"
+        )
 
 
 @app.command("show")

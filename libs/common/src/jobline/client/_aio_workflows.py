@@ -3,11 +3,18 @@ redrive a failed node."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from jobline.api.workflows import WorkflowIn, WorkflowOut
+from jobline.api.workflows import (
+    WorkflowIn,
+    WorkflowOut,
+    WorkflowPage,
+    WorkflowState,
+    WorkflowSummaryOut,
+)
 from jobline.client import _workflow_calls as calls
+from jobline.client import pagination
 from jobline.client._aio_base import AsyncBase
 from jobline.client._calls import Id
 from jobline.client._transport import new_idempotency_key
@@ -33,6 +40,26 @@ class AsyncWorkflows(AsyncBase):
     async def get_workflow(self, workflow_id: Id) -> WorkflowOut:
         """A workflow and each node's state, timings and result."""
         return await self._run(calls.get_workflow(workflow_id))
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowState | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """One page of the tenant's workflows, newest first, with node counts by state."""
+        return await self._run(calls.list_workflows(status=status, limit=limit, cursor=cursor))
+
+    def iter_workflows(
+        self, *, status: WorkflowState | str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[WorkflowSummaryOut]:
+        """Every matching workflow, newest first, fetching pages as the iteration goes."""
+
+        async def fetch(cursor: str | None) -> WorkflowPage:
+            return await self.list_workflows(status=status, limit=page_size, cursor=cursor)
+
+        return pagination.aiterate(fetch, lambda page: page.workflows)
 
     async def cancel_workflow(self, workflow_id: Id) -> WorkflowOut:
         """Cancel every unfinished node of the workflow."""

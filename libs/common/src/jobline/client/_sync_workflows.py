@@ -3,11 +3,18 @@ redrive a failed node."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from jobline.api.workflows import WorkflowIn, WorkflowOut
+from jobline.api.workflows import (
+    WorkflowIn,
+    WorkflowOut,
+    WorkflowPage,
+    WorkflowState,
+    WorkflowSummaryOut,
+)
 from jobline.client import _workflow_calls as calls
+from jobline.client import pagination
 from jobline.client._calls import Id
 from jobline.client._sync_base import SyncBase
 from jobline.client._transport import new_idempotency_key
@@ -31,6 +38,26 @@ class SyncWorkflows(SyncBase):
     def get_workflow(self, workflow_id: Id) -> WorkflowOut:
         """A workflow and each node's state, timings and result."""
         return self._run(calls.get_workflow(workflow_id))
+
+    def list_workflows(
+        self,
+        *,
+        status: WorkflowState | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """One page of the tenant's workflows, newest first, with node counts by state."""
+        return self._run(calls.list_workflows(status=status, limit=limit, cursor=cursor))
+
+    def iter_workflows(
+        self, *, status: WorkflowState | str | None = None, page_size: int | None = None
+    ) -> Iterator[WorkflowSummaryOut]:
+        """Every matching workflow, newest first, fetching pages as the iteration goes."""
+
+        def fetch(cursor: str | None) -> WorkflowPage:
+            return self.list_workflows(status=status, limit=page_size, cursor=cursor)
+
+        return pagination.iterate(fetch, lambda page: page.workflows)
 
     def cancel_workflow(self, workflow_id: Id) -> WorkflowOut:
         """Cancel every unfinished node of the workflow."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from jobline.api.workflows import WorkflowIn, WorkflowOut
+from jobline.api.workflows import WorkflowIn, WorkflowOut, WorkflowPage, WorkflowState
 from jobline.client._calls import Id, body
 from jobline.client._transport import Call, model
 
@@ -37,6 +37,13 @@ def submit_workflow(json: Any, key: str) -> Call[WorkflowOut]:
 
 def get_workflow(workflow_id: Id) -> Call[WorkflowOut]:
     return Call("GET", f"{WORKFLOWS}/{workflow_id}", _workflow, planned=True)
+
+
+def list_workflows(
+    *, status: WorkflowState | str | None, limit: int | None, cursor: str | None
+) -> Call[WorkflowPage]:
+    params = {"status": status, "limit": limit, "cursor": cursor}
+    return Call("GET", WORKFLOWS, model(WorkflowPage), params=params)
 
 
 def cancel_workflow(workflow_id: Id) -> Call[WorkflowOut]:

@@ -141,6 +141,23 @@ WHERE id = :id AND state = 'cancelled' AND finished_at IS NULL
 -- name: get_workflow
 SELECT * FROM workflows WHERE id = :id AND tenant_id = :tenant_id
 
+-- name: list_workflows
+-- GET /v1/workflows and the console's list: a tenant's workflows newest first, one keyset
+-- page. ix_workflows_tenant_created (tenant_id, created_at DESC, id DESC) is the order, and
+-- the row-value seek always takes part (the first page passes 'infinity'), so each page is
+-- an index range scan that stops after :limit rows however deep; the state filter is
+-- applied on that scan. Each row counts its nodes by state (ix_jobs_workflow_id).
+SELECT w.*, coalesce((
+    SELECT jsonb_object_agg(s.state, s.n)
+    FROM (SELECT state, count(*) AS n FROM jobs WHERE workflow_id = w.id GROUP BY state) AS s
+), '{}') AS nodes_by_state
+FROM workflows AS w
+WHERE w.tenant_id = :tenant_id
+  AND (CAST(:state AS text) IS NULL OR w.state = :state)
+  AND (w.created_at, w.id) < (:before_created, :before_id)
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT :limit
+
 -- name: workflow_nodes
 -- The nodes of a workflow with their parents' refs (ix_jobs_workflow_id, then the edges'
 -- child index).

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 from uuid import UUID
 
@@ -243,6 +243,33 @@ async def nodes(conn: Conn, workflow_id: UUID) -> list[tuple[Job, str, list[str]
     return [
         (job_from_row(r), r["workflow_ref"], list(r["depends_on"]), r["metadata"]) for r in rows
     ]
+
+
+# The first page's seek position: after every workflow (newest first).
+_NEWEST: Final = (datetime(9999, 12, 31, tzinfo=UTC), UUID(int=(1 << 128) - 1))
+
+
+async def list_page(
+    conn: Conn,
+    tenant_id: str,
+    *,
+    state: str | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the tenant's workflows newest first (each with ``nodes_by_state``), after
+    the keyset position ``after`` (created_at, id), and whether there is a next page."""
+    before_created, before_id = after or _NEWEST
+    rows = await SQL.fetch(
+        conn,
+        "list_workflows",
+        tenant_id=tenant_id,
+        state=state,
+        before_created=before_created,
+        before_id=before_id,
+        limit=limit + 1,  # one extra row says whether there is a next page
+    )
+    return [dict(r) for r in rows[:limit]], len(rows) > limit
 
 
 async def unfinished_nodes(conn: Conn, workflow_id: UUID) -> list[UUID]:

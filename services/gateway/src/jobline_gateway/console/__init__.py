@@ -25,6 +25,7 @@ from jobline_gateway.console import (
     pages_keys,
     pages_overview,
     pages_schedules,
+    pages_workflows,
     render,
 )
 from jobline_gateway.console.access import LoginRequired, load_viewer, secret_of, to_login
@@ -48,6 +49,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         pages_auth,
         pages_overview,
         pages_jobs,
+        pages_workflows,
         pages_dlq,
         pages_schedules,
         pages_insights,

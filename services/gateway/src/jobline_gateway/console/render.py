@@ -57,6 +57,12 @@ def seconds(value: float | None) -> str:
     return f"{value / 60:.1f} min"
 
 
+def brief(value: Any, size: int = 80) -> str:
+    """A value as one line of compact JSON, cut to ``size`` characters."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
 ENV: Final = jinja2.Environment(
     loader=jinja2.PackageLoader("jobline_gateway.console", "templates"),
     autoescape=True,
@@ -64,7 +70,7 @@ ENV: Final = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(when=when, ago=ago, pretty=pretty, seconds=seconds)
+ENV.filters.update(when=when, ago=ago, pretty=pretty, seconds=seconds, brief=brief)
 ENV.globals.update(csrf_field=CSRF_FIELD)
 
 

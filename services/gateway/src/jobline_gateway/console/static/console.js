@@ -32,6 +32,7 @@
       updates += 1;
       if (e.data === el.innerHTML.trim()) return;
       el.innerHTML = e.data;
+      wire(el); // its forms' confirmations (a workflow's buttons come in its frames)
       if (updates > 1) {
         el.classList.remove("flash");
         void el.offsetWidth; // restart the highlight
