@@ -8,8 +8,9 @@ from uuid import UUID, uuid4
 
 from jobline.core.job import Job, JobState
 from jobline_gateway.console import session, timeline
+from jobline_gateway.console.live import sse
 from jobline_gateway.console.pages_auth import safe_next
-from jobline_gateway.console.pages_jobs import id_range, parse_filters, sse
+from jobline_gateway.console.pages_jobs import id_range, parse_filters
 from jobline_gateway.console.pages_overview import series
 from jobline_gateway.console.pages_schedules import preview
 

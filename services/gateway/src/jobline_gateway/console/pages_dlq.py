@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response
 
 from jobline.core.apikeys import Scope
 from jobline.core.states import Redrive
 from jobline.pg import audit
-from jobline.web import service
 from jobline.web.problems import ProblemError
 from jobline_gateway import jobs
-from jobline_gateway.console import queries, render
+from jobline_gateway.console import live, queries, render
 from jobline_gateway.console.access import ChangerDep, Viewer, ViewerDep, form
-from jobline_gateway.console.pages_jobs import sse
 from jobline_gateway.counts import MAX_GROUPS
 from jobline_gateway.deps import actor
 from jobline_gateway.store import SQL
@@ -162,22 +159,12 @@ async def redrive_live(run_id: str, request: Request, viewer: ViewerDep) -> Resp
     if run is None or run.tenant != viewer.tenant:
         raise ProblemError(404, f"No redrive {run_id}.")
 
-    async def frames() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
-        sent = None
-        while not service.draining():
-            html = render.ENV.get_template("_redrive_progress.html").render(run=run)
-            if html != sent:
-                yield sse("update", html)
-                sent = html
-            if run.finished:
-                yield sse("done", "finished")
-                return
-            await asyncio.sleep(TICK)
+    async def read() -> tuple[str, str | None]:
+        html = render.ENV.get_template("_redrive_progress.html").render(run=run)
+        return html, "finished" if run.finished else None
 
-    return StreamingResponse(
-        frames(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-    )
+    # No time limit: a slow redrive's progress is shown until it has finished.
+    return live.stream(read, tick=TICK, max_seconds=float("inf"))
 
 
 @router.post("/purge", response_class=HTMLResponse)

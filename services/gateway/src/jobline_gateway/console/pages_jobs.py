@@ -3,26 +3,23 @@ cancel and redrive)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from jobline.api.jobs import JobOut
 from jobline.core.apikeys import Scope
 from jobline.core.job import Job, JobState
 from jobline.pg.db import Conn
-from jobline.web import service
 from jobline.web.problems import ProblemError
 from jobline_gateway import jobs, store
-from jobline_gateway.console import queries, render, timeline
+from jobline_gateway.console import live, queries, render, timeline
 from jobline_gateway.console.access import ChangerDep, ViewerDep
 from jobline_gateway.cursors import Cursor
 
@@ -35,7 +32,6 @@ _HEX: Final = re.compile(r"^[0-9a-f-]{1,36}$")
 # How often a job's live page looks at the job (a primary-key probe), and for how long one
 # stream runs before the browser reconnects (EventSource does that by itself).
 LIVE_TICK: Final = 0.5
-LIVE_MAX_SECONDS: Final = 300.0
 
 
 def id_range(text: str) -> tuple[UUID, UUID] | None:
@@ -145,43 +141,21 @@ async def job_page(job_id: UUID, request: Request, viewer: ViewerDep) -> Respons
     )
 
 
-def sse(event: str, html: str) -> bytes:
-    """One Server-Sent Events frame whose data is an HTML fragment (one data: per line)."""
-    lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
-    return f"event: {event}\n{lines}\n".encode()
-
-
 @router.get("/{job_id:uuid}/live")
 async def job_live(job_id: UUID, request: Request, viewer: ViewerDep) -> Response:
     """The job's state, attempt and progress as SSE frames of HTML, sent when they change;
     a last frame ``done`` when the job has finished."""
     await _job(request, viewer.tenant, job_id)  # 404 before the stream starts
 
-    async def frames() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
-        sent = None
-        started = asyncio.get_running_loop().time()
-        while not service.draining():
-            async with request.app.state.db.connection() as conn:
-                job = await store.get_job(conn, viewer.tenant, job_id)
-            if job is None:  # purged meanwhile
-                return
-            html = render.ENV.get_template("_job_live.html").render(out=JobOut.of(job))
-            if html != sent:
-                yield sse("update", html)
-                sent = html
-            if job.state.terminal:
-                yield sse("done", job.state.value)
-                return
-            if asyncio.get_running_loop().time() - started > LIVE_MAX_SECONDS:
-                return
-            await asyncio.sleep(LIVE_TICK)
+    async def read() -> tuple[str, str | None] | None:
+        async with request.app.state.db.connection() as conn:
+            job = await store.get_job(conn, viewer.tenant, job_id)
+        if job is None:  # purged meanwhile
+            return None
+        html = render.ENV.get_template("_job_live.html").render(out=JobOut.of(job))
+        return html, job.state.value if job.state.terminal else None
 
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return live.stream(read, tick=LIVE_TICK)
 
 
 async def _act(request: Request, viewer: ChangerDep, job_id: UUID, what: str) -> Response:

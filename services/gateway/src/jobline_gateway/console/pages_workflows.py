@@ -4,25 +4,21 @@ of a dead node (the API's own functions, with the session's key)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator
 from typing import Final
 from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from jobline.api.workflows import REF_PATTERN, WorkflowOut, WorkflowState
 from jobline.core.apikeys import Scope
 from jobline.pg import workflowstore
-from jobline.web import service
 from jobline.web.problems import ProblemError
 from jobline_gateway import workflows
-from jobline_gateway.console import graph, render
+from jobline_gateway.console import graph, live, render
 from jobline_gateway.console.access import ChangerDep, Viewer, ViewerDep, form
-from jobline_gateway.console.pages_jobs import sse
 from jobline_gateway.workflow_render import render as render_workflow
 
 router = APIRouter(prefix="/ui/workflows", include_in_schema=False)
@@ -35,7 +31,6 @@ MAX_DRAWN: Final = 200
 # How often a workflow's live page reads it (its row and its nodes), and how long one stream
 # runs before the browser reconnects.
 LIVE_TICK: Final = 1.0
-LIVE_MAX_SECONDS: Final = 300.0
 
 
 @router.get("", response_class=HTMLResponse)
@@ -131,31 +126,15 @@ async def workflow_live(workflow_id: UUID, request: Request, viewer: ViewerDep) 
     last frame ``done`` once the workflow and all its nodes have ended."""
     await _read(request, viewer.tenant, workflow_id)  # 404 before the stream starts
 
-    async def frames() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
-        sent = None
-        started = asyncio.get_running_loop().time()
-        while not service.draining():
-            try:
-                workflow = await _read(request, viewer.tenant, workflow_id)
-            except ProblemError:  # purged meanwhile
-                return
-            html = _live_html(workflow, viewer)
-            if html != sent:
-                yield sse("update", html)
-                sent = html
-            if _ended(workflow):
-                yield sse("done", workflow.status.value)
-                return
-            if asyncio.get_running_loop().time() - started > LIVE_MAX_SECONDS:
-                return
-            await asyncio.sleep(LIVE_TICK)
+    async def read() -> tuple[str, str | None] | None:
+        try:
+            workflow = await _read(request, viewer.tenant, workflow_id)
+        except ProblemError:  # purged meanwhile
+            return None
+        done = workflow.status.value if _ended(workflow) else None
+        return _live_html(workflow, viewer), done
 
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return live.stream(read, tick=LIVE_TICK)
 
 
 async def _act(request: Request, viewer: Viewer, workflow_id: UUID, ref: str | None) -> Response:
