@@ -22,6 +22,7 @@ from typing import Any
 from bench import cpu
 from bench.http import Connection
 from bench.servers import SLEEP_TYPE, Bench
+from tests.overlap import most_at_once, most_in_window
 
 BACKLOG = int(os.environ.get("JOBLINE_BENCH_BACKLOG", "50000"))
 SLEEP_SECONDS = 0.1
@@ -147,29 +148,12 @@ async def limits(run: Bench, queue: str = "l") -> dict[str, Any]:
     return {
         "rate_10_per_s": {
             "jobs": len(rated_starts),
-            "most_starts_in_any_1s_window": _most_in_window(rated_starts, 1.0),
+            "most_starts_in_any_1s_window": most_in_window(rated_starts, 1.0),
             "first_to_last_start_s": round((rated_starts[-1] - rated_starts[0]).total_seconds(), 2),
         },
         "concurrency_5_per_customer": {
             "jobs": len(keyed_spans),
-            "most_running_at_once": _most_at_once(keyed_spans),
+            "most_running_at_once": most_at_once(keyed_spans),
         },
         "wall_seconds": round(elapsed, 1),
     }
-
-
-def _most_in_window(starts: list[Any], seconds: float) -> int:
-    peak = first = 0
-    for last, start in enumerate(starts):
-        while (start - starts[first]).total_seconds() >= seconds:
-            first += 1
-        peak = max(peak, last - first + 1)
-    return peak
-
-
-def _most_at_once(spans: list[tuple[Any, Any]]) -> int:
-    running = peak = 0
-    for _, step in sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans]):
-        running += step
-        peak = max(peak, running)
-    return peak

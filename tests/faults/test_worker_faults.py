@@ -9,6 +9,7 @@ import pytest
 
 from jobline.broker import kafka
 from jobline.core import topics
+from tests.overlap import most_at_once
 from tests.support import (
     GATEWAY_ENV,
     RELAY_ENV,
@@ -167,11 +168,7 @@ async def test_a_concurrency_limit_holds_when_a_worker_is_killed_mid_run(stack, 
             " WHERE job_id = ANY($1::uuid[])",
             ids,
         )
-    points = sorted([(r["started_at"], 1) for r in rows] + [(r["finished_at"], -1) for r in rows])
-    running = peak = 0
-    for _, step in points:
-        running += step
-        peak = max(peak, running)
+    peak = most_at_once((r["started_at"], r["finished_at"]) for r in rows)
     expired = sum(1 for r in rows if r["outcome"] == "lease_expired")
     print(f"200 jobs, limit 5, a worker killed: at most {peak} at once; {expired} leases expired")
     assert peak <= 5

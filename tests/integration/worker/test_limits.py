@@ -19,6 +19,7 @@ from jobline_worker import Worker
 from jobline_worker.context import JobContext
 from jobline_worker.runtime import Runtime
 from tests.integration.worker.conftest import worker_settings
+from tests.overlap import most_at_once, most_in_window
 from tests.support import insert_jobs, job_of, make_job, new_tenant, wait_states
 
 app = Worker()
@@ -65,27 +66,6 @@ async def attempt_spans(db, ids: list[UUID]) -> list[tuple[datetime, datetime]]:
             ids,
         )
     return [(r["started_at"], r["finished_at"]) for r in rows]
-
-
-def most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
-    # Ends sort before starts at the same instant: a slot handed over is not an overlap.
-    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    running = peak = 0
-    for _, step in points:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
-def most_in_window(starts: list[datetime], seconds: float) -> int:
-    """The most starts in any window [t, t + seconds)."""
-    ordered = sorted(starts)
-    peak = first = 0
-    for last, start in enumerate(ordered):
-        while (start - ordered[first]).total_seconds() >= seconds:
-            first += 1
-        peak = max(peak, last - first + 1)
-    return peak
 
 
 async def test_a_concurrency_limit_per_payload_key_holds_across_two_workers(db, relay, run_workers):
