@@ -120,7 +120,12 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.consumer
         lanes: dict[int, list[TopicPartition]] = {}
         for tp in consumer.assignment():
-            lanes.setdefault(self.lanes.get(tp.topic, 0), []).append(tp)
+            priority = self.lanes.get(tp.topic, 0)
+            # A lane that never held a message (most of them, where few priorities are used)
+            # is not asked: with only the plain topic left this is the one fetch it always was.
+            if priority and not consumer.highwater(tp):
+                continue
+            lanes.setdefault(priority, []).append(tp)
         if len(lanes) <= 1:
             fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=free)
             return list(fetched.items())
