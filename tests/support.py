@@ -303,11 +303,11 @@ def dlq_bodies(records: Iterable[Any]) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in records]
 
 
-def event_data(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """The data of the job lifecycle events among ``records`` (the events topic also carries
-    workflows' own events, ``jobline.workflow.*``, which name no job)."""
+def event_data(records: Iterable[Any], kind: str = "jobline.job.") -> list[dict[str, Any]]:
+    """The data of the events of ``kind`` among ``records``: job lifecycle events by default
+    (the events topic also carries workflows' own, ``jobline.workflow.*``, which name no job)."""
     events = (cloudevent.decode(r.value) for r in records)
-    return [cloudevent.data_of(e) for e in events if e.get_type().startswith("jobline.job.")]
+    return [cloudevent.data_of(e) for e in events if e.get_type().startswith(kind)]
 
 
 # --- services as processes ----------------------------------------------------------------

@@ -66,7 +66,9 @@ async def test_a_chain_passes_each_result_to_the_next(  # noqa: PLR0917 - fixtur
         records = await events.until(
             lambda rs: sum(1 for r in rs if r.key == submitted["id"].encode()) >= 2, 20
         )
-    mine = list(event_data(r for r in records if r.key == submitted["id"].encode()))
+    mine = event_data(
+        (r for r in records if r.key == submitted["id"].encode()), kind="jobline.workflow."
+    )
     assert [d["state"] for d in mine] == ["running", "succeeded"]
 
 
