@@ -122,6 +122,18 @@ async def attempts_of(db: Database, job_id: UUID | str) -> list[Any]:
         return list(await SQL.fetch(conn, "job_attempts", job_id=UUID(str(job_id))))
 
 
+async def attempt_spans(db: Database, ids: list[UUID]) -> list[tuple[datetime, datetime]]:
+    """(started_at, finished_at) of the jobs' succeeded attempts, from the attempts' own
+    timestamps (what an operator would check), never the test's clock."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT started_at, finished_at FROM job_attempts WHERE job_id = ANY($1::uuid[])"
+            " AND outcome = 'succeeded'",
+            ids,
+        )
+    return [(r["started_at"], r["finished_at"]) for r in rows]
+
+
 async def outbox_rows_of(db: Database, job_ids: list[UUID]) -> int:
     async with db.connection() as conn:
         return int(

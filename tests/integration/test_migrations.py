@@ -33,8 +33,10 @@ EXPECTED_TABLES = {
     "job_attempts",
     "outbox",
     "outbox_set_aside",
+    "outbox_parked",
     "schedules",
     "job_type_policies",
+    "job_type_limits",
     "queues",
     "job_types",
     "analyzer_seen_events",
@@ -59,7 +61,7 @@ EXPECTED_TABLES = {
     "limit_gates",
     "rate_starts",
 }
-HEAD = "0014"
+HEAD = "0015"
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -110,3 +111,48 @@ def test_a_stale_hold_and_a_resume_of_a_job_not_held_are_refused():
     scheduled = submit(make_job("acme", created_at=T0, run_at=later), T0).job
     with pytest.raises(IllegalTransition):
         transition(scheduled, Resume(), T0)  # delayed, not held
+
+
+# --- a tenant's own limits (PUT /v1/job-types/{type}/limits) ---------------------------
+
+
+def test_a_tenant_override_replaces_the_handlers_limits() -> None:
+    declared = (limits.concurrency(5, "customer_id"), limits.rate("10/s"))
+    own = limits.Override(concurrency=2)
+    assert limits.effective(declared, own) == (limits.concurrency(2),)
+    assert limits.effective(declared, None) == declared
+
+
+def test_an_empty_override_lifts_the_tenants_limits_but_not_a_shared_one() -> None:
+    shared = limits.rate("100/min", limits.ALL_TENANTS)
+    declared = (limits.concurrency(5), shared)
+    assert limits.effective(declared, limits.Override()) == (shared,)
+    assert limits.effective(declared, limits.Override(rate_limit="5/s")) == (
+        shared,
+        limits.rate("5/s"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"concurrency": 0}, "at least 1"),
+        ({"rate_limit": "ten per second"}, "invalid rate"),
+        ({"concurrency": 3, "concurrency_key": "*"}, "other tenants"),
+        ({"rate_limit": "1/s", "rate_key": "*"}, "other tenants"),
+        ({"concurrency_key": "customer_id"}, "needs concurrency"),
+        ({"rate_key": "customer_id"}, "needs rate_limit"),
+    ],
+)
+def test_a_bad_override_is_refused(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        limits.Override(**fields)
+
+
+def test_gate_prefixes_cover_every_gate_of_a_tenants_type() -> None:
+    own = (limits.concurrency(5, "customer_id"), limits.rate("1/s"))
+    keys = [g.key for g in limits.gates(own, "send", "acme", {"customer_id": 7})]
+    prefixes = limits.gate_prefixes("send", "acme")
+    assert all(any(k == p or k.startswith(p + ":") for p in prefixes) for k in keys)
+    other = [g.key for g in limits.gates(own, "send", "beta", {"customer_id": 7})]
+    assert not any(k == p or k.startswith(p + ":") for p in prefixes for k in other)

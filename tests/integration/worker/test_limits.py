@@ -7,20 +7,20 @@ from the test's clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
-
-import pytest
+from uuid import uuid4
 
 from jobline_worker import Worker
 from jobline_worker.context import JobContext
-from jobline_worker.runtime import Runtime
-from tests.integration.worker.conftest import worker_settings
 from tests.overlap import most_at_once, most_in_window
-from tests.support import insert_jobs, job_of, make_job, new_tenant, wait_states
+from tests.support import (
+    attempt_spans,
+    insert_jobs,
+    job_of,
+    make_job,
+    new_tenant,
+    wait_states,
+)
 
 app = Worker()
 
@@ -33,39 +33,6 @@ async def per_customer(ctx: JobContext, payload: dict[str, Any]) -> None:
 @app.job("ten-per-second", rate_limit="10/s")
 async def ten_per_second(ctx: JobContext, payload: dict[str, Any]) -> None:
     return None
-
-
-@pytest.fixture
-def run_workers(database_url, kafka_settings):
-    @asynccontextmanager
-    async def start(queue: str, count: int, concurrency: int) -> AsyncIterator[list[Runtime]]:
-        settings = worker_settings(database_url, kafka_settings, worker_fetch_max_wait_ms=5)
-        async with AsyncExitStack() as stack:
-            runtimes = []
-            for _ in range(count):
-                runtime = Runtime(
-                    settings,
-                    app,
-                    [queue],
-                    concurrency,
-                    consumer_options=settings.consumer_options(),
-                )
-                await runtime.start()
-                stack.push_async_callback(runtime.stop)
-                runtimes.append(runtime)
-            yield runtimes
-
-    return start
-
-
-async def attempt_spans(db, ids: list[UUID]) -> list[tuple[datetime, datetime]]:
-    async with db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT started_at, finished_at FROM job_attempts WHERE job_id = ANY($1::uuid[])"
-            " AND outcome = 'succeeded'",
-            ids,
-        )
-    return [(r["started_at"], r["finished_at"]) for r in rows]
 
 
 async def test_a_concurrency_limit_per_payload_key_holds_across_two_workers(db, relay, run_workers):
@@ -81,7 +48,7 @@ async def test_a_concurrency_limit_per_payload_key_holds_across_two_workers(db, 
         for _ in range(5)
     ]
     ids = await insert_jobs(db, limited + other)
-    async with run_workers(queue, count=2, concurrency=8):
+    async with run_workers(app, queue, count=2, concurrency=8):
         await wait_states(db, ids, "succeeded", timeout=60)
     spans = await attempt_spans(db, ids[:60])
     assert len(spans) == 60
@@ -104,7 +71,7 @@ async def test_a_rate_limit_never_exceeds_its_window_and_loses_nothing(db, relay
     tenant = await new_tenant(db)
     queue = f"r{uuid4().hex[:10]}"
     ids = await insert_jobs(db, [make_job(tenant, "ten-per-second", queue) for _ in range(40)])
-    async with run_workers(queue, count=2, concurrency=8):
+    async with run_workers(app, queue, count=2, concurrency=8):
         await wait_states(db, ids, "succeeded", timeout=60)
     starts = [s for s, _ in await attempt_spans(db, ids)]
     assert len(starts) == 40

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from jobline.pg.outbox import OutboxRow
-from jobline_relay.publisher import RECORD_OVERHEAD_BYTES, oversized, without
+from jobline_relay.oversize import RECORD_OVERHEAD_BYTES, oversized, without
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 

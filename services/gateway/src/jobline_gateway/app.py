@@ -30,6 +30,7 @@ from jobline_gateway import (
     registry_api,
     schedules,
     store,
+    type_limits,
     webhooks,
     workflows,
 )
@@ -165,6 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(quotas.router)
     app.include_router(auditlog.router)
     app.include_router(registry_api.router)
+    app.include_router(type_limits.router)
     app.include_router(registry_api.admin_router)
     app.include_router(schedules.router)
     app.include_router(events.router)

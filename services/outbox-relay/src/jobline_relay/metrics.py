@@ -87,6 +87,37 @@ LIMIT_RELEASES: Final = Counter(
     registry=REGISTRY,
 )
 _held_labels: set[str] = set()
+PARKED: Final = Counter(
+    "jobline_relay_parked_messages",
+    "Work messages held back because their tenant had a window's worth waiting in the "
+    "queue (tenant fairness).",
+    registry=REGISTRY,
+)
+UNPARKED: Final = Counter(
+    "jobline_relay_unparked_messages",
+    "Parked work messages released back to the outbox as their tenant's jobs started.",
+    registry=REGISTRY,
+)
+PARKED_NOW: Final = Gauge(
+    "jobline_work_parked",
+    "Work messages parked now for tenant fairness, by queue (as of the relay's last count).",
+    ["queue"],
+    registry=REGISTRY,
+)
+_parked_queues: set[str] = set()
+
+
+def set_parked(parked: dict[tuple[str, str], int]) -> None:
+    """Parked messages per queue (summed over tenants: tenants are not a label)."""
+    by_queue: dict[str, int] = {}
+    for (queue, _tenant), n in parked.items():
+        by_queue[queue] = by_queue.get(queue, 0) + n
+    for queue in _parked_queues - by_queue.keys():
+        PARKED_NOW.labels(queue).set(0)
+    for queue, n in by_queue.items():
+        PARKED_NOW.labels(queue).set(n)
+    _parked_queues.clear()
+    _parked_queues.update(by_queue)
 
 
 def set_held(counts: dict[str, int]) -> None:

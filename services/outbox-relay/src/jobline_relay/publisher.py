@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
@@ -49,47 +49,21 @@ from jobline.pg.db import Conn, Database
 from jobline.settings import KafkaSettings
 from jobline_relay import metrics
 from jobline_relay.declared import DeclaredQueues
+from jobline_relay.fairness import Fairness
 from jobline_relay.logwatch import LogWatch
+from jobline_relay.oversize import Slot, oversized, without
 from jobline_relay.queries import SQL
 from jobline_relay.tracing import PublishSpans
 
 log = logging.getLogger(__name__)
 
 EVENT_HEADERS: Final = [("content-type", cloudevent.CONTENT_TYPE.encode())]
-# What a record adds to its key and value on the wire (record and batch headers, the event
-# header): generous, so that a message we let through is not refused for a few bytes.
-RECORD_OVERHEAD_BYTES: Final = 512
 # The broker's answers that mean "never this message", as opposed to "not now".
 TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
-# A message by its row and its place in the row.
-Slot = tuple[int, int]
 # (topic, logical topic, value, key, slot): one message as it is sent.
 Message = tuple[str, str, bytes, str | None, Slot]
-
-
-def oversized(rows: Sequence[outbox.OutboxRow], max_bytes: int) -> dict[Slot, str]:
-    """The messages larger than ``max_bytes``, by (row id, index in the row), with the reason."""
-    refused = {}
-    for row in rows:
-        key = len(row.key.encode()) if row.key else 0
-        for index, (logical, value) in enumerate(row.messages):
-            size = len(value) + key + RECORD_OVERHEAD_BYTES
-            if size > max_bytes:
-                refused[row.id, index] = (
-                    f"a message to {logical!r} is {size} bytes; the limit is {max_bytes}"
-                )
-    return refused
-
-
-def without(row: outbox.OutboxRow, refused: Collection[Slot]) -> outbox.OutboxRow:
-    """``row`` less its refused messages; a refused delayed work message makes nothing due."""
-    kept = tuple(m for i, m in enumerate(row.messages) if (row.id, i) not in refused)
-    if len(kept) == len(row.messages):
-        return row
-    work_left = any(topics.is_work(logical) for logical, _ in kept)
-    return replace(row, messages=kept, due_attempt=row.due_attempt if work_left else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +90,10 @@ class Publisher:
         max_message_bytes: int = 1_000_000,
         hold_seconds: float = 30.0,
         declared_ttl: float = 30.0,
+        fairness: Fairness | None = None,
     ) -> None:
         self.db = db
+        self.fairness = fairness
         self.declared = DeclaredQueues(ttl=declared_ttl)
         self.hold_seconds = hold_seconds
         self.producer = producer
@@ -145,6 +121,9 @@ class Publisher:
             if not taken:
                 return BatchResult(0, 0, 0)
             taken, partitions = await self._declared_only(conn, taken)
+            if self.fairness is not None:
+                taken, parked = self.fairness.split(taken)
+                await self.fairness.park(conn, parked)
             refused = oversized(taken, self.max_message_bytes)
             refused |= {
                 slot: reason

@@ -70,6 +70,8 @@ WITH stuck AS (
           )
       )
       AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.job_id = j.id)
+      -- Parked for tenant fairness: its message is not lost, it waits its turn.
+      AND NOT EXISTS (SELECT 1 FROM outbox_parked AS p WHERE p.job_id = j.id)
     ORDER BY j.updated_at
     LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED

@@ -26,6 +26,7 @@ from jobline.core.errors import DependencyUnavailable
 from jobline.pg import outbox
 from jobline.pg.db import Database
 from jobline_relay import gates, healer, lease_rescue, metrics
+from jobline_relay.fairness import Fairness
 from jobline_relay.publisher import Publisher
 from jobline_relay.scheduler import Scheduler
 from jobline_relay.settings import Settings
@@ -56,6 +57,8 @@ class Relay:
         self._producer: AIOKafkaProducer | None = None
         self._publisher: Publisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        window = settings.relay_fair_window
+        self.fairness = Fairness(db, window) if window else None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -90,6 +93,17 @@ class Relay:
                 name="relay-limits",
             ),
         ]
+        if self.fairness is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(
+                        self.settings.relay_fair_interval_seconds,
+                        self.fairness.round,
+                        "fairness release",
+                    ),
+                    name="relay-fairness",
+                )
+            )
         if self.settings.scheduler_enabled:
             scheduler = Scheduler(
                 self.db,
@@ -180,6 +194,7 @@ class Relay:
                 max_message_bytes=self.settings.relay_max_message_bytes,
                 hold_seconds=self.settings.relay_undeclared_hold_seconds,
                 declared_ttl=self.settings.relay_declared_queues_ttl_seconds,
+                fairness=self.fairness,
             )
         return self._publisher
 

@@ -60,6 +60,12 @@ class Settings(
     # How often jobs held by a full concurrency or rate limit are checked for release
     # (jobline_relay/gates.py): a held job waits about this long after its gate frees.
     limit_release_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
+    # Tenant fairness (jobline.core.fairness): at most this many work messages of one tenant
+    # wait in a queue's topics; the rest are parked in PostgreSQL and released as its jobs
+    # start, checked every fair_interval. Another tenant's job waits behind at most one
+    # window of each busy tenant's work. 0 turns it off (everything is published at once).
+    relay_fair_window: Annotated[int, Field(ge=0, le=10_000_000)] = 2000
+    relay_fair_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
     # Healing (jobline_relay/healer.py): a queued job whose work message went to the broker
     # heal_after seconds ago and that no worker has claimed gets its message again (then after
     # 2x, 4x ... 64x that), at most heal_batch_size per transaction, checked every

@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import Job
+from jobline.core.limits import Limit
 from jobline.core.retries import NO_LIMITS
 from jobline.core.states import Claim, Transition, transition
 from jobline.pg import jobstore, workflowstore
@@ -37,6 +38,7 @@ from jobline.pg.db import Database
 from jobline_worker import gating, metrics, outcomes
 from jobline_worker.consumer import Batch, Incarnation, QueueConsumer
 from jobline_worker.errors import UnknownJobType
+from jobline_worker.overrides import LimitOverrides
 from jobline_worker.poison import Poison
 from jobline_worker.registry import JobSpec, Worker
 
@@ -89,8 +91,10 @@ class Claimer:
         poison: Poison,
         *,
         draining: Callable[[], bool],
+        overrides: LimitOverrides | None = None,
     ) -> None:
         self.db = db
+        self.overrides = overrides
         self.app = app
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
@@ -164,7 +168,7 @@ class Claimer:
         decisions: list[Decision] = [SKIPPED] * len(deliveries)
         direct: list[tuple[int, Job, Claim, Transition, JobSpec]] = []
         locked: list[int] = []
-        gated: list[tuple[int, JobSpec]] = []
+        gated: list[tuple[int, JobSpec, tuple[Limit, ...]]] = []
         seen: set[object] = set()
         for index, delivery in enumerate(deliveries):
             envelope = delivery.envelope
@@ -172,8 +176,9 @@ class Claimer:
                 continue  # a second copy in the same fetch: a duplicate
             seen.add(envelope.id)
             spec = self.app.spec(envelope.type)
-            if spec is not None and gating.governed(spec):
-                gated.append((index, spec))
+            job_limits = self._limits(spec, envelope.tenant)
+            if spec is not None and job_limits:
+                gated.append((index, spec, job_limits))
                 continue
             described = Job.queued_from(envelope)
             if spec is None or described is None:
@@ -191,13 +196,13 @@ class Claimer:
                     locked.append(index)
         if locked:
             await self._claim_locked(qc, deliveries, sorted(locked), decisions, now)
-        for index, spec in gated:
+        for index, spec, job_limits in gated:
             envelope = deliveries[index].envelope
             outcome = await gating.claim(
                 self.db,
                 envelope.id,
                 envelope.attempt,
-                spec,
+                job_limits,
                 worker_id=self.worker_id,
                 lease=self.lease_seconds,
             )
@@ -218,6 +223,14 @@ class Claimer:
         if skipped:
             metrics.DUPLICATES.labels(qc.queue).inc(skipped)
         return decisions
+
+    def _limits(self, spec: JobSpec | None, tenant: str) -> tuple[Limit, ...]:
+        """The limits a tenant's job of ``spec`` starts under (none: the direct claim)."""
+        if spec is None:
+            return ()
+        if self.overrides is None:
+            return spec.start_limits
+        return self.overrides.limits(spec, tenant)
 
     async def _load_parents(self, decisions: list[Decision]) -> None:
         """Workflow nodes receive their parents' results: one read for the batch's nodes,

@@ -14,6 +14,7 @@ a window) than the limit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
@@ -25,7 +26,6 @@ from jobline.core.states import Claim, Hold, transition
 from jobline.pg import gates, jobstore
 from jobline.pg.db import Database
 from jobline_worker import metrics
-from jobline_worker.registry import JobSpec
 
 log = logging.getLogger("jobline.worker")
 
@@ -33,12 +33,14 @@ HELD: Final = "held"
 STALE: Final = "stale"
 
 
-def governed(spec: JobSpec | None) -> bool:
-    return spec is not None and bool(spec.start_limits)
-
-
 async def claim(
-    db: Database, job_id: UUID, attempt: int, spec: JobSpec, *, worker_id: str, lease: float
+    db: Database,
+    job_id: UUID,
+    attempt: int,
+    start_limits: Sequence[limits.Limit],
+    *,
+    worker_id: str,
+    lease: float,
 ) -> Job | str | None:
     """The running job if claimed; HELD or STALE (its offset is decided either way); None
     if the job does not exist."""
@@ -46,7 +48,7 @@ async def claim(
         job = (await jobstore.lock_many(conn, {job_id})).get(job_id)
         if job is None:
             return None
-        job_gates = limits.gates(spec.start_limits, job.type, job.tenant_id, job.payload)
+        job_gates = limits.gates(start_limits, job.type, job.tenant_id, job.payload)
         await gates.lock(conn, job_gates)
         now = datetime.now(UTC)
         event = Claim(attempt, worker_id, lease)

@@ -41,6 +41,7 @@ from jobline_worker.errors import PayloadInvalid
 from jobline_worker.execution import CANCEL_WAIT_SECONDS, Execution, Executor
 from jobline_worker.leases import LeaseKeeper
 from jobline_worker.outcomes import StopReason
+from jobline_worker.overrides import LimitOverrides
 from jobline_worker.poison import Poison
 from jobline_worker.registry import Worker
 from jobline_worker.settings import Settings
@@ -115,6 +116,10 @@ class Runtime:
             await hook(s)
         self.producer = kafka.make_producer(s)
         await self.producer.start()
+        overrides = LimitOverrides(
+            self.db, [spec.type for spec in self.app], s.worker_limits_refresh_seconds
+        )
+        await overrides.refresh()  # before the first claim: no job starts under stale limits
         self.claimer = Claimer(
             self.db,
             self.app,
@@ -122,6 +127,7 @@ class Runtime:
             s.worker_lease_seconds,
             Poison(self.producer, prefix, self.worker_id),
             draining=lambda: self._draining,
+            overrides=overrides,
         )
         options = {"fetch_max_wait_ms": s.worker_fetch_max_wait_ms, **self.consumer_options}
         for queue in self.queues:
@@ -138,6 +144,7 @@ class Runtime:
         self._background = [
             asyncio.create_task(self.completer.run()),
             asyncio.create_task(self.leases.run()),
+            asyncio.create_task(overrides.run()),
         ]
         log.info(
             "worker started",

@@ -41,6 +41,9 @@ class Settings(RuntimeSettings, DatabaseSettings, KafkaSettings, HttpSettings, J
     # arrives, so a long wait costs nothing; the embedded broker (Tansu) answers only when the
     # wait ends, so delivery is delayed by it: `jobline dev` and the tests set 5 ms for it.
     worker_fetch_max_wait_ms: Annotated[int, Field(ge=1, le=60_000)] = 500
+    # How often tenants' own limits of the worker's job types are read again
+    # (PUT /v1/job-types/{type}/limits takes effect within about this long).
+    worker_limits_refresh_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
     # Consumer group timing. Kafka's defaults unless set; tests shorten them because the
     # embedded broker ignores LeaveGroup, so a replacement waits out the old member's session.
     worker_kafka_session_timeout_ms: Annotated[int, Field(ge=500)] | None = None

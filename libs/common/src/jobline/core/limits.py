@@ -78,8 +78,12 @@ class Gate:
 
     @property
     def label(self) -> str:
-        """A bounded name for metrics: kind and job type, never tenants or payload values."""
-        return ":".join(self.key.split(":")[:2])
+        return label_of(self.key)
+
+
+def label_of(gate_key: str) -> str:
+    """A bounded name for metrics: kind and job type, never tenants or payload values."""
+    return ":".join(gate_key.split(":")[:2])
 
 
 class NoGateKey(ValueError):
@@ -147,6 +151,53 @@ def describe(g: Gate, counted: int) -> str:
     if g.limit.kind is LimitKind.RATE:
         return f"{g.key} ({counted} of {g.limit.max} per {g.limit.period_seconds:g}s)"
     return f"{g.key} ({counted} of {g.limit.max} running)"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A tenant's own limits of a job type (``PUT /v1/job-types/{type}/limits``).
+
+    Both left out is an override too: the tenant's jobs of the type start unlimited (bar a
+    limit shared by every tenant, see :func:`effective`).
+    """
+
+    concurrency: int | None = None
+    concurrency_key: str | None = None
+    rate_limit: str | None = None
+    rate_key: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in (self.concurrency_key, self.rate_key):
+            if key == ALL_TENANTS:
+                raise ValueError("a tenant's own limit cannot count other tenants' jobs ('*')")
+        if self.concurrency_key is not None and self.concurrency is None:
+            raise ValueError("concurrency_key needs concurrency")
+        if self.rate_key is not None and self.rate_limit is None:
+            raise ValueError("rate_key needs rate_limit")
+        self.limits()  # refuses a bad count or rate now, not at a worker's claim
+
+    def limits(self) -> tuple[Limit, ...]:
+        out = []
+        if self.concurrency is not None:
+            out.append(concurrency(self.concurrency, self.concurrency_key))
+        if self.rate_limit is not None:
+            out.append(rate(self.rate_limit, self.rate_key))
+        return tuple(out)
+
+
+def effective(declared: Sequence[Limit], override: Override | None) -> tuple[Limit, ...]:
+    """The limits a tenant's job starts under: the handler's, or the tenant's own override
+    of them. A limit the handler shares across tenants (key ``"*"``: one provider account)
+    stays: a tenant's own limits cannot lift what protects every tenant."""
+    if override is None:
+        return tuple(declared)
+    return tuple(lim for lim in declared if lim.key == ALL_TENANTS) + override.limits()
+
+
+def gate_prefixes(job_type: str, tenant: str) -> list[str]:
+    """Every gate key a tenant's jobs of ``job_type`` can have starts with one of these
+    (``<kind>:<type>:<tenant>``, then nothing or ``:<field>=<value>``)."""
+    return [f"{kind.value}:{job_type}:{tenant}" for kind in LimitKind]
 
 
 def to_dict(limit: Limit) -> dict[str, Any]:

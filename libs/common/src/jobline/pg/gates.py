@@ -17,7 +17,11 @@ SQL: Final = Queries.load("jobline.pg", "gates.sql")
 async def lock(conn: Conn, gates: Sequence[Gate]) -> None:
     """Lock each gate for this transaction, in key order."""
     for key in sorted({g.key for g in gates}):
-        await SQL.fetchval(conn, "lock_gate", gate=key)
+        await lock_key(conn, key)
+
+
+async def lock_key(conn: Conn, key: str) -> None:
+    await SQL.fetchval(conn, "lock_gate", gate=key)
 
 
 async def counted(conn: Conn, gate: Gate, now: datetime) -> int:

@@ -43,7 +43,9 @@ UPDATE jobs SET waiting_on = :gate WHERE id = :id
 
 -- name: held_gates
 -- The gates that have held jobs, with their limit, how many wait, and how many were
--- released and have not started yet (queued, still waiting_on the gate).
+-- released and have not started yet (queued, still waiting_on the gate). A gate whose limit
+-- is no longer known (a tenant changed its limits: jobline.pg.typelimits) comes with a NULL
+-- kind: its jobs are released for their claims to decide again.
 SELECT w.gate, g.kind, g.max, g.period_seconds, w.held,
        (SELECT count(*) FROM jobs j WHERE j.waiting_on = w.gate AND j.state = 'queued')
            AS released
@@ -52,7 +54,7 @@ FROM (
     WHERE waiting_on IS NOT NULL AND state = 'scheduled'
     GROUP BY waiting_on
 ) AS w
-JOIN limit_gates AS g ON g.gate = w.gate
+LEFT JOIN limit_gates AS g ON g.gate = w.gate
 
 -- name: held_jobs
 -- The next jobs a gate releases: highest priority, then oldest. SKIP LOCKED: a job being

@@ -50,7 +50,14 @@ from jobline.pg.tables.analyzer import (
     analyzer_rollups,
     analyzer_seen_events,
 )
-from jobline.pg.tables.limits import limit_gates, rate_starts, tenant_quotas, tenant_rate_buckets
+from jobline.pg.tables.limits import (
+    job_type_limits,
+    limit_gates,
+    outbox_parked,
+    rate_starts,
+    tenant_quotas,
+    tenant_rate_buckets,
+)
 from jobline.pg.tables.audit import audit_log
 from jobline.pg.tables.webhooks import DELIVERY_STATUSES, webhook_deliveries, webhook_endpoints
 from jobline.pg.tables.workflows import (
@@ -85,6 +92,8 @@ ALL_TABLES: Final = (
     job_dependencies,
     limit_gates,
     rate_starts,
+    job_type_limits,
+    outbox_parked,
 )
 
 
@@ -114,12 +123,14 @@ __all__ = [
     "idempotency_keys",
     "job_attempts",
     "job_dependencies",
+    "job_type_limits",
     "job_type_policies",
     "job_types",
     "jobs",
     "limit_gates",
     "metadata",
     "outbox",
+    "outbox_parked",
     "outbox_set_aside",
     "queues",
     "rate_starts",

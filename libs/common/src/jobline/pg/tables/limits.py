@@ -1,13 +1,30 @@
 """Tenant quotas and the shared submission bucket (migration 0006); the gates of job
-concurrency and rate limits and a rate gate's starts (migration 0014)."""
+concurrency and rate limits and a rate gate's starts (migration 0014); a tenant's own limits
+of a job type, and the work messages the relay parks for tenant fairness (migration 0015)."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Double, Index, Integer, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
 
-from jobline.pg.tables.conventions import metadata, one_of, tenant_fk, updated_at
+from jobline.pg.tables.conventions import metadata, now, one_of, tenant_fk, updated_at
 
 # The operator's per-tenant overrides; a NULL column means "the default from settings".
 tenant_quotas: Final = Table(
@@ -62,4 +79,44 @@ rate_starts: Final = Table(
     Column("gate", Text, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Index("ix_rate_starts_gate_started", "gate", "started_at"),
+)
+
+
+# A tenant's own concurrency and rate limits of a job type (PUT /v1/job-types/{type}/limits):
+# they replace the limits the worker's handler declares for that tenant's jobs, except one
+# shared by every tenant (key "*"), which a tenant cannot lift (jobline.core.limits).
+job_type_limits: Final = Table(
+    "job_type_limits",
+    metadata,
+    Column("tenant_id", Text, tenant_fk(), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("concurrency", Integer),
+    Column("concurrency_key", Text),
+    Column("rate_limit", Text),
+    Column("rate_key", Text),
+    updated_at(),
+    PrimaryKeyConstraint("tenant_id", "type"),
+    CheckConstraint("concurrency IS NULL OR concurrency >= 1", name="concurrency_positive"),
+)
+
+# Work messages the relay did not publish yet because their tenant already has a window's
+# worth of work waiting in the queue's topics (jobline.core.fairness): released back into
+# the outbox, best first, as that tenant's jobs start. No foreign key: the hot path checks
+# nothing, and a job purged meanwhile only makes its message stale.
+outbox_parked: Final = Table(
+    "outbox_parked",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("job_id", Uuid, nullable=False),
+    Column("queue", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("key", Text),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=now()),
+    # The release: one tenant's parked messages of a queue, best first.
+    Index("ix_outbox_parked_release", "queue", "tenant_id", text("priority DESC"), "id"),
+    # The healer leaves parked jobs alone: is this job's message parked?
+    Index("ix_outbox_parked_job_id", "job_id"),
 )

@@ -1,0 +1,63 @@
+"""Parked work messages in PostgreSQL (the rules: :mod:`jobline.core.fairness`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+from uuid import UUID
+
+from jobline.core.fairness import Count, Key, combine
+from jobline.pg.db import Conn
+from jobline.pg.queries import Queries, rowcount
+
+SQL: Final = Queries.load("jobline.pg", "fairness.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """One work message held back: its job, where it goes, and how it is sent."""
+
+    job_id: UUID
+    queue: str
+    tenant: str
+    priority: int
+    topic: str
+    payload: bytes
+    key: str | None
+
+
+async def counts(conn: Conn) -> dict[Key, Count]:
+    """Each (queue, tenant)'s waiting work (queued jobs less parked messages) and parked."""
+    queued = await SQL.fetch(conn, "queued_by_tenant")
+    parked = await SQL.fetch(conn, "parked_by_tenant")
+    return combine(
+        ((r["queue"], r["tenant_id"], r["n"]) for r in queued),
+        ((r["queue"], r["tenant_id"], r["n"]) for r in parked),
+    )
+
+
+async def park(conn: Conn, messages: Sequence[Parked]) -> None:
+    if not messages:
+        return
+    await SQL.execute(
+        conn,
+        "park",
+        job_ids=[m.job_id for m in messages],
+        queues=[m.queue for m in messages],
+        tenants=[m.tenant for m in messages],
+        priorities=[m.priority for m in messages],
+        topics=[m.topic for m in messages],
+        payloads=[m.payload for m in messages],
+        keys=[m.key for m in messages],
+    )
+
+
+async def try_lock(conn: Conn) -> bool:
+    return bool(await SQL.fetchval(conn, "release_lock"))
+
+
+async def release(conn: Conn, key: Key, n: int) -> int:
+    """Move up to ``n`` of ``key``'s parked messages back to the outbox; how many moved."""
+    queue, tenant = key
+    return rowcount(await SQL.execute(conn, "release", queue=queue, tenant=tenant, n=n))
