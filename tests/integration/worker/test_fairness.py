@@ -30,7 +30,9 @@ async def fair_sleep(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 async def parked_in(db, queue: str) -> int:
     async with db.connection() as conn:
-        return int(await conn.fetchval("SELECT count(*) FROM outbox_parked WHERE queue = $1", queue))
+        return int(
+            await conn.fetchval("SELECT count(*) FROM outbox_parked WHERE queue = $1", queue)
+        )
 
 
 async def test_a_tenants_flood_does_not_starve_another_tenants_trickle(

@@ -1,0 +1,69 @@
+"""``/v1/job-types/{type}/limits``: a tenant's own limits of a job type through the API.
+
+That workers start jobs under them is tests/integration/worker/test_limit_overrides.py.
+"""
+
+from __future__ import annotations
+
+from jobline.pg.db import Database
+from tests.integration.gateway.conftest import MakeClient, bearer, tenant_of
+
+
+async def test_a_tenant_sets_reads_and_removes_its_own_limits(
+    make_client: MakeClient, make_api_key, db: Database
+) -> None:
+    client = await make_client()
+    key = await make_api_key(scopes="jobs:read,policies:write")
+    url = "/v1/job-types/reports/monthly.v2/limits"  # a type name may hold "/" and "."
+    assert (await client.get(url, headers=bearer(key))).status_code == 404
+    body = {"concurrency": 3, "concurrency_key": "customer_id", "rate_limit": "100/min"}
+    put = await client.put(url, json=body, headers=bearer(key))
+    assert put.status_code == 200, put.text
+    shown = put.json()
+    assert shown["type"] == "reports/monthly.v2"
+    assert (shown["concurrency"], shown["concurrency_key"]) == (3, "customer_id")
+    assert (shown["rate_limit"], shown["rate_key"]) == ("100/min", None)
+    assert (await client.get(url, headers=bearer(key))).json() == shown
+    # Another tenant sees none of it.
+    other = await make_api_key(scopes="jobs:read")
+    assert (await client.get(url, headers=bearer(other))).status_code == 404
+    async with db.connection() as conn:
+        actions = await conn.fetch(
+            "SELECT action FROM audit_log WHERE target = $1 ORDER BY at",
+            f"{await tenant_of(db, key)}/reports/monthly.v2",
+        )
+    assert [a["action"] for a in actions] == ["limits.set"]
+    assert (await client.delete(url, headers=bearer(key))).status_code == 204
+    assert (await client.get(url, headers=bearer(key))).status_code == 404
+    assert (await client.delete(url, headers=bearer(key))).status_code == 404
+
+
+async def test_bad_limits_are_422_naming_the_field(make_client: MakeClient, make_api_key) -> None:
+    client = await make_client()
+    key = await make_api_key(scopes="jobs:read,policies:write")
+    url = "/v1/job-types/send-email/limits"
+    cases = [
+        ({"concurrency": 0}, "concurrency"),
+        ({"rate_limit": "ten a second"}, "rate_limit"),
+        ({"concurrency": 2, "concurrency_key": "*"}, "concurrency_key"),
+        ({"rate_limit": "5/s", "rate_key": "*"}, "rate_key"),
+        ({"rate_key": "customer_id"}, "rate_limit"),
+        ({"concurrency": True}, "concurrency"),
+        ({"burst": 5}, "burst"),
+    ]
+    for body, field in cases:
+        response = await client.put(url, json=body, headers=bearer(key))
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        fields = [e["field"] for e in response.json()["errors"]]
+        assert any(field in f for f in fields), (body, fields)
+    assert (await client.get(url, headers=bearer(key))).status_code == 404  # nothing stored
+
+
+async def test_changing_limits_needs_policies_write(make_client: MakeClient, make_api_key) -> None:
+    client = await make_client()
+    reader = await make_api_key(scopes="jobs:read,jobs:write")
+    url = "/v1/job-types/send-email/limits"
+    response = await client.put(url, json={"concurrency": 1}, headers=bearer(reader))
+    assert response.status_code == 403
+    assert (await client.delete(url, headers=bearer(reader))).status_code == 403
