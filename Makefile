@@ -130,8 +130,8 @@ lint: $(STAMP) ## ruff and mypy (strict for libs/common)
 bench: $(STAMP) ## print benchmark figures as JSON
 	@$(PY) -m bench
 
-bench-flow: $(STAMP) ## flow control: a priority-9 job's start behind a 50,000-job backlog with 64 busy slots
-	@$(PY) -m bench --only p
+bench-flow: $(STAMP) ## flow control: priority behind a 50,000-job backlog, limits, tenant fairness
+	@$(PY) -m bench --only p,f
 
 bench-workflows: $(STAMP) ## a workflow's overhead per node over plain jobs, and a chain's step latency
 	@$(PY) -m bench.workflows $(ARGS)

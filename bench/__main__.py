@@ -15,18 +15,18 @@ import sys
 import time
 from typing import Any
 
-from bench import flow, workloads
+from bench import fairness, flow, workloads
 from bench.servers import GATEWAY_ENV, Bench, bench
 
 ALL = ("a1", "a2", "b", "c")
-# Not in the default run (which must stay under five minutes): ``--only p``.
-EXTRA = ("p",)
+# Not in the default run (which must stay under five minutes): ``--only p,f``.
+EXTRA = ("p", "f")
 PROCESSES = ("gateway", "relay", "worker", "postgres", "broker", "servers", "client")
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", default=",".join(ALL), help="comma-separated: a1,a2,b,c,p")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated: a1,a2,b,c,p,f")
     args = parser.parse_args(argv)
     wanted = [w for w in args.only.split(",") if w]
     if unknown := set(wanted) - set(ALL) - set(EXTRA):
@@ -74,6 +74,9 @@ async def _run(run: Bench, wanted: list[str]) -> dict[str, Any]:
         _progress("P", figures["P_priority"])
         figures["P_limits"] = await flow.limits(run)
         _progress("P_limits", figures["P_limits"])
+    if "f" in wanted:
+        figures["F_fairness"] = await fairness.fairness(run)
+        _progress("F", figures["F_fairness"])
     return figures
 
 

@@ -29,7 +29,7 @@ from jobline.settings import DatabaseSettings
 from tests.stack import ServiceProcess
 
 # The queues the workloads submit to, and the one job type (defined in bench.handlers).
-QUEUES = ("a1", "a2", "c", "p", "l")
+QUEUES = ("a1", "a2", "c", "p", "l", "f")
 JOB_TYPE = "bench.noop"
 SLEEP_TYPE = "bench.sleep"  # the priority workload's backlog (bench.flow)
 
@@ -226,6 +226,18 @@ async def top_statements(run: Bench, jobs: int, count: int = 8) -> list[str]:
     return [
         f"{r['ms'] * 1000 / jobs:7.1f} us/job {r['calls']:7d} calls  {r['query']}" for r in rows
     ]
+
+
+async def tenant_key(url: str, tenant: str) -> str:
+    """A key of another tenant (the fairness workload's second tenant)."""
+    async with (
+        Database(DatabaseSettings(database_url=url)) as database,
+        database.transaction() as conn,
+    ):
+        _, plaintext = await keystore.create_key(
+            conn, tenant_id=tenant, name="bench", scopes=ALL_SCOPES
+        )
+    return plaintext
 
 
 async def _api_key(url: str) -> str:
