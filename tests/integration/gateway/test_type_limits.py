@@ -1,12 +1,29 @@
 """``/v1/job-types/{type}/limits``: a tenant's own limits of a job type through the API.
 
-That workers start jobs under them is tests/integration/worker/test_limit_overrides.py.
+That workers start jobs under them is tests/integration/worker/test_limit_overrides.py;
+the clients and ``jobline limits`` are at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobline.client import Client, NotFound
 from jobline.pg.db import Database
+from tests.integration.client.conftest import (  # noqa: F401  (fixtures)
+    inprocess_gateway,
+    serve_gateway,
+)
 from tests.integration.gateway.conftest import MakeClient, bearer, tenant_of
+
+JOBLINE = str(Path(sys.executable).parent / "jobline")
 
 
 async def test_a_tenant_sets_reads_and_removes_its_own_limits(
@@ -67,3 +84,33 @@ async def test_changing_limits_needs_policies_write(make_client: MakeClient, mak
     response = await client.put(url, json={"concurrency": 1}, headers=bearer(reader))
     assert response.status_code == 403
     assert (await client.delete(url, headers=bearer(reader))).status_code == 403
+
+
+async def test_the_cli_sets_shows_and_removes_limits(inprocess_gateway, make_api_key) -> None:  # noqa: F811
+    key = await make_api_key(scopes="jobs:read,policies:write")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [JOBLINE, "limits", *args],
+            env={**os.environ, "JOBLINE_GATEWAY_URL": inprocess_gateway, "JOBLINE_API_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def run() -> None:
+        done = cli("set", "mail/send", "--concurrency", "3", "--rate", "10/s", "--rate-key", "to")
+        assert done.returncode == 0, done.stderr
+        assert "at most 3 running; 10/s starts per to" in done.stdout
+        shown = cli("get", "mail/send", "--json")
+        assert json.loads(shown.stdout)["concurrency"] == 3
+        bad = cli("set", "mail/send", "--rate", "fast")
+        assert bad.returncode == 1
+        assert "rate" in bad.stderr
+        assert cli("delete", "mail/send").returncode == 0
+        assert cli("get", "mail/send").returncode == 1  # none of its own: 404
+        with Client(base_url=inprocess_gateway, key=key) as client, pytest.raises(NotFound):
+            client.get_limits("mail/send")
+
+    await asyncio.to_thread(run)

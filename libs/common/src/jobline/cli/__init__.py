@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import typer
 
-from jobline.cli import dlq, events, jobs, keys, ops, schedules, stats, webhooks, workflows
+from jobline.cli import (
+    dlq,
+    events,
+    jobs,
+    keys,
+    limits,
+    ops,
+    schedules,
+    stats,
+    webhooks,
+    workflows,
+)
 from jobline.cli.output import EXIT_CODES_HELP
 
 app = typer.Typer(help="Jobline: durable background jobs. " + EXIT_CODES_HELP, no_args_is_help=True)
@@ -25,6 +36,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(events.app, name="events")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(workflows.app, name="workflows")
+app.add_typer(limits.app, name="limits")
 app.command("queues")(stats.queues)
 app.command("stats")(stats.stats)
 

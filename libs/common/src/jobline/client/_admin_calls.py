@@ -18,6 +18,7 @@ from jobline.api.registry import (
     QueueIn,
     QueueOut,
 )
+from jobline.api.typelimits import LimitsIn, LimitsOut
 from jobline.api.webhooks import (
     DeliveryOut,
     DeliveryPage,
@@ -51,6 +52,22 @@ def set_policy(job_type: str, policy: PolicyIn | Mapping[str, Any]) -> Call[Poli
 
 def delete_policy(job_type: str) -> Call[None]:
     return Call("DELETE", f"{POLICIES}/{_segment(job_type)}", nothing)
+
+
+def _limits_path(job_type: str) -> str:
+    return f"/v1/job-types/{_segment(job_type)}/limits"
+
+
+def get_limits(job_type: str) -> Call[LimitsOut]:
+    return Call("GET", _limits_path(job_type), model(LimitsOut))
+
+
+def set_limits(job_type: str, limits: LimitsIn | Mapping[str, Any]) -> Call[LimitsOut]:
+    return Call("PUT", _limits_path(job_type), model(LimitsOut), json=body(limits))
+
+
+def delete_limits(job_type: str) -> Call[None]:
+    return Call("DELETE", _limits_path(job_type), nothing)
 
 
 def get_quotas(tenant: str) -> Call[QuotasOut]:

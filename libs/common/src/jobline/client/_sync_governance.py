@@ -23,6 +23,7 @@ from jobline.api.registry import (
     QueueIn,
     QueueOut,
 )
+from jobline.api.typelimits import LimitsIn, LimitsOut
 from jobline.client import _admin_calls as calls
 from jobline.client import pagination
 from jobline.client._calls import Id
@@ -43,6 +44,19 @@ class SyncGovernance(SyncBase):
     def delete_policy(self, job_type: str) -> None:
         """Remove the tenant's policy for ``job_type``: the platform defaults apply again."""
         self._run(calls.delete_policy(job_type))
+
+    def get_limits(self, job_type: str) -> LimitsOut:
+        """The tenant's own limits of ``job_type`` (NotFound: the handler's apply)."""
+        return self._run(calls.get_limits(job_type))
+
+    def set_limits(self, job_type: str, limits: LimitsIn | Mapping[str, Any]) -> LimitsOut:
+        """Set the tenant's own concurrency and rate limits of ``job_type``, replacing the
+        handler's for its jobs (``policies:write`` or ``admin``)."""
+        return self._run(calls.set_limits(job_type, limits))
+
+    def delete_limits(self, job_type: str) -> None:
+        """Remove the tenant's own limits of ``job_type``: the handler's apply again."""
+        self._run(calls.delete_limits(job_type))
 
     def get_quotas(self, tenant: str) -> QuotasOut:
         """A tenant's quotas, its overrides named (operator)."""
