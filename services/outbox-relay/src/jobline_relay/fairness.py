@@ -8,13 +8,17 @@ its job queued. :meth:`Fairness.round` (every ``relay_fair_interval_seconds``) c
 the ledger says a count can change anything, and moves each tenant's room's worth of its
 parked messages back into the outbox, best first; those rows are *admitted*: published
 without asking again. One relay releases at a time (an advisory lock); every relay parks.
+It also counts every ``FULL_COUNT_SECONDS`` whatever its ledger says, and at start: messages
+parked by a relay that died, or by another replica, are released by whichever one counts.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Final
 
 from jobline.core import fairness, topics
 from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
@@ -25,6 +29,8 @@ from jobline_relay import metrics
 
 log = logging.getLogger(__name__)
 
+FULL_COUNT_SECONDS: Final = 5.0
+
 
 class Fairness:
     """One relay's ledger of what each (queue, tenant) has waiting, and its release round."""
@@ -32,6 +38,7 @@ class Fairness:
     def __init__(self, db: Database, window: int) -> None:
         self.db = db
         self.ledger = fairness.Ledger(window)
+        self._counted_at = float("-inf")  # monotonic; never yet: the first round counts
 
     def split(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], list[parked_store.Parked]]:
         """The rows less the work messages to park, and those messages."""
@@ -77,8 +84,10 @@ class Fairness:
 
     async def round(self) -> int:
         """Count if it can matter and release what fits; how many messages were released."""
-        if not self.ledger.due_for_count():
+        now = time.monotonic()
+        if not self.ledger.due_for_count() and now - self._counted_at < FULL_COUNT_SECONDS:
             return 0
+        self._counted_at = now
         async with self.db.transaction() as conn:
             if not await parked_store.try_lock(conn):
                 # Another relay releases; still learn the counts, so this one parks right.
