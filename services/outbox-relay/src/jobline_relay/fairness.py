@@ -5,18 +5,20 @@ each batch it took: a work message whose tenant already has a window's worth wai
 queue is parked (``outbox_parked``, in the batch's transaction) instead of published; the
 rest of its row (lifecycle events) goes out as usual, and a delayed work message still makes
 its job queued. :meth:`Fairness.round` (every ``relay_fair_interval_seconds``) counts, when
-the ledger says a count can change anything, and moves each tenant's room's worth of its
-parked messages back into the outbox, best first; those rows are *admitted*: published
-without asking again. One relay releases at a time (an advisory lock); every relay parks.
-It also counts every ``FULL_COUNT_SECONDS`` whatever its ledger says, and at start: messages
-parked by a relay that died, or by another replica, are released by whichever one counts.
+the ledger says a count can change anything, and publishes each tenant's room's worth of its
+parked messages, best first, in one transaction that deletes them (committed after the
+broker's acknowledgements, as a batch is: a failed publish leaves them parked).
+
+One relay releases at a time (an advisory lock); every relay parks. Each also counts every
+``FULL_COUNT_SECONDS`` whatever its ledger says, and at start: messages parked by a relay
+that died, or by another replica, are released by whichever one counts.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -30,6 +32,9 @@ from jobline_relay import metrics
 log = logging.getLogger(__name__)
 
 FULL_COUNT_SECONDS: Final = 5.0
+
+# Publishes rows in the caller's transaction (Publisher.publish_parked).
+Publish = Callable[[Conn, Sequence[OutboxRow]], Awaitable[int]]
 
 
 class Fairness:
@@ -45,9 +50,6 @@ class Fairness:
         kept: list[OutboxRow] = []
         held: list[parked_store.Parked] = []
         for row in rows:
-            if row.admitted or row.job_id is None:
-                kept.append(row)
-                continue
             messages = []
             for logical, value in row.messages:
                 parked = self._park(row, logical, value)
@@ -55,12 +57,9 @@ class Fairness:
                     messages.append((logical, value))
                 else:
                     held.append(parked)
-            # The delayed work message still makes its job queued: parked is queued too.
-            kept.append(
-                row
-                if len(messages) == len(row.messages)
-                else replace(row, messages=tuple(messages))
-            )
+            # A delayed work message still makes its job queued: a parked job is queued too.
+            same = len(messages) == len(row.messages)
+            kept.append(row if same else replace(row, messages=tuple(messages)))
         return kept, held
 
     def _park(self, row: OutboxRow, logical: str, value: bytes) -> parked_store.Parked | None:
@@ -82,8 +81,8 @@ class Fairness:
         if messages:
             metrics.PARKED.inc(len(messages))
 
-    async def round(self) -> int:
-        """Count if it can matter and release what fits; how many messages were released."""
+    async def round(self, publish: Publish) -> int:
+        """Count if it can matter and publish what fits; how many messages were released."""
         now = time.monotonic()
         if not self.ledger.due_for_count() and now - self._counted_at < FULL_COUNT_SECONDS:
             return 0
@@ -95,8 +94,12 @@ class Fairness:
                 return 0
             counts = await parked_store.counts(conn)
             self.ledger.recount(counts)
-            grants = fairness.grants(self.ledger.window, counts)
-            moved = {key: await parked_store.release(conn, key, n) for key, n in grants.items()}
+            moved = {}
+            for key, n in fairness.grants(self.ledger.window, counts).items():
+                rows = await parked_store.take(conn, key, n)
+                if rows:
+                    await publish(conn, rows)
+                moved[key] = len(rows)
         self.ledger.released(moved)
         metrics.set_parked(self.ledger.parked)
         released = sum(moved.values())

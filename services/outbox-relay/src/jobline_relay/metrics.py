@@ -95,7 +95,7 @@ PARKED: Final = Counter(
 )
 UNPARKED: Final = Counter(
     "jobline_relay_unparked_messages",
-    "Parked work messages released back to the outbox as their tenant's jobs started.",
+    "Parked work messages published as their tenant's jobs started.",
     registry=REGISTRY,
 )
 PARKED_NOW: Final = Gauge(

@@ -147,6 +147,21 @@ class Publisher:
             metrics.JOBS_MADE_DUE.inc(made_due)
         return BatchResult(len(taken), sum(sent.values()), made_due, len(refused))
 
+    async def publish_parked(self, conn: Conn, rows: Sequence[outbox.OutboxRow]) -> int:
+        """Publish work messages released from parking (jobline_relay.fairness) in the caller's
+        transaction, which deleted them and commits after the acknowledgements."""
+        named = {topics.queue_of(logical) for row in rows for logical, _ in row.messages}
+        partitions = await self.declared.lookup(conn, named)
+        refused = oversized(rows, self.max_message_bytes)
+        if refused:
+            await self._set_aside(conn, rows, refused)
+            metrics.MESSAGES_SET_ASIDE.labels(reason="too_large").inc(len(refused))
+            rows = [without(row, refused) for row in rows]
+        sent = await self._send(rows, partitions)
+        for kind, count in sent.items():
+            metrics.PUBLISHED.labels(kind=kind).inc(count)
+        return sum(sent.values())
+
     async def _set_aside(
         self, conn: Conn, rows: Sequence[outbox.OutboxRow], refused: dict[Slot, str]
     ) -> None:

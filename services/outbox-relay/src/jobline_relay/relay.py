@@ -98,7 +98,7 @@ class Relay:
                 asyncio.create_task(
                     self._every(
                         self.settings.relay_fair_interval_seconds,
-                        self.fairness.round,
+                        self._release_parked,
                         "fairness release",
                     ),
                     name="relay-fairness",
@@ -197,6 +197,15 @@ class Relay:
                 fairness=self.fairness,
             )
         return self._publisher
+
+    async def _release_parked(self) -> None:
+        assert self.fairness is not None
+        publisher = await self._ensure_publisher()
+        try:
+            await self.fairness.round(publisher.publish_parked)
+        except Exception:
+            publisher.forget_topics()  # as after a failed batch: the broker may have lost them
+            raise
 
     async def _idle_timeout(self) -> float:
         """Until the next NOTIFY, the next poll, or the next delayed row falls due.

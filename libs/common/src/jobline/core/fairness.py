@@ -4,7 +4,7 @@ With Kafka as the transport, whatever the relay publishes waits in the queue's p
 order: a tenant that submits 50,000 jobs would put all of them ahead of another tenant's
 next job. So the relay lets each tenant have at most a *window* of work waiting per queue
 (queued and not parked: published, or about to be); the rest of its work messages stay in
-PostgreSQL, *parked*, and go back to the outbox best first (priority, then age) as that
+PostgreSQL, *parked*, and are published best first (priority, then age) as that
 tenant's jobs start. Another tenant's trickle then waits behind at most one window of each
 busy tenant's work, whatever their backlogs, and nobody's job is dropped or reordered within
 its tenant beyond priority.
@@ -67,7 +67,7 @@ class Ledger:
         self.sent = {}
 
     def released(self, grants: Mapping[Key, int]) -> None:
-        """Parked messages went back to the outbox: they wait now."""
+        """Parked messages were published: they wait now."""
         for key, n in grants.items():
             self.counted[key] = self.counted.get(key, 0) + n
             left = self.parked.get(key, 0) - n

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
 
 from jobline.core.fairness import Count, Key, combine
 from jobline.pg.db import Conn
-from jobline.pg.queries import Queries, rowcount
+from jobline.pg.outbox import OutboxRow
+from jobline.pg.queries import Queries
 
 SQL: Final = Queries.load("jobline.pg", "fairness.sql")
 
@@ -57,7 +59,14 @@ async def try_lock(conn: Conn) -> bool:
     return bool(await SQL.fetchval(conn, "release_lock"))
 
 
-async def release(conn: Conn, key: Key, n: int) -> int:
-    """Move up to ``n`` of ``key``'s parked messages back to the outbox; how many moved."""
+async def take(conn: Conn, key: Key, n: int) -> list[OutboxRow]:
+    """Delete and return up to ``n`` of ``key``'s parked messages, best first, as outbox rows
+    of one message each (to publish in this transaction)."""
     queue, tenant = key
-    return rowcount(await SQL.execute(conn, "release", queue=queue, tenant=tenant, n=n))
+    records = await SQL.fetch(conn, "take_parked", queue=queue, tenant=tenant, n=n)
+    ordered = sorted(records, key=lambda r: (-r["priority"], r["id"]))
+    now = datetime.now(UTC)
+    return [
+        OutboxRow(r["id"], r["job_id"], r["key"], now, None, ((r["topic"], bytes(r["payload"])),))
+        for r in ordered
+    ]

@@ -16,26 +16,18 @@ SELECT * FROM unnest(
     CAST(:keys AS text[])
 )
 
--- name: release
--- A tenant's best :n parked messages of a queue back into the outbox, admitted (published
--- without being parked again). The insert's trigger wakes the relays. SKIP LOCKED: two
--- releasers never move one message twice. healed_at says when the job's message was last
--- written, so the healer gives a job that waited parked for minutes its full wait again
--- instead of publishing a duplicate the moment it leaves.
-WITH moved AS (
-    DELETE FROM outbox_parked WHERE id IN (
-        SELECT id FROM outbox_parked
-        WHERE queue = :queue AND tenant_id = :tenant
-        ORDER BY priority DESC, id
-        LIMIT :n
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING id, job_id, key, topic, payload, priority
-), touched AS (
-    UPDATE jobs SET healed_at = now() FROM moved WHERE jobs.id = moved.job_id
+-- name: take_parked
+-- A tenant's best :n parked messages of a queue, deleted in the relay's transaction that stays
+-- open while they are published (a failed publish rolls the delete back: they stay parked).
+-- SKIP LOCKED: two releasers never take one message twice.
+DELETE FROM outbox_parked WHERE id IN (
+    SELECT id FROM outbox_parked
+    WHERE queue = :queue AND tenant_id = :tenant
+    ORDER BY priority DESC, id
+    LIMIT :n
+    FOR UPDATE SKIP LOCKED
 )
-INSERT INTO outbox (job_id, key, topics, payloads, admitted)
-SELECT job_id, key, ARRAY[topic], ARRAY[payload], true FROM moved ORDER BY priority DESC, id
+RETURNING id, job_id, key, topic, payload, priority
 
 -- name: release_lock
 -- One releaser at a time across relay replicas (tried, never waited for).

@@ -33,8 +33,6 @@ class OutboxRow:
     available_at: datetime
     due_attempt: int | None
     messages: tuple[tuple[str, bytes], ...]
-    # Released from parking (jobline.core.fairness): published without asking again.
-    admitted: bool = False
 
 
 def columns(messages: Sequence[tuple[OutboxMessage, UUID]]) -> dict[str, list[Any]]:
@@ -91,15 +89,7 @@ async def take(conn: Conn, limit: int) -> list[OutboxRow]:
         if r["legacy"]:
             due_attempt = _legacy_due_attempt(messages)
         rows.append(
-            OutboxRow(
-                r["id"],
-                r["job_id"],
-                r["key"],
-                r["available_at"],
-                due_attempt,
-                messages,
-                bool(r["admitted"]),
-            )
+            OutboxRow(r["id"], r["job_id"], r["key"], r["available_at"], due_attempt, messages)
         )
     rows.sort(key=lambda row: (row.available_at, row.id))
     return rows

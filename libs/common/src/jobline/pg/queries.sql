@@ -383,7 +383,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM outbox AS o USING due WHERE o.id = due.id
-RETURNING o.id, o.job_id, o.key, o.available_at, o.due_attempt, o.admitted,
+RETURNING o.id, o.job_id, o.key, o.available_at, o.due_attempt,
     -- A row of the one-message form (written before migration 0003) as a row of one.
     coalesce(o.topics, ARRAY[o.topic]) AS topics,
     coalesce(o.payloads, ARRAY[o.value]) AS payloads,

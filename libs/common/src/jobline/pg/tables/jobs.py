@@ -254,9 +254,6 @@ outbox: Final = Table(
     Column("topic", Text),
     Column("value", LargeBinary),
     Column("headers", JSONB, nullable=False, server_default=EMPTY_OBJECT),
-    # A parked work message released back (migration 0015): its window room was granted
-    # when it was released, so the relay publishes it without parking it again.
-    Column("admitted", Boolean),
     CheckConstraint(
         "(topics IS NOT NULL AND payloads IS NOT NULL)"
         " OR (topic IS NOT NULL AND value IS NOT NULL)",

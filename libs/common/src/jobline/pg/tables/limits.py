@@ -100,8 +100,8 @@ job_type_limits: Final = Table(
 )
 
 # Work messages the relay did not publish yet because their tenant already has a window's
-# worth of work waiting in the queue's topics (jobline.core.fairness): released back into
-# the outbox, best first, as that tenant's jobs start. No foreign key: the hot path checks
+# worth of work waiting in the queue's topics (jobline.core.fairness): published, best first,
+# as that tenant's jobs start. No foreign key: the hot path checks
 # nothing, and a job purged meanwhile only makes its message stale.
 outbox_parked: Final = Table(
     "outbox_parked",
@@ -115,8 +115,7 @@ outbox_parked: Final = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("key", Text),
     Column("parked_at", DateTime(timezone=True), nullable=False, server_default=now()),
-    # The release: one tenant's parked messages of a queue, best first.
+    # The release: one tenant's parked messages of a queue, best first; and the healer's
+    # "does this tenant have work parked in this queue?".
     Index("ix_outbox_parked_release", "queue", "tenant_id", text("priority DESC"), "id"),
-    # The healer leaves parked jobs alone: is this job's message parked?
-    Index("ix_outbox_parked_job_id", "job_id"),
 )

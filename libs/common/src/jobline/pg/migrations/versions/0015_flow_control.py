@@ -3,12 +3,10 @@
 - ``job_type_limits``: ``PUT /v1/job-types/{type}/limits``, a tenant's concurrency and rate
   limits of a type, replacing what the worker's handler declares for that tenant's jobs.
 - ``outbox_parked``: work messages the relay holds back while their tenant already has a
-  window's worth waiting in the queue's topics (jobline.core.fairness), released back into
-  the outbox best first as that tenant's jobs start.
-- ``outbox.admitted``: such a released row, which the relay publishes without parking again.
+  window's worth waiting in the queue's topics (jobline.core.fairness), published best first
+  as that tenant's jobs start.
 
-Expand-only: two new tables, one nullable column without a default (a catalog change); the
-previous release neither reads nor writes them, and publishes an ``admitted`` row as any.
+Expand-only: two new tables the previous release neither reads nor writes.
 
 Written by hand to match ``jobline.pg.tables`` (the migration test compares the two).
 
@@ -74,11 +72,8 @@ def upgrade() -> None:
         "outbox_parked",
         ["queue", "tenant_id", sa.text("priority DESC"), "id"],
     )
-    op.create_index("ix_outbox_parked_job_id", "outbox_parked", ["job_id"])
-    op.add_column("outbox", sa.Column("admitted", sa.Boolean()))
 
 
 def downgrade() -> None:
-    op.drop_column("outbox", "admitted")
     op.drop_table("outbox_parked")
     op.drop_table("job_type_limits")
