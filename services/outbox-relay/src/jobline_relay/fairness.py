@@ -65,11 +65,13 @@ class Fairness:
     def _park(self, row: OutboxRow, logical: str, value: bytes) -> parked_store.Parked | None:
         if not topics.is_work(logical) or row.job_id is None:
             return None
+        queue = topics.queue_of(logical)
+        if self.ledger.admit_any(queue):
+            return None  # the queue is far from any window: no need to read whose it is
         try:
             envelope = WorkEnvelope.decode(value)
         except InvalidEnvelope:
             return None  # published as it is: the worker dead-letters it
-        queue = topics.queue_of(logical)
         if self.ledger.admit((queue, envelope.tenant)):
             return None
         return parked_store.Parked(

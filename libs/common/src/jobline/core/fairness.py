@@ -38,19 +38,35 @@ class Count:
 
 @dataclass(slots=True)
 class Ledger:
-    """The relay's estimate of each (queue, tenant)'s waiting work since the last count."""
+    """The relay's estimate of each (queue, tenant)'s waiting work since the last count.
+
+    While a whole queue has less than a window waiting, no tenant of it can be at its window,
+    so a message is admitted without reading its tenant (:meth:`admit_any`): it counts for
+    every tenant of the queue until the next count says whose it was.
+    """
 
     window: int
     counted: dict[Key, int] = field(default_factory=dict)
     sent: dict[Key, int] = field(default_factory=dict)
     parked: dict[Key, int] = field(default_factory=dict)
+    unattributed: dict[str, int] = field(default_factory=dict)  # by queue
+    totals: dict[str, int] = field(default_factory=dict)  # waiting by queue, all tenants
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ValueError(f"the fairness window must be at least 1, not {self.window}")
 
     def waiting(self, key: Key) -> int:
-        return self.counted.get(key, 0) + self.sent.get(key, 0)
+        return self.counted.get(key, 0) + self.sent.get(key, 0) + self.unattributed.get(key[0], 0)
+
+    def admit_any(self, queue: str) -> bool:
+        """Whether a message of ``queue`` may be published whoever's it is (and note it)."""
+        total = self.totals.get(queue, 0)
+        if total + 1 >= self.window:
+            return False  # ask per tenant
+        self.unattributed[queue] = self.unattributed.get(queue, 0) + 1
+        self.totals[queue] = total + 1
+        return True
 
     def admit(self, key: Key) -> bool:
         """Whether one more work message of ``key`` may be published now (and note it)."""
@@ -58,6 +74,7 @@ class Ledger:
             self.parked[key] = self.parked.get(key, 0) + 1
             return False
         self.sent[key] = self.sent.get(key, 0) + 1
+        self.totals[key[0]] = self.totals.get(key[0], 0) + 1
         return True
 
     def recount(self, counts: Mapping[Key, Count]) -> None:
@@ -65,11 +82,16 @@ class Ledger:
         self.counted = {k: c.waiting for k, c in counts.items() if c.waiting > 0}
         self.parked = {k: c.parked for k, c in counts.items() if c.parked > 0}
         self.sent = {}
+        self.unattributed = {}
+        self.totals = {}
+        for (queue, _), n in self.counted.items():
+            self.totals[queue] = self.totals.get(queue, 0) + n
 
     def released(self, grants: Mapping[Key, int]) -> None:
         """Parked messages were published: they wait now."""
         for key, n in grants.items():
             self.counted[key] = self.counted.get(key, 0) + n
+            self.totals[key[0]] = self.totals.get(key[0], 0) + n
             left = self.parked.get(key, 0) - n
             if left > 0:
                 self.parked[key] = left
@@ -77,12 +99,12 @@ class Ledger:
                 self.parked.pop(key, None)
 
     def due_for_count(self) -> bool:
-        """Whether a count can change anything: something is parked, or some tenant is near
-        its window (otherwise nobody is held back, and counting would cost for nothing)."""
+        """Whether a count can change anything: something is parked, or some queue has half a
+        window waiting (otherwise nobody is held back, and counting would cost for nothing)."""
         if self.parked:
             return True
         near = self.window * RECOUNT_SHARE
-        return any(self.waiting(k) >= near for k in self.counted.keys() | self.sent.keys())
+        return any(total >= near for total in self.totals.values())
 
 
 def grants(window: int, counts: Mapping[Key, Count]) -> dict[Key, int]:
