@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobline.core.fairness import Count, Ledger, combine, grants
+from jobline.core.fairness import Count, Ledger, Pacing, combine, grants
 
 A = ("default", "acme")
 B = ("default", "beta")
@@ -24,14 +24,14 @@ def test_a_count_replaces_the_estimate() -> None:
     ledger = Ledger(window=3)
     for _ in range(4):
         ledger.admit(A)
-    ledger.recount({A: Count(waiting=1, parked=1)})
+    ledger.recount_queue("default", {A: Count(waiting=1, parked=1)})
     assert ledger.waiting(A) == 1
     assert [ledger.admit(A) for _ in range(3)] == [True, True, False]
 
 
 def test_released_messages_count_as_waiting() -> None:
     ledger = Ledger(window=10)
-    ledger.recount({A: Count(waiting=4, parked=20)})
+    ledger.recount_queue("default", {A: Count(waiting=4, parked=20)})
     ledger.released({A: 6})
     assert ledger.waiting(A) == 10
     assert ledger.parked == {A: 14}
@@ -40,18 +40,43 @@ def test_released_messages_count_as_waiting() -> None:
     assert A not in ledger.parked
 
 
-def test_counting_is_due_only_when_it_can_change_something() -> None:
+def test_a_queue_is_worth_counting_only_when_it_can_change_something() -> None:
     ledger = Ledger(window=100)
-    assert not ledger.due_for_count()
+    assert ledger.queues_near() == set()
     for _ in range(49):
         ledger.admit(A)
-    assert not ledger.due_for_count()
+    assert ledger.queues_near() == set()
     ledger.admit(A)
-    assert ledger.due_for_count()  # half the window: a count may be needed soon
-    ledger.recount({})
-    assert not ledger.due_for_count()
-    ledger.recount({B: Count(waiting=0, parked=1)})
-    assert ledger.due_for_count()  # something parked waits for a release
+    assert ledger.queues_near() == {"default"}  # half the window: a count may be needed soon
+    ledger.recount_queue("default", {})
+    assert ledger.queues_near() == set()
+    ledger.recount_queue("other", {("other", "beta"): Count(waiting=0, parked=1)})
+    assert ledger.queues_near() == {"other"}  # something parked waits for a release
+
+
+def test_a_recount_of_one_queue_leaves_the_others() -> None:
+    ledger = Ledger(window=10)
+    other = ("other", "acme")
+    for _ in range(3):
+        ledger.admit(A)
+        ledger.admit(other)
+    ledger.admit_any("default")
+    ledger.recount_queue("default", {B: Count(waiting=2, parked=0)})
+    assert (ledger.waiting(A), ledger.waiting(B), ledger.waiting(other)) == (0, 2, 3)
+    assert ledger.totals == {"default": 2, "other": 3}
+
+
+def test_a_queue_that_frees_nothing_is_counted_less_and_less_often() -> None:
+    pacing = Pacing(interval=0.1, cap=2.0)
+    assert pacing.due("q", 0.0)
+    now = 0.0
+    for wait in (0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0):
+        pacing.counted("q", False, now)
+        assert not pacing.due("q", now + wait - 0.01)
+        assert pacing.due("q", now + wait)
+        now += wait
+    pacing.counted("q", True, now)  # its workers came back: every round again
+    assert pacing.due("q", now)
 
 
 def test_grants_fill_each_tenants_room_with_its_parked_messages() -> None:
@@ -102,7 +127,7 @@ def test_the_estimate_never_lets_a_tenant_past_its_window(window: int, steps: li
             in_broker[key] = max(in_broker[key] - 1, 0)
         else:
             counts = {k: Count(in_broker[k], parked[k]) for k in (A, B)}
-            ledger.recount(counts)
+            ledger.recount_queue("default", counts)
             granted = grants(window, counts)
             ledger.released(granted)
             for k, n in granted.items():
@@ -120,6 +145,6 @@ def test_a_queue_far_from_a_window_admits_without_knowing_whose() -> None:
     assert ledger.admit(B)
     assert not ledger.admit(B)  # had the 3 been B's, B has its 4
     assert ledger.admit_any("other")
-    ledger.recount({A: Count(1, 0), B: Count(1, 1)})
+    ledger.recount_queue("default", {A: Count(1, 0), B: Count(1, 1)})
     assert ledger.waiting(A) == 1
     assert ledger.admit_any("default")  # 2 waiting in the queue now

@@ -4,14 +4,13 @@ The rules are :mod:`jobline.core.fairness`. The publisher asks :meth:`Fairness.s
 each batch it took: a work message whose tenant already has a window's worth waiting in its
 queue is parked (``outbox_parked``, in the batch's transaction) instead of published; the
 rest of its row (lifecycle events) goes out as usual, and a delayed work message still makes
-its job queued. :meth:`Fairness.round` (every ``relay_fair_interval_seconds``) counts, when
-the ledger says a count can change anything, and publishes each tenant's room's worth of its
-parked messages, best first, in one transaction that deletes them (committed after the
-broker's acknowledgements, as a batch is: a failed publish leaves them parked).
-
-One relay releases at a time (an advisory lock); every relay parks. Each also counts every
-``FULL_COUNT_SECONDS`` whatever its ledger says, and at start: messages parked by a relay
-that died, or by another replica, are released by whichever one counts.
+its job queued. :meth:`Fairness.round` (every ``relay_fair_interval_seconds``) counts each
+queue that has work parked (found in PostgreSQL, so what a relay that died parked is found
+too) or that the ledger has near a window, as :class:`~jobline.core.fairness.Pacing` allows,
+and publishes each tenant's room's worth of its parked messages, best first, in one
+transaction that deletes them (committed after the broker's acknowledgements, as a batch is:
+a failed publish leaves them parked). One relay releases at a time (an advisory lock); every
+relay parks, and counts for its own ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Final
 
 from jobline.core import fairness, topics
 from jobline.core.envelope import InvalidEnvelope, WorkEnvelope
@@ -31,8 +29,6 @@ from jobline_relay import metrics
 
 log = logging.getLogger(__name__)
 
-FULL_COUNT_SECONDS: Final = 5.0
-
 # Publishes rows in the caller's transaction (Publisher.publish_parked).
 Publish = Callable[[Conn, Sequence[OutboxRow]], Awaitable[int]]
 
@@ -40,10 +36,10 @@ Publish = Callable[[Conn, Sequence[OutboxRow]], Awaitable[int]]
 class Fairness:
     """One relay's ledger of what each (queue, tenant) has waiting, and its release round."""
 
-    def __init__(self, db: Database, window: int) -> None:
+    def __init__(self, db: Database, window: int, interval: float) -> None:
         self.db = db
         self.ledger = fairness.Ledger(window)
-        self._counted_at = float("-inf")  # monotonic; never yet: the first round counts
+        self.pacing = fairness.Pacing(interval)
 
     def split(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], list[parked_store.Parked]]:
         """The rows less the work messages to park, and those messages."""
@@ -84,27 +80,30 @@ class Fairness:
             metrics.PARKED.inc(len(messages))
 
     async def round(self, publish: Publish) -> int:
-        """Count if it can matter and publish what fits; how many messages were released."""
+        """Count the queues worth it and publish what fits; how many messages were released."""
         now = time.monotonic()
-        if not self.ledger.due_for_count() and now - self._counted_at < FULL_COUNT_SECONDS:
-            return 0
-        self._counted_at = now
+        moved: dict[fairness.Key, int] = {}
         async with self.db.transaction() as conn:
-            if not await parked_store.try_lock(conn):
-                # Another relay releases; still learn the counts, so this one parks right.
-                self.ledger.recount(await parked_store.counts(conn))
-                return 0
-            counts = await parked_store.counts(conn)
-            self.ledger.recount(counts)
-            moved = {}
-            for key, n in fairness.grants(self.ledger.window, counts).items():
-                rows = await parked_store.take(conn, key, n)
-                if rows:
-                    await publish(conn, rows)
-                moved[key] = len(rows)
+            releaser = await parked_store.try_lock(conn)
+            queues = set(await parked_store.parked_queues(conn)) | self.ledger.queues_near()
+            for queue in sorted(q for q in queues if self.pacing.due(q, now)):
+                counts = await parked_store.count_queue(conn, queue)
+                self.ledger.recount_queue(queue, counts)
+                parked = any(c.parked for c in counts.values())
+                if not releaser:  # another relay releases; this one only learnt the counts
+                    self.pacing.counted(queue, not parked, now)
+                    continue
+                released = 0
+                for key, n in fairness.grants(self.ledger.window, counts).items():
+                    rows = await parked_store.take(conn, key, n)
+                    if rows:
+                        await publish(conn, rows)
+                    moved[key] = len(rows)
+                    released += len(rows)
+                self.pacing.counted(queue, released > 0 or not parked, now)
         self.ledger.released(moved)
         metrics.set_parked(self.ledger.parked)
-        released = sum(moved.values())
-        if released:
-            metrics.UNPARKED.inc(released)
-        return released
+        total = sum(moved.values())
+        if total:
+            metrics.UNPARKED.inc(total)
+        return total

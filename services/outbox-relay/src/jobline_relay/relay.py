@@ -58,7 +58,9 @@ class Relay:
         self._publisher: Publisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         window = settings.relay_fair_window
-        self.fairness = Fairness(db, window) if window else None
+        self.fairness = (
+            Fairness(db, window, settings.relay_fair_interval_seconds) if window else None
+        )
 
     # --- lifecycle --------------------------------------------------------------------
 

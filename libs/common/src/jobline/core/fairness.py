@@ -9,10 +9,13 @@ tenant's jobs start. Another tenant's trickle then waits behind at most one wind
 busy tenant's work, whatever their backlogs, and nobody's job is dropped or reordered within
 its tenant beyond priority.
 
-What waits is counted in PostgreSQL now and then (:class:`Ledger` says when); between counts
-the relay adds what it publishes itself. That estimate only errs high (a row the count saw
-in the outbox is added again when published), so a tenant may be held back a little early,
-never let past its window by the estimate; the next count corrects it.
+What waits is counted in PostgreSQL, a queue at a time, while the queue has work parked or
+is near a window (:meth:`Ledger.queues_near`); between counts the relay adds what it
+publishes itself. That estimate only errs high (a row the count saw in the outbox is added
+again when published), so a tenant may be held back a little early, never let past its
+window by the estimate; the next count corrects it. A queue whose count frees nothing (its
+workers are gone or slow) is counted less and less often (:class:`Pacing`), so a backlog
+nobody consumes costs next to nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
+
+from jobline.core.backoff import exponential
 
 # (queue, tenant)
 Key = tuple[str, str]
@@ -77,15 +82,20 @@ class Ledger:
         self.totals[key[0]] = self.totals.get(key[0], 0) + 1
         return True
 
-    def recount(self, counts: Mapping[Key, Count]) -> None:
-        """Start again from a count (what was sent before it is in it)."""
-        self.counted = {k: c.waiting for k, c in counts.items() if c.waiting > 0}
-        self.parked = {k: c.parked for k, c in counts.items() if c.parked > 0}
-        self.sent = {}
-        self.unattributed = {}
-        self.totals = {}
-        for (queue, _), n in self.counted.items():
-            self.totals[queue] = self.totals.get(queue, 0) + n
+    def recount_queue(self, queue: str, counts: Mapping[Key, Count]) -> None:
+        """Start the queue again from its count (what was sent before it is in it)."""
+        for table in (self.counted, self.sent, self.parked):
+            for key in [k for k in table if k[0] == queue]:
+                del table[key]
+        self.unattributed.pop(queue, None)
+        total = 0
+        for key, count in counts.items():
+            if count.waiting > 0:
+                self.counted[key] = count.waiting
+                total += count.waiting
+            if count.parked > 0:
+                self.parked[key] = count.parked
+        self.totals[queue] = total
 
     def released(self, grants: Mapping[Key, int]) -> None:
         """Parked messages were published: they wait now."""
@@ -98,13 +108,37 @@ class Ledger:
             else:
                 self.parked.pop(key, None)
 
-    def due_for_count(self) -> bool:
-        """Whether a count can change anything: something is parked, or some queue has half a
-        window waiting (otherwise nobody is held back, and counting would cost for nothing)."""
-        if self.parked:
-            return True
+    def queues_near(self) -> set[str]:
+        """Queues worth counting for the estimate's sake: some of their work is parked, or
+        half a window waits (otherwise nobody is held back, and counting costs for nothing)."""
         near = self.window * RECOUNT_SHARE
-        return any(total >= near for total in self.totals.values())
+        queues = {queue for queue, total in self.totals.items() if total >= near}
+        return queues | {queue for queue, _ in self.parked}
+
+
+class Pacing:
+    """When to count a queue with parked work again: every round while its counts free room
+    for some, then less and less often while they free none (backing off to ``cap`` seconds).
+    """
+
+    def __init__(self, interval: float, cap: float = 2.0) -> None:
+        self.interval = interval
+        self.cap = max(cap, interval)
+        self._idle: dict[str, int] = {}
+        self._next: dict[str, float] = {}
+
+    def due(self, queue: str, now: float) -> bool:
+        return now >= self._next.get(queue, float("-inf"))
+
+    def counted(self, queue: str, progressed: bool, now: float) -> None:
+        """Note a count; ``progressed``: it released something (or nothing was parked)."""
+        if progressed:
+            self._idle.pop(queue, None)
+            self._next.pop(queue, None)
+            return
+        idle = self._idle.get(queue, 0) + 1
+        self._idle[queue] = idle
+        self._next[queue] = now + exponential(self.interval, idle, self.cap)
 
 
 def grants(window: int, counts: Mapping[Key, Count]) -> dict[Key, int]:

@@ -29,14 +29,18 @@ class Parked:
     key: str | None
 
 
-async def counts(conn: Conn) -> dict[Key, Count]:
-    """Each (queue, tenant)'s waiting work (queued jobs less parked messages) and parked."""
-    queued = await SQL.fetch(conn, "queued_by_tenant")
-    parked = await SQL.fetch(conn, "parked_by_tenant")
+async def count_queue(conn: Conn, queue: str) -> dict[Key, Count]:
+    """Each tenant's waiting work in ``queue`` (queued jobs less parked messages) and parked."""
+    queued = await SQL.fetch(conn, "queued_in_queue", queue=queue)
+    parked = await SQL.fetch(conn, "parked_in_queue", queue=queue)
     return combine(
-        ((r["queue"], r["tenant_id"], r["n"]) for r in queued),
-        ((r["queue"], r["tenant_id"], r["n"]) for r in parked),
+        ((queue, r["tenant_id"], r["n"]) for r in queued),
+        ((queue, r["tenant_id"], r["n"]) for r in parked),
     )
+
+
+async def parked_queues(conn: Conn) -> list[str]:
+    return [r["queue"] for r in await SQL.fetch(conn, "parked_queues")]
 
 
 async def park(conn: Conn, messages: Sequence[Parked]) -> None:

@@ -1,11 +1,25 @@
 -- Tenant fairness: parked work messages (jobline.pg.fairness; the rules: jobline.core.fairness).
 
--- name: queued_by_tenant
--- Queued jobs per queue and tenant (through ix_jobs_queued_since: only queued jobs).
-SELECT queue, tenant_id, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue, tenant_id
+-- name: queued_in_queue
+-- One queue's queued jobs per tenant (ix_jobs_queued_queue_tenant: only queued jobs, and
+-- only this queue's: a backlog in another queue costs this count nothing).
+SELECT tenant_id, count(*) AS n FROM jobs
+WHERE state = 'queued' AND queue = :queue
+GROUP BY tenant_id
 
--- name: parked_by_tenant
-SELECT queue, tenant_id, count(*) AS n FROM outbox_parked GROUP BY queue, tenant_id
+-- name: parked_in_queue
+SELECT tenant_id, count(*) AS n FROM outbox_parked WHERE queue = :queue GROUP BY tenant_id
+
+-- name: parked_queues
+-- The queues with parked messages: a skip scan over ix_outbox_parked_release (one probe per
+-- queue, however many messages are parked).
+WITH RECURSIVE q AS (
+    (SELECT queue FROM outbox_parked ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.queue FROM outbox_parked AS p WHERE p.queue > q.queue ORDER BY p.queue LIMIT 1)
+    FROM q WHERE q.queue IS NOT NULL
+)
+SELECT queue FROM q WHERE queue IS NOT NULL
 
 -- name: park
 -- Work messages held back in the relay's publishing transaction (their rows were taken).

@@ -166,6 +166,14 @@ jobs: Final = Table(
         "updated_at",
         postgresql_where=text("state = 'queued'"),
     ),
+    # Tenant fairness: one queue's queued jobs per tenant (jobline.pg.fairness), counted only
+    # while the queue has work parked or is near a window.
+    Index(
+        "ix_jobs_queued_queue_tenant",
+        "queue",
+        "tenant_id",
+        postgresql_where=text("state = 'queued'"),
+    ),
     # A gate's waiting jobs, best first, and the gates that have any (jobline_relay.gates).
     Index(
         "ix_jobs_waiting_on",

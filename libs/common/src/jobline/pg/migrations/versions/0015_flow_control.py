@@ -5,8 +5,12 @@
 - ``outbox_parked``: work messages the relay holds back while their tenant already has a
   window's worth waiting in the queue's topics (jobline.core.fairness), published best first
   as that tenant's jobs start.
+- ``ix_jobs_queued_queue_tenant``: one queue's queued jobs per tenant, which the relay counts
+  while that queue has work parked (partial: only queued jobs are in it).
 
-Expand-only: two new tables the previous release neither reads nor writes.
+Expand-only: two new tables the previous release neither reads nor writes, and a partial
+index built with a plain CREATE INDEX (see 0012 for why not CONCURRENTLY): it scans ``jobs``
+once under a SHARE lock, and holds only the queued jobs.
 
 Written by hand to match ``jobline.pg.tables`` (the migration test compares the two).
 
@@ -67,6 +71,10 @@ def upgrade() -> None:
         sa.Column("parked_at", TZ, nullable=False, server_default=NOW),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_parked")),
     )
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS ix_jobs_queued_queue_tenant ON jobs (queue, tenant_id)"
+        " WHERE state = 'queued'"
+    )
     op.create_index(
         "ix_outbox_parked_release",
         "outbox_parked",
@@ -75,5 +83,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_jobs_queued_queue_tenant")
     op.drop_table("outbox_parked")
     op.drop_table("job_type_limits")
