@@ -26,6 +26,9 @@ BATCH = 500
 FAST = {
     "JOBLINE_RELAY_POLL_INTERVAL_SECONDS": "0.5",
     "JOBLINE_RELAY_BATCH_SIZE": str(BATCH),
+    # These read every work message off the topic with no worker running: tenant fairness
+    # would rightly keep all but a window of one tenant's backlog parked in PostgreSQL.
+    "JOBLINE_RELAY_FAIR_WINDOW": "0",
 }
 
 

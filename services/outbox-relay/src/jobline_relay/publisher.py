@@ -275,6 +275,8 @@ class Publisher:
             for row in rows
             for index, (logical, value) in enumerate(row.messages)
         ]
+        if not messages:  # every message of the batch was parked (a healed work message)
+            return {}
         # Every lane of a queue has the queue's declared partitions.
         sizes = {t: n for q, n in partitions.items() for t in topics.lanes(prefix, q)}
         await self._ensure_topics(

@@ -70,11 +70,10 @@ WITH stuck AS (
           )
       )
       AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.job_id = j.id)
-      -- While its tenant has work parked in the queue (tenant fairness), a job's message is
-      -- parked or was published by the releases that keep one window in the broker: not lost.
-      AND NOT EXISTS (
-          SELECT 1 FROM outbox_parked AS p WHERE p.queue = j.queue AND p.tenant_id = j.tenant_id
-      )
+      -- Parked for tenant fairness: its message is not lost, it waits its turn. (Not "its
+      -- tenant has work parked": if the broker lost the window's messages, only healing them
+      -- frees the room the parked ones wait for.)
+      AND NOT EXISTS (SELECT 1 FROM outbox_parked AS p WHERE p.job_id = j.id)
     ORDER BY j.updated_at
     LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED

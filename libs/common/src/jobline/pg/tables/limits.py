@@ -115,7 +115,8 @@ outbox_parked: Final = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("key", Text),
     Column("parked_at", DateTime(timezone=True), nullable=False, server_default=now()),
-    # The release: one tenant's parked messages of a queue, best first; and the healer's
-    # "does this tenant have work parked in this queue?".
+    # The release: one tenant's parked messages of a queue, best first.
     Index("ix_outbox_parked_release", "queue", "tenant_id", text("priority DESC"), "id"),
+    # The healer leaves parked jobs alone: is this job's message parked?
+    Index("ix_outbox_parked_job_id", "job_id"),
 )

@@ -80,6 +80,7 @@ def upgrade() -> None:
         "outbox_parked",
         ["queue", "tenant_id", sa.text("priority DESC"), "id"],
     )
+    op.create_index("ix_outbox_parked_job_id", "outbox_parked", ["job_id"])
 
 
 def downgrade() -> None:
