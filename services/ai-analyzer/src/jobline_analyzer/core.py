@@ -20,12 +20,9 @@ Per point, in O(1) time and bounded state:
    series is not read as drifting; optionally (``drift_widen``) the slow chart's own spread
    widens it further, for structure the seasonal profiles have not learnt yet, and
    (``drift_waits_for_week``) it flags only once a week is known: a first weekend is a drift.
-   Optionally (``cusum_k``, on for `score`) a leaky CUSUM of the whitened shift z
-   (`cusum.Cusum`), whose exponential null tail is what `Tail` fits; with a weekly profile
-   it counts only after a week and a day.
 4. **Calibration** — each statistic's tail on *this* series (`calibration.Tail`); p is the
-   Bonferroni minimum over the four (five with the CUSUM); ``score = -log10(p) / 8`` in
-   [0, 1], so a threshold means the same on every series (0.5 is p = 1e-4).
+   Bonferroni minimum over the four; ``score = -log10(p) / 8`` in [0, 1], so a threshold
+   means the same on every series (0.5 is p = 1e-4).
 5. **Episodes** — `calibration.Episode` flags the onset and, once, a far stronger spike; while
    young, an episode teaches only the seasonal profiles (not if it began as a spike); every
    ``accept_after`` points (two days before the weekly profile is trusted: it may be the
@@ -39,7 +36,6 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from jobline_analyzer import cusum
 from jobline_analyzer.calibration import Episode, Event, Tail
 from jobline_analyzer.coreconfig import (
     AC_RATE,
@@ -58,7 +54,6 @@ from jobline_analyzer.coreconfig import (
     Point,
     State,
 )
-from jobline_analyzer.season import learn_bin
 
 __all__ = ["Config", "Detector", "Point"]
 
@@ -71,10 +66,8 @@ class Detector:
         self.s = State()
         cfg = self.config
         self._every = tuple(
-            round(1 / a) for a in (1.0, cfg.shift_alpha, cfg.mid_alpha, cfg.drift_alpha, 0.1)
+            round(1 / a) for a in (1.0, cfg.shift_alpha, cfg.mid_alpha, cfg.drift_alpha)
         )
-        if cfg.cusum_k:
-            self.s.tails[-1] = cusum.prior(cfg.cusum_k, cfg.tail_q)
 
     @property
     def active(self) -> bool:
@@ -106,7 +99,6 @@ class Detector:
         previous = s.last_x
         s.last_t, s.last_x = t, x
         s.n += 1
-        s.first_t = t if s.first_t is None else s.first_t
         point = QUIET
         if len(s.init) < cfg.init_points:
             s.init.append(x)
@@ -180,7 +172,6 @@ class Detector:
             self._dir(s.m_shift / _ewma_sd(cfg.shift_alpha, phi)),
             self._dir(s.m_mid / _ewma_sd(cfg.mid_alpha, phi)),
             self._dir(s.m_drift / self._drift_sd(phi)),
-            s.cusum.step(zc, phi, cfg.cusum_k, cfg.direction) if cfg.cusum_k else 0.0,
         )
         ps = self._p_values(stats)
         worst = min(range(len(ps)), key=ps.__getitem__)
@@ -199,7 +190,7 @@ class Detector:
         # from inside an episode.
         # A chart learns once per its memory (about 1/alpha points): its values in between are
         # near copies, and a slow drift must not teach it, point by point, that drift is normal.
-        calm = max(stats[1:4]) < CALM
+        calm = max(stats[1:]) < CALM
         weight = 0.0 if s.n < 15 * cfg.init_points else 0.1 if ep.active else 1.0
         for k, (tail, v) in enumerate(zip(s.tails, stats, strict=True)):
             if s.n % self._every[k] == 0:
@@ -236,12 +227,8 @@ class Detector:
     def _p_values(self, stats: tuple[float, ...]) -> list[float]:
         s, cfg = self.s, self.config
         ps = [tail.p(v, cfg.tail_q) for tail, v in zip(s.tails, stats, strict=True)]
-        # The CUSUM counts once it is on and, with a weekly profile, a week and a day old.
-        age = (s.last_t or 0.0) - (s.first_t or 0.0)
-        if not cfg.cusum_k or (s.weekly and not s.cusum.arm(age, WEEK + DAY)):
-            ps.pop()
         if cfg.drift_waits_for_week and s.weekly and not s.drift_armed:
-            ps[3] = self._arm_drift(stats[3])
+            ps[-1] = self._arm_drift(stats[-1])
         return ps
 
     def _arm_drift(self, drift: float) -> float:
@@ -301,7 +288,6 @@ class Detector:
         s = self.s
         s.level += s.m_drift * scale
         s.fast = s.m_shift = s.m_mid = s.m_drift = s.m_raw = 0.0
-        s.cusum.reset()
 
     def _learn(
         self,
@@ -350,7 +336,7 @@ class Detector:
         self, x: float, level: float, offsets: list[float | None], *, bins: tuple[int, int],
         limit: float,
     ) -> None:  # fmt: skip
-        s, (bd, bw), g = self.s, bins, self.config.season_gamma
+        s, (bd, bw) = self.s, bins
         # Backfitting: each profile learns what the other leaves, so the weekend does not drag
         # the daily profile down and Monday does not start wrong.
         sd = offsets[1]
@@ -358,10 +344,29 @@ class Detector:
             sw = s.weekly[bw] if s.weekly and s.seen[2] > self._period(2) else None
             base = x - level - (sw or 0.0)
             per_bin = self._per_bin(1)
-            learn_bin(s.daily, s.daily_n, bd, base=base, limit=limit, per_bin=per_bin, gamma=g)
+            self._season(s.daily, s.daily_n, bd, base=base, limit=limit, per_bin=per_bin)
         if s.weekly and sd is not None:
             base, per_bin = x - level - sd, self._per_bin(2)
-            learn_bin(s.weekly, s.weekly_n, bw, base=base, limit=limit, per_bin=per_bin, gamma=g)
+            self._season(s.weekly, s.weekly_n, bw, base=base, limit=limit, per_bin=per_bin)
+
+    def _season(
+        self, table: list[float | None], counts: list[int], b: int, *, base: float,
+        limit: float, per_bin: float,
+    ) -> None:  # fmt: skip
+        # A bin's first visit sets it to the mean of its points; visit v then moves it by
+        # about max(gamma, 1/v) in all, however many points a visit holds (or a wide bin
+        # would chase the noise like a fast level). The 1/v start averages the first visits:
+        # the first was learnt against a level and daily profile still settling (after the
+        # first weekend, Sunday's bins were otherwise wrong for weeks).
+        old, n, width = table[b], counts[b], max(per_bin, 1.0)
+        if old is None or n < per_bin:
+            table[b] = base if old is None else old + _clip(base - old, limit) / (n + 1)
+        else:
+            visit = n / width
+            weight = max(self.config.season_gamma, 1.0 / (visit + 1.0))
+            table[b] = old + weight / width * _clip(base - old, limit)
+        if n < width / self.config.season_gamma:
+            counts[b] = n + 1
 
     def to_state(self) -> dict[str, Any]:
         """JSON-compatible checkpoint (infinity is stored as None)."""
@@ -376,12 +381,9 @@ class Detector:
         st = dict(data["state"])
         st["quantum"] = math.inf if st["quantum"] is None else float(st["quantum"])
         st["tails"] = [Tail(**t) for t in st["tails"]]
-        # A checkpoint from before the middle chart has three tails, from before the CUSUM
-        # four: the new ones start fresh.
-        if len(st["tails"]) == 3:
+        # A checkpoint from before the middle chart has three tails: the new one starts fresh.
+        if len(st["tails"]) < len(STATISTICS):
             st["tails"].insert(2, Tail())
-        st["tails"] += [Tail() for _ in range(len(STATISTICS) - len(st["tails"]))]
-        st["cusum"] = cusum.Cusum(**st.get("cusum", {}))
         st["episode"] = Episode(**st["episode"])
         det.s = State(**st)
         return det

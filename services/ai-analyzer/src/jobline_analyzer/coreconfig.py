@@ -7,15 +7,13 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from jobline_analyzer.calibration import Episode, Tail
-from jobline_analyzer.cusum import Cusum
 
 Transform = Literal["none", "log"]
 Direction = Literal["both", "up", "down"]
 Evidence = Literal["spike", "shift", "drift"]
 EVIDENCE: tuple[Evidence, ...] = ("spike", "shift", "drift")
-# What each statistic is evidence of: |spike z|, then the fast, middle and slow EWMA charts,
-# then the CUSUM (on only with ``Config.cusum_k``).
-STATISTICS: tuple[Evidence, ...] = ("spike", "shift", "shift", "drift", "shift")
+# What each statistic is evidence of: |spike z|, then the fast, middle and slow EWMA charts.
+STATISTICS: tuple[Evidence, ...] = ("spike", "shift", "shift", "drift")
 
 DAY, WEEK = 86400.0, 604800.0
 MAX_DAY_BINS, WEEK_BINS = 288, 168
@@ -48,7 +46,6 @@ class Config:
     drift_var_rate: float = 1 / 2000  # memory of the drift chart's own spread
     drift_widen: float = 1.0  # how far that spread may widen the chart's null (1: not at all)
     drift_waits_for_week: bool = False  # the drift chart flags only once a week is known
-    cusum_k: float = 0.0  # reference of the CUSUM, in whitened sd (0: no CUSUM; see .cusum)
     tail_q: float = 0.02
     tail_rate: float = 0.02  # weight of a new exceedance in the tail's scale
     flag_p: float = 1e-4
@@ -76,7 +73,6 @@ class State:
     """Everything a detector has learnt (saved and restored whole)."""
 
     n: int = 0
-    first_t: float | None = None
     last_t: float | None = None
     last_x: float | None = None
     step: float = 0.0
@@ -103,7 +99,6 @@ class State:
     drift_var: float = 0.0  # mean square of the drift chart outside episodes
     drift_armed: bool = False  # with drift_waits_for_week: a week is known, the chart calm
     spike_onset: bool = False  # whether the current episode began with a spike
-    cusum: Cusum = field(default_factory=Cusum)
     ac: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # lag-1 product, square, last
     tails: list[Tail] = field(default_factory=lambda: [Tail() for _ in STATISTICS])
     episode: Episode = field(default_factory=Episode)

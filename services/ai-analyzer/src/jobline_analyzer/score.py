@@ -23,9 +23,7 @@ MAX_WARMUP = 750
 # its null, up to 3x. The live latency detectors keep it off (it cost them latency steps).
 # Its drift chart also waits for the weekly profile (a first weekend is a "drift" otherwise);
 # the live latency detectors must catch slow leaks in a type's first week, so they do not.
-# A CUSUM of the whitened residuals finds level shifts the EWMA charts' tails are too wide
-# for (k = 0.5: shifts of one whitened sd or more); the live detectors do not run it yet.
-SCORE = Config(drift_widen=3.0, drift_waits_for_week=True, cusum_k=0.5)
+SCORE = Config(drift_widen=3.0, drift_waits_for_week=True)
 
 
 class InvalidSeries(ValueError):
