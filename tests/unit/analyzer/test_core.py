@@ -155,6 +155,22 @@ def test_a_slow_ramp_is_caught_before_it_ends() -> None:
     assert all(i >= start for i in found)
 
 
+@pytest.mark.parametrize("score", [False, True], ids=["core", "score command"])
+def test_slow_ramps_are_caught_in_their_first_half_by_the_drift_chart(score: bool) -> None:
+    # 6 sd over 600 points of AR(0.9) noise: no single point is unusual. The fast and middle
+    # charts alone find these ramps after a median of 416 points (two never before the ramp
+    # ends); with the slow drift chart the median is under 300.
+    delays = []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n, start, length = 6000, 3000, 600
+        values = 70 + ar1(rng, n, 0.9)
+        values[start : start + length] += np.linspace(0, 6, length)
+        found = score_flags(values) if score else flags(run(values))
+        delays.append(min((i - start for i in found if i >= start), default=n))
+    assert float(np.median(delays)) < 0.55 * length
+
+
 def test_a_long_series_is_scored_after_a_bounded_warmup() -> None:
     assert warmup_for(1000) == 150
     assert warmup_for(20_000) == 750  # not 3,000: NAB scores from point 750

@@ -14,6 +14,13 @@ from jobline_analyzer.series import BucketInput
 
 def test_corpus_is_deterministic_and_held_out_seeds_are_apart() -> None:
     assert not set(corpus.TUNING_SEEDS) & set(corpus.HELD_OUT_SEEDS)
+    assert corpus.seeds(3) == (corpus.TUNING_SEEDS, corpus.HELD_OUT_SEEDS)
+    for count in (1, 10, corpus.HELD_OUT_FROM):
+        tuning, held_out = corpus.seeds(count)
+        assert len(tuning) == len(held_out) == count
+        assert max(tuning) < corpus.HELD_OUT_FROM <= min(held_out)
+    with pytest.raises(ValueError, match="seeds per split"):
+        corpus.seeds(corpus.HELD_OUT_FROM + 1)
     a, b = corpus.generic_series("slow_ramp", 3), corpus.generic_series("slow_ramp", 3)
     assert a == b
     assert corpus.generic_series("slow_ramp", 4).values != a.values
