@@ -4,6 +4,7 @@ the broker: what it parks, and a batch whose every message is parked."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import UUID
 
 from jobline.core import messages
 from jobline.pg import jobrows, outbox
@@ -62,6 +63,6 @@ async def test_a_batch_of_work_messages_that_are_all_parked_commits(db, kafka_se
     assert await outbox_rows_of(db, ids) == 0
 
 
-async def _parked_ids(conn, ids) -> set:
+async def _parked_ids(conn, ids) -> set[UUID]:
     rows = await conn.fetch("SELECT job_id FROM outbox_parked WHERE job_id = ANY($1::uuid[])", ids)
     return {r["job_id"] for r in rows}
