@@ -2,8 +2,9 @@
 
 - A1 enqueue one by one: one keep-alive connection, one request at a time, no worker.
 - A2 enqueue in bulk: the batch endpoint, 1,000 jobs per request, one request at a time.
-- B drain: A2's jobs are all on their work topic (the relay finished); one worker process is
-  spawned; rate = (N - 1) / (last handler start - first handler start).
+- B drain: A2's jobs are all out of the outbox (the relay finished: a window of them on the
+  work topic, the rest parked for tenant fairness and published as the worker starts them);
+  one worker process is spawned; rate = (N - 1) / (last handler start - first handler start).
 - C latency: a warm worker; jobs submitted one at a time at a fixed rate with absolute-deadline
   pacing; latency = handler start - the moment just before the submit call (both time.time()
   on this machine). Then the same with 4 concurrent clients.

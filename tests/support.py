@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -209,6 +213,24 @@ async def wait_states(
     except AssertionError:
         counts = Counter((await states_of(db, ids)).values())
         raise AssertionError(f"jobs not all {wanted} within {timeout}s: {dict(counts)}") from None
+
+
+JOBLINE = str(Path(sys.executable).parent / "jobline")
+
+
+def jobline_cli(
+    url: str, key: str, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``jobline ARGS`` against the gateway at ``url`` as ``key``."""
+    return subprocess.run(
+        [JOBLINE, *args],
+        env={**os.environ, "JOBLINE_GATEWAY_URL": url, "JOBLINE_API_KEY": key},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def http_status(url: str) -> int | None:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +19,7 @@ from tests.integration.client.conftest import (  # noqa: F401  (fixtures)
     serve_gateway,
 )
 from tests.integration.gateway.conftest import MakeClient, bearer, tenant_of
-
-JOBLINE = str(Path(sys.executable).parent / "jobline")
+from tests.support import jobline_cli
 
 
 async def test_a_tenant_sets_reads_and_removes_its_own_limits(
@@ -90,14 +86,7 @@ async def test_the_cli_sets_shows_and_removes_limits(inprocess_gateway, make_api
     key = await make_api_key(scopes="jobs:read,policies:write")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [JOBLINE, "limits", *args],
-            env={**os.environ, "JOBLINE_GATEWAY_URL": inprocess_gateway, "JOBLINE_API_KEY": key},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return jobline_cli(inprocess_gateway, key, "limits", *args)
 
     def run() -> None:
         done = cli("set", "mail/send", "--concurrency", "3", "--rate", "10/s", "--rate-key", "to")

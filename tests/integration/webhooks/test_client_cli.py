@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -21,20 +18,13 @@ from tests.integration.client.conftest import (  # noqa: F401  (fixtures)
     inprocess_gateway,
     serve_gateway,
 )
+from tests.support import jobline_cli
 
-JOBLINE = str(Path(sys.executable).parent / "jobline")
 URL = "https://hooks.example.com/jobline"
 
 
 def cli(url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [JOBLINE, "webhooks", *args],
-        env={**os.environ, "JOBLINE_GATEWAY_URL": url, "JOBLINE_API_KEY": key},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return jobline_cli(url, key, "webhooks", *args)
 
 
 async def test_the_sync_client(inprocess_gateway, make_api_key):  # noqa: F811

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -18,20 +15,11 @@ from tests.integration.client.conftest import (  # noqa: F401  (fixtures)
     inprocess_gateway,
     serve_gateway,
 )
-
-JOBLINE = str(Path(sys.executable).parent / "jobline")
+from tests.support import jobline_cli
 
 
 def cli(url: str, key: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [JOBLINE, "workflows", *args],
-        env={**os.environ, "JOBLINE_GATEWAY_URL": url, "JOBLINE_API_KEY": key},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return jobline_cli(url, key, "workflows", *args, stdin=stdin)
 
 
 def chain(queue: str) -> list[dict[str, object]]:
