@@ -40,7 +40,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "setPolicy": ("set_policy", ("echo", {"max_attempts": 3}), {}),
     "deletePolicy": ("delete_policy", ("echo",), {}),
     "getJobTypeLimits": ("get_limits", ("echo",), {}),
-    "setJobTypeLimits": ("set_limits", ("echo", {"concurrency": 2}), {}),
+    "setJobTypeLimits": ("set_limits", ("echo", {"concurrency": {"max": 2}}), {}),
     "deleteJobTypeLimits": ("delete_limits", ("echo",), {}),
     "getQuotas": ("get_quotas", ("acme",), {}),
     "setQuotas": ("set_quotas", ("acme", {"max_schedules": 5}), {}),

@@ -29,13 +29,13 @@ async def test_a_tenant_sets_reads_and_removes_its_own_limits(
     key = await make_api_key(scopes="jobs:read,policies:write")
     url = "/v1/job-types/reports/monthly.v2/limits"  # a type name may hold "/" and "."
     assert (await client.get(url, headers=bearer(key))).status_code == 404
-    body = {"concurrency": 3, "concurrency_key": "customer_id", "rate_limit": "100/min"}
+    body = {"concurrency": {"max": 3, "key": "customer_id"}, "rate": {"limit": "100/min"}}
     put = await client.put(url, json=body, headers=bearer(key))
     assert put.status_code == 200, put.text
     shown = put.json()
     assert shown["type"] == "reports/monthly.v2"
-    assert (shown["concurrency"], shown["concurrency_key"]) == (3, "customer_id")
-    assert (shown["rate_limit"], shown["rate_key"]) == ("100/min", None)
+    assert shown["concurrency"] == {"max": 3, "key": "customer_id"}
+    assert shown["rate"] == {"limit": "100/min", "key": None}
     assert (await client.get(url, headers=bearer(key))).json() == shown
     # Another tenant sees none of it.
     other = await make_api_key(scopes="jobs:read")
@@ -56,12 +56,13 @@ async def test_bad_limits_are_422_naming_the_field(make_client: MakeClient, make
     key = await make_api_key(scopes="jobs:read,policies:write")
     url = "/v1/job-types/send-email/limits"
     cases = [
-        ({"concurrency": 0}, "concurrency"),
-        ({"rate_limit": "ten a second"}, "rate_limit"),
-        ({"concurrency": 2, "concurrency_key": "*"}, "concurrency_key"),
-        ({"rate_limit": "5/s", "rate_key": "*"}, "rate_key"),
-        ({"rate_key": "customer_id"}, "rate_limit"),
-        ({"concurrency": True}, "concurrency"),
+        ({"concurrency": {"max": 0}}, "concurrency.max"),
+        ({"rate": {"limit": "ten a second"}}, "rate.limit"),
+        ({"rate": {"limit": "0/s"}}, "rate.limit"),
+        ({"concurrency": {"max": 2, "key": "*"}}, "concurrency.key"),
+        ({"rate": {"limit": "5/s", "key": "*"}}, "rate.key"),
+        ({"rate": {"key": "customer_id"}}, "rate.limit"),
+        ({"concurrency": {"max": True}}, "concurrency.max"),
         ({"burst": 5}, "burst"),
     ]
     for body, field in cases:
@@ -77,7 +78,7 @@ async def test_changing_limits_needs_policies_write(make_client: MakeClient, mak
     client = await make_client()
     reader = await make_api_key(scopes="jobs:read,jobs:write")
     url = "/v1/job-types/send-email/limits"
-    response = await client.put(url, json={"concurrency": 1}, headers=bearer(reader))
+    response = await client.put(url, json={"concurrency": {"max": 1}}, headers=bearer(reader))
     assert response.status_code == 403
     assert (await client.delete(url, headers=bearer(reader))).status_code == 403
 
@@ -93,10 +94,11 @@ async def test_the_cli_sets_shows_and_removes_limits(inprocess_gateway, make_api
         assert done.returncode == 0, done.stderr
         assert "at most 3 running; 10/s starts per to" in done.stdout
         shown = cli("get", "mail/send", "--json")
-        assert json.loads(shown.stdout)["concurrency"] == 3
+        assert json.loads(shown.stdout)["concurrency"] == {"max": 3, "key": None}
         bad = cli("set", "mail/send", "--rate", "fast")
         assert bad.returncode == 1
         assert "rate" in bad.stderr
+        assert cli("set", "mail/send", "--rate-key", "to").returncode == 2  # usage
         assert cli("delete", "mail/send").returncode == 0
         assert cli("get", "mail/send").returncode == 1  # none of its own: 404
         with Client(base_url=inprocess_gateway, key=key) as client, pytest.raises(NotFound):

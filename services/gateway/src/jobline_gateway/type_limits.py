@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from jobline.api.fields import TYPE_PATTERN
-from jobline.api.typelimits import LimitsIn, LimitsOut
+from jobline.api.typelimits import ConcurrencyOut, LimitsIn, LimitsOut, RateOut
 from jobline.core.limits import Override
 from jobline.pg import audit, typelimits
-from jobline.web.problems import FieldError, ProblemError, responses
+from jobline.web.problems import ProblemError, responses
 from jobline_gateway.deps import Db, KnownQuery, PolicyWriter, Reader, actor
 
 router = APIRouter(prefix="/v1/job-types", tags=["job types"], dependencies=[KnownQuery])
@@ -25,30 +25,25 @@ JobTypeParam = Annotated[str, Path(pattern=TYPE_PATTERN, description="The job ty
 
 
 def _out(row: Any) -> LimitsOut:
+    concurrency = rate = None
+    if row["concurrency"] is not None:
+        concurrency = ConcurrencyOut(max=row["concurrency"], key=row["concurrency_key"])
+    if row["rate_limit"] is not None:
+        rate = RateOut(limit=row["rate_limit"], key=row["rate_key"])
     return LimitsOut(
-        type=row["type"],
-        concurrency=row["concurrency"],
-        concurrency_key=row["concurrency_key"],
-        rate_limit=row["rate_limit"],
-        rate_key=row["rate_key"],
-        updated_at=row["updated_at"],
+        type=row["type"], concurrency=concurrency, rate=rate, updated_at=row["updated_at"]
     )
 
 
 def _override(body: LimitsIn) -> Override:
+    """The schema already admits only valid limits; the rules still have the last word."""
+    c, r = body.concurrency, body.rate
     try:
-        return Override(body.concurrency, body.concurrency_key, body.rate_limit, body.rate_key)
+        return Override(
+            c.max if c else None, c.key if c else None, r.limit if r else None, r.key if r else None
+        )
     except ValueError as exc:
-        message = str(exc)
-        field = "rate_limit" if "rate" in message else "concurrency"
-        if "'*'" in message:
-            field = "rate_key" if body.rate_key == "*" else "concurrency_key"
-        raise ProblemError(
-            422,
-            f"Invalid limits: {message}.",
-            kind="validation",
-            errors=[FieldError(field=field, location="body", pointer=f"/{field}", message=message)],
-        ) from None
+        raise ProblemError(422, f"Invalid limits: {exc}.", kind="validation") from None
 
 
 @router.get(

@@ -80,30 +80,42 @@ class Fairness:
             metrics.PARKED.inc(len(messages))
 
     async def round(self, publish: Publish) -> int:
-        """Count the queues worth it and publish what fits; how many messages were released."""
+        """Count the queues worth it and publish what fits; how many messages were released.
+
+        A queue at a time, each in its own transaction: one queue whose publish fails (its
+        messages stay parked) holds no other back.
+        """
         now = time.monotonic()
-        moved: dict[fairness.Key, int] = {}
-        async with self.db.transaction() as conn:
-            releaser = await parked_store.try_lock(conn)
+        async with self.db.connection() as conn:
             queues = set(await parked_store.parked_queues(conn)) | self.ledger.queues_near()
-            for queue in sorted(q for q in queues if self.pacing.due(q, now)):
-                counts = await parked_store.count_queue(conn, queue)
-                self.ledger.recount_queue(queue, counts)
-                parked = any(c.parked for c in counts.values())
-                if not releaser:  # another relay releases; this one only learnt the counts
-                    self.pacing.counted(queue, not parked, now)
-                    continue
-                released = 0
-                for key, n in fairness.grants(self.ledger.window, counts).items():
-                    rows = await parked_store.take(conn, key, n)
-                    if rows:
-                        await publish(conn, rows)
-                    moved[key] = len(rows)
-                    released += len(rows)
-                self.pacing.counted(queue, released > 0 or not parked, now)
-        self.ledger.released(moved)
+        total = 0
+        for queue in sorted(q for q in queues if self.pacing.due(q, now)):
+            try:
+                total += await self._round_of(queue, publish, now)
+            except Exception as exc:  # the next round tries again
+                log.warning("releasing %s failed: %s: %s", queue, type(exc).__name__, exc)
+                self.pacing.counted(queue, False, now)
         metrics.set_parked(self.ledger.parked)
-        total = sum(moved.values())
         if total:
             metrics.UNPARKED.inc(total)
         return total
+
+    async def _round_of(self, queue: str, publish: Publish, now: float) -> int:
+        moved: dict[fairness.Key, int] = {}
+        async with self.db.transaction() as conn:
+            releaser = await parked_store.try_lock(conn, queue)
+            counts = await parked_store.count_queue(conn, queue)
+            self.ledger.recount_queue(queue, counts)
+            parked = any(c.parked for c in counts.values())
+            if not releaser:  # another relay releases it; this one only learnt the counts
+                self.pacing.counted(queue, not parked, now)
+                return 0
+            for key, n in fairness.grants(self.ledger.window, counts).items():
+                rows = await parked_store.take(conn, key, n)
+                if rows:
+                    await publish(conn, rows)
+                moved[key] = len(rows)
+        self.ledger.released(moved)
+        released = sum(moved.values())
+        self.pacing.counted(queue, released > 0 or not parked, now)
+        return released

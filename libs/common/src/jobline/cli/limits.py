@@ -3,12 +3,20 @@ gateway (reading needs ``jobs:read``; changing, ``policies:write``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jobline.api.typelimits import LimitsOut
-from jobline.cli.output import EXIT_CODES_HELP, JsonFlag, echo_json, gateway, when
+from jobline.cli.output import (
+    EXIT_CODES_HELP,
+    ExitCode,
+    JsonFlag,
+    echo_json,
+    fail,
+    gateway,
+    when,
+)
 
 app = typer.Typer(
     help="Your tenant's own limits on starting jobs of a type: they replace the limits the "
@@ -23,11 +31,11 @@ JobType = Annotated[str, typer.Argument(help="The job type.")]
 def _line(limits: LimitsOut) -> str:
     parts = []
     if limits.concurrency is not None:
-        per = f" per {limits.concurrency_key}" if limits.concurrency_key else ""
-        parts.append(f"at most {limits.concurrency} running{per}")
-    if limits.rate_limit is not None:
-        per = f" per {limits.rate_key}" if limits.rate_key else ""
-        parts.append(f"{limits.rate_limit} starts{per}")
+        per = f" per {limits.concurrency.key}" if limits.concurrency.key else ""
+        parts.append(f"at most {limits.concurrency.max} running{per}")
+    if limits.rate is not None:
+        per = f" per {limits.rate.key}" if limits.rate.key else ""
+        parts.append(f"{limits.rate.limit} starts{per}")
     said = "; ".join(parts) or "no limits of its own (the handler's are lifted)"
     return f"{limits.type}: {said} (since {when(limits.updated_at)})"
 
@@ -59,12 +67,15 @@ def set_limits(  # noqa: PLR0917 - typer passes each option by name
     as_json: JsonFlag = False,
 ) -> None:
     """Set your limits of a job type (none given: your jobs of it start unlimited)."""
-    body = {
-        "concurrency": concurrency,
-        "concurrency_key": concurrency_key,
-        "rate_limit": rate,
-        "rate_key": rate_key,
-    }
+    if concurrency_key is not None and concurrency is None:
+        raise fail("--concurrency-key needs --concurrency", ExitCode.USAGE)
+    if rate_key is not None and rate is None:
+        raise fail("--rate-key needs --rate", ExitCode.USAGE)
+    body: dict[str, Any] = {}
+    if concurrency is not None:
+        body["concurrency"] = {"max": concurrency, "key": concurrency_key}
+    if rate is not None:
+        body["rate"] = {"limit": rate, "key": rate_key}
     with gateway() as client:
         limits = client.set_limits(job_type, body)
     if as_json:

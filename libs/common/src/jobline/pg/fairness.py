@@ -59,8 +59,8 @@ async def park(conn: Conn, messages: Sequence[Parked]) -> None:
     )
 
 
-async def try_lock(conn: Conn) -> bool:
-    return bool(await SQL.fetchval(conn, "release_lock"))
+async def try_lock(conn: Conn, queue: str) -> bool:
+    return bool(await SQL.fetchval(conn, "release_lock", queue=queue))
 
 
 async def take(conn: Conn, key: Key, n: int) -> list[OutboxRow]:

@@ -44,5 +44,6 @@ DELETE FROM outbox_parked WHERE id IN (
 RETURNING id, job_id, key, topic, payload, priority
 
 -- name: release_lock
--- One releaser at a time across relay replicas (tried, never waited for).
-SELECT pg_try_advisory_xact_lock(7341, 0)
+-- One releaser of a queue at a time across relay replicas (tried, never waited for; a hash
+-- collision only makes two queues share a releaser for a round).
+SELECT pg_try_advisory_xact_lock(7341, hashtext(CAST(:queue AS text)))
