@@ -55,7 +55,9 @@ async def test_raising_a_limit_frees_the_jobs_held_under_the_old_one(db, relay, 
     ids = await insert_jobs(
         db, [make_job(tenant, "free-sleep", queue, {"seconds": 0.3}) for _ in range(24)]
     )
-    async with run_workers(app, queue, count=1, concurrency=8, worker_limits_refresh_seconds=0.2):
+    # The worker's cache of overrides is not refreshed during the test: the claims of the
+    # released jobs must read the raised limit themselves.
+    async with run_workers(app, queue, count=1, concurrency=8, worker_limits_refresh_seconds=60):
         # One at a time, 0.3 s each: most are held after a second.
         await wait_for(lambda: _held(db, ids, 10), timeout=30)
         await set_override(db, tenant, Override(concurrency=4))

@@ -168,7 +168,7 @@ class Claimer:
         decisions: list[Decision] = [SKIPPED] * len(deliveries)
         direct: list[tuple[int, Job, Claim, Transition, JobSpec]] = []
         locked: list[int] = []
-        gated: list[tuple[int, JobSpec, tuple[Limit, ...]]] = []
+        gated: list[tuple[int, JobSpec]] = []
         seen: set[object] = set()
         for index, delivery in enumerate(deliveries):
             envelope = delivery.envelope
@@ -176,9 +176,8 @@ class Claimer:
                 continue  # a second copy in the same fetch: a duplicate
             seen.add(envelope.id)
             spec = self.app.spec(envelope.type)
-            job_limits = self._limits(spec, envelope.tenant)
-            if spec is not None and job_limits:
-                gated.append((index, spec, job_limits))
+            if spec is not None and self._limits(spec, envelope.tenant):
+                gated.append((index, spec))  # the claim reads the tenant's limits afresh
                 continue
             described = Job.queued_from(envelope)
             if spec is None or described is None:
@@ -196,13 +195,13 @@ class Claimer:
                     locked.append(index)
         if locked:
             await self._claim_locked(qc, deliveries, sorted(locked), decisions, now)
-        for index, spec, job_limits in gated:
+        for index, spec in gated:
             envelope = deliveries[index].envelope
             outcome = await gating.claim(
                 self.db,
                 envelope.id,
                 envelope.attempt,
-                job_limits,
+                spec.start_limits,
                 worker_id=self.worker_id,
                 lease=self.lease_seconds,
             )

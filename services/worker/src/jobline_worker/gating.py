@@ -23,7 +23,7 @@ from jobline.core import limits
 from jobline.core.errors import IllegalTransition
 from jobline.core.job import Job
 from jobline.core.states import Claim, Hold, transition
-from jobline.pg import gates, jobstore
+from jobline.pg import gates, jobstore, typelimits
 from jobline.pg.db import Database
 from jobline_worker import metrics
 
@@ -37,17 +37,25 @@ async def claim(
     db: Database,
     job_id: UUID,
     attempt: int,
-    start_limits: Sequence[limits.Limit],
+    declared: Sequence[limits.Limit],
     *,
     worker_id: str,
     lease: float,
 ) -> Job | str | None:
     """The running job if claimed; HELD or STALE (its offset is decided either way); None
-    if the job does not exist."""
+    if the job does not exist.
+
+    ``declared`` are the handler's limits. The tenant's own override is read here, in the
+    claim's transaction, not from the worker's cache: a job is never held under limits the
+    tenant has just changed (the relay releases the jobs held under old ones, and their
+    claims must see the new ones, however fresh the cache).
+    """
     async with db.transaction() as conn:
         job = (await jobstore.lock_many(conn, {job_id})).get(job_id)
         if job is None:
             return None
+        override = await typelimits.override_for(conn, job.tenant_id, job.type)
+        start_limits = limits.effective(declared, override)
         job_gates = limits.gates(start_limits, job.type, job.tenant_id, job.payload)
         await gates.lock(conn, job_gates)
         now = datetime.now(UTC)
@@ -69,4 +77,8 @@ async def claim(
             return HELD
         await jobstore.save_many(conn, [jobstore.Write(job, event, claimed)], now)
         await gates.admit(conn, job.id, job_gates, now)
+        # A claim that held a job under limits changed a moment later noted the old limit;
+        # each admission notes the one in force, so the relay releases by it.
+        for gate in job_gates:
+            await gates.note(conn, gate)
         return claimed.job

@@ -1,9 +1,12 @@
 """Tenants' own limits of this worker's job types (``PUT /v1/job-types/{type}/limits``).
 
 Read at start, before the first claim, and again every ``refresh_seconds`` (one small query:
-the table holds a row per tenant and type that has one). A change therefore takes effect
-within that long, plus the relay's release of the jobs held under the old limits
-(jobline.pg.typelimits.forget_gates). A failed read keeps the last known overrides.
+the table holds a row per tenant and type that has one). The cache only decides whether a
+job takes the gated claim at all: that claim reads the tenant's limits afresh in its own
+transaction (jobline_worker.gating). So a type that becomes limited is governed within
+``refresh_seconds``, and a changed limit applies to every claim from the moment it commits
+(the relay releases the jobs held under the old ones: jobline.pg.typelimits.forget_gates).
+A failed read keeps the last known overrides.
 """
 
 from __future__ import annotations

@@ -47,6 +47,11 @@ async def admit(conn: Conn, job_id: UUID, gates: Sequence[Gate], now: datetime) 
 async def hold(conn: Conn, job_id: UUID, gate: Gate) -> None:
     """Note that the job waits on ``gate``, and the gate's limit for the relay."""
     await SQL.execute(conn, "mark_held", id=job_id, gate=gate.key)
+    await note(conn, gate)
+
+
+async def note(conn: Conn, gate: Gate) -> None:
+    """The gate's limit as this claim saw it, for the relay (written only if it changed)."""
     await SQL.execute(
         conn,
         "note_gate",

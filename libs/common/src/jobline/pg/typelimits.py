@@ -24,6 +24,11 @@ async def for_types(conn: Conn, types: Collection[str]) -> dict[tuple[str, str],
     return {(r["tenant_id"], r["type"]): override_of(r) for r in rows}
 
 
+async def override_for(conn: Conn, tenant_id: str, job_type: str) -> Override | None:
+    row = await get(conn, tenant_id, job_type)
+    return override_of(row) if row is not None else None
+
+
 async def get(conn: Conn, tenant_id: str, job_type: str) -> Any:
     return await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM job_type_limits WHERE tenant_id = $1 AND type = $2",
