@@ -42,7 +42,7 @@ def _line(limits: LimitsOut) -> str:
 
 @app.command("get")
 def get(job_type: JobType, as_json: JsonFlag = False) -> None:
-    """Show your limits of a job type (exit 4 if you set none: the handler's apply)."""
+    """Show your limits of a job type (a 404, exit 1, if you set none: the handler's apply)."""
     with gateway() as client:
         limits = client.get_limits(job_type)
     if as_json:
