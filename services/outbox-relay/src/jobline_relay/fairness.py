@@ -40,6 +40,9 @@ class Fairness:
         self.db = db
         self.ledger = fairness.Ledger(window)
         self.pacing = fairness.Pacing(interval)
+        # Each queue's waiting work right after its last round (its count plus what it
+        # released): less at the next count means its jobs are starting.
+        self._after: dict[str, int] = {}
 
     def split(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], list[parked_store.Parked]]:
         """The rows less the work messages to park, and those messages."""
@@ -107,8 +110,11 @@ class Fairness:
             counts = await parked_store.count_queue(conn, queue)
             self.ledger.recount_queue(queue, counts)
             parked = any(c.parked for c in counts.values())
+            waiting = sum(max(c.waiting, 0) for c in counts.values())
+            draining = waiting < self._after.get(queue, waiting + 1)
             if not releaser:  # another relay releases it; this one only learnt the counts
-                self.pacing.counted(queue, not parked, now)
+                self._after[queue] = waiting
+                self.pacing.counted(queue, draining or not parked, now)
                 return 0
             for key, n in fairness.grants(self.ledger.window, counts).items():
                 rows = await parked_store.take(conn, key, n)
@@ -117,5 +123,8 @@ class Fairness:
                 moved[key] = len(rows)
         self.ledger.released(moved)
         released = sum(moved.values())
-        self.pacing.counted(queue, released > 0 or not parked, now)
+        self._after[queue] = waiting + released
+        # Backs off only from a queue whose jobs are not starting (nobody consumes it): a
+        # full window that is draining is counted every round, so its room is used at once.
+        self.pacing.counted(queue, released > 0 or draining or not parked, now)
         return released

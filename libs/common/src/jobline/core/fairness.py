@@ -117,8 +117,9 @@ class Ledger:
 
 
 class Pacing:
-    """When to count a queue with parked work again: every round while its counts free room
-    for some, then less and less often while they free none (backing off to ``cap`` seconds).
+    """When to count a queue with parked work again: every round while it progresses (its
+    jobs start, or a count frees room), then less and less often while it does not (nobody
+    consumes it), backing off to ``cap`` seconds.
     """
 
     def __init__(self, interval: float, cap: float = 2.0) -> None:
@@ -131,7 +132,8 @@ class Pacing:
         return now >= self._next.get(queue, float("-inf"))
 
     def counted(self, queue: str, progressed: bool, now: float) -> None:
-        """Note a count; ``progressed``: it released something (or nothing was parked)."""
+        """Note a count; ``progressed``: jobs started since the last one, it released
+        something, or nothing was parked."""
         if progressed:
             self._idle.pop(queue, None)
             self._next.pop(queue, None)
